@@ -1,0 +1,1 @@
+"""Quality assurance of generated images: metrics, feature spaces and checks."""

@@ -1,0 +1,19 @@
+"""Shared fixtures: tiny processed datasets made on the fly (tests never need ../shared)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from training.processed import write_dataset
+from training.sources.demo import demo_records
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """A 32 px demo dataset: train 30 benign / 15 malignant, val and test a few each."""
+    records, total = demo_records(seed=0, image_size=32, num_train=45, imbalance=2)
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    write_dataset(records, out, total=total)
+    return out

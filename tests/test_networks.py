@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+from training.gan_config import DataConfig, ModelConfig
+from training.networks import build_discriminator, build_generator
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("upsample", ["resize_conv", "transposed"])
+def test_generator_shape_and_range(size, channels, upsample):
+    model = ModelConfig(z_dim=8, g_channels=8, d_channels=8, upsample=upsample)
+    G = build_generator(model, DataConfig(image_size=size, channels=channels)).eval()
+    out = G(torch.randn(3, 8))
+    assert out.shape == (3, channels, size, size)
+    assert out.min() >= -1 and out.max() <= 1 and not torch.isnan(out).any()
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+@pytest.mark.parametrize("loss, sn", [("hinge", True), ("wasserstein", False), ("bce", False)])
+def test_discriminator_one_logit_per_image(size, loss, sn):
+    model = ModelConfig(d_channels=4, spectral_norm=sn)
+    D = build_discriminator(model, DataConfig(image_size=size, channels=1), loss)
+    out = D(torch.randn(2, 1, size, size))
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    has_bn = any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())
+    assert has_bn == (loss == "bce")                         # auto: BN only without SN and without WGAN-GP
+    assert any("weight_orig" in n for n, _ in D.named_parameters()) == sn
+
+
+def test_depth_follows_image_size():
+    count = lambda size: sum(isinstance(m, torch.nn.Conv2d) for m in build_discriminator(
+        ModelConfig(d_channels=4), DataConfig(image_size=size), "hinge").modules())
+    assert count(64) == count(32) + 1 and count(128) == count(64) + 1

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+
+from training.checkpoint import list_checkpoints, load_generator, load_training_state
+from training.config import build
+from training.errors import TrainingDiverged, UserError
+from training.gan_config import GANConfig
+from training.training_loop import train_gan
+from tests.helpers import tiny_gan_raw
+
+
+def config(tiny_demo, tmp_path, loss="hinge", **sections):
+    return build(GANConfig, tiny_gan_raw(tiny_demo, tmp_path, loss, **sections), "test")
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wasserstein", "bce"])
+def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
+    cfg = config(tiny_demo, tmp_path, loss)
+    summary = train_gan(cfg)
+    ckpt = tmp_path / "results" / "checkpoints" / f"tiny_{loss}"
+    assert [p.name for p in list_checkpoints(ckpt)] == ["checkpoint_epoch_0001.pth", "checkpoint_epoch_0002.pth"]
+    for name in ("final_generator.pth", "best_generator.pth", "config.yaml", "run_info.json"):
+        assert (ckpt / name).is_file(), name
+    assert (tmp_path / "synthetic" / f"tiny_{loss}" / "final_samples.png").is_file()
+    assert (tmp_path / "results" / "samples" / f"tiny_{loss}" / "epoch_0002.png").is_file()
+    metrics_dir = tmp_path / "results" / "gan_metrics" / f"tiny_{loss}"
+    history = json.loads((metrics_dir / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(h["fid"] > 0 and h["feature_extractor"] == "domain" and h["kid_subset_size"] == 15 for h in history)
+    assert (metrics_dir / "fidelity_curve.png").is_file() and (metrics_dir / "loss_curves.png").is_file()
+    info = json.loads((ckpt / "run_info.json").read_text())
+    assert info["seed"] == 0 and info["versions"]["torch"] and "git" in info
+    G, record = load_generator(ckpt / "final_generator.pth")
+    assert record["class_name"] == "malignant" and record["epoch"] == 2
+    assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
+    assert summary["best_fid"] == min(h["fid"] for h in history)
+
+
+def test_same_seed_same_generator(tiny_demo, tmp_path):
+    a = config(tiny_demo, tmp_path / "a", metrics={"every": 0})
+    b = config(tiny_demo, tmp_path / "b", metrics={"every": 0})
+    train_gan(a), train_gan(b)
+    wa = load_generator(tmp_path / "a" / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth")[1]
+    wb = load_generator(tmp_path / "b" / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth")[1]
+    assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"])
+
+
+def test_resume_equals_uninterrupted(tiny_demo, tmp_path):
+    full = config(tiny_demo, tmp_path / "full", train={"epochs": 4, "checkpoint_every": 2})
+    train_gan(full)
+    first = config(tiny_demo, tmp_path / "split", train={"epochs": 2, "checkpoint_every": 2})
+    train_gan(first)
+    rest = config(tiny_demo, tmp_path / "split", train={"epochs": 4, "checkpoint_every": 2})
+    train_gan(rest, resume=True)
+    sa = load_training_state(tmp_path / "full" / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0004.pth")
+    sb = load_training_state(tmp_path / "split" / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0004.pth")
+    for net in ("G", "G_ema", "D"):
+        for k in sa[net]:
+            assert torch.equal(sa[net][k], sb[net][k]), (net, k)
+    assert [h["epoch"] for h in sb["state"]["metric_history"]] == [1, 2, 3, 4]
+
+
+def test_resume_refuses_a_changed_config_and_a_missing_run(tiny_demo, tmp_path):
+    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
+    with pytest.raises(UserError, match="differs from the checkpoint's in train.lr_d"):
+        train_gan(config(tiny_demo, tmp_path, train={"epochs": 2, "lr_d": 0.1}), resume=True)
+    with pytest.raises(UserError, match="already holds a run"):
+        train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
+    with pytest.raises(UserError, match="no checkpoint"):
+        train_gan(config(tiny_demo, tmp_path, output={"name": "other"}), resume=True)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_demo, tmp_path):
+    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
+    ckpt = tmp_path / "results" / "checkpoints" / "tiny_hinge"
+    before = (ckpt / "checkpoint_epoch_0001.pth").read_bytes()
+    with pytest.raises(TrainingDiverged, match="D loss became nan in epoch 2; last good checkpoint kept"):
+        _diverge(tiny_demo, tmp_path)
+    assert (ckpt / "checkpoint_epoch_0001.pth").read_bytes() == before
+
+
+def _diverge(tiny_demo, tmp_path):
+    """Resume the 1-epoch run with a loss that turns NaN, as a real divergence would."""
+    import training.training_loop as loop
+    from training.losses import LOSSES, GANLoss
+
+    nan_loss = GANLoss(lambda r, f: (r.mean() + f.mean()) * float("nan"), LOSSES["hinge"].g_loss)
+    original = loop.LOSSES
+    loop.LOSSES = {**original, "hinge": nan_loss}
+    try:
+        train_gan(config(tiny_demo, tmp_path, train={"epochs": 3}), resume=True)
+    finally:
+        loop.LOSSES = original
+
+
+def test_missing_minority_class_is_one_line(tiny_demo, tmp_path):
+    with pytest.raises(UserError, match="class 'melanoma' not found"):
+        train_gan(config(tiny_demo, tmp_path, data={"minority_class": "melanoma"}))

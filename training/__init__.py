@@ -1,0 +1,1 @@
+"""medgan-augment: GAN augmentation of the minority class of medical-imaging datasets."""

@@ -1,0 +1,39 @@
+"""Errors caused by the user's input, and the command-line wrapper that reports them in one line.
+
+Anything raised as a `UserError` is the user's to fix (a config key, a path, an image); the scripts
+print it as `error: <message>` and exit non-zero, without a traceback. Any other exception is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, reported as one line."""
+
+
+class ConfigError(UserError):
+    """An unknown key, a wrong type or an out-of-range value in a config."""
+
+
+class DataError(UserError):
+    """Missing, empty, corrupt or inconsistent image data."""
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN or infinite."""
+
+
+def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | None = None) -> int:
+    """Run a script's `main`, turning UserErrors into one line on stderr and exit code 2."""
+    try:
+        return int(main(argv) or 0)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

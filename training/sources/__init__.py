@@ -1,0 +1,49 @@
+"""Data sources, each ending as the processed layout of `training.processed`.
+
+`open_source` picks one from the `--source` argument: the word `demo`, a `.npz` file, or a folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from training.errors import DataError
+from training.processed import Record
+
+
+def open_source(source: str, *, seed: int = 0, image_size: int | None = None, class_names: str | None = None,
+                val_fraction: float = 0.1, test_fraction: float = 0.2,
+                demo_num_train: int = 2200, demo_imbalance: int = 10) -> tuple[Iterator[Record], int, str]:
+    """Return (records, total count, default dataset name) for a `--source` argument."""
+    from training.sources.demo import demo_records
+    from training.sources.imagefolder import imagefolder_records
+    from training.sources.npz import npz_records, parse_class_names
+
+    if source == "demo":
+        records, total = demo_records(seed=seed, image_size=image_size or 64, num_train=demo_num_train,
+                                      imbalance=demo_imbalance)
+        return records, total, "demo"
+    if class_names and not source.endswith(".npz"):
+        raise DataError("--class-names applies to .npz sources only (folder names are the class names)")
+    path = Path(source)
+    if source.endswith(".npz"):
+        if not path.is_file():
+            raise DataError(f"source file not found: {path}")
+        records, total = npz_records(path, parse_class_names(class_names))
+    elif path.is_dir():
+        records, total = imagefolder_records(path, val_fraction, test_fraction, seed)
+    else:
+        raise DataError(f"source not found: '{source}' (use 'demo', a .npz file or an image folder)")
+    if image_size:
+        records = _resized(records, image_size)
+    return records, total, path.stem if path.is_file() else path.resolve().name
+
+
+def _resized(records: Iterator[Record], size: int) -> Iterator[Record]:
+    import dataclasses
+
+    from training.images import resize
+
+    for rec in records:
+        yield dataclasses.replace(rec, pixels=resize(rec.pixels, size))
