@@ -17,8 +17,8 @@ def run(*args, cwd=ROOT):
     (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "train.epohcs=2", "--dry-run"],
      "unknown key 'train.epohcs'"),
     (["training/train_dcgan.py", "--config", "experiments/missing.yaml"], "config file not found"),
-    (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "data.root=/nonexistent/x"],
-     "dataset folder not found: /nonexistent/x"),
+    (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "data.root=/nonexistent/x",
+      "output.results_dir=/nonexistent/results"], "dataset folder not found: /nonexistent/x"),
     (["training/prepare_data.py", "--source", "/nonexistent/dir"], "source not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):

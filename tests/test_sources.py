@@ -87,6 +87,12 @@ def test_leakage_is_refused_naming_files_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "processed" / "leaky").exists()
     assert not any(p.name.startswith(".leaky") for p in (tmp_path / "processed").iterdir())
 
+    prepare(tmp_path, "--source", str(tmp_path / "leaky.npz"), "--drop-leaked")
+    out = tmp_path / "processed" / "leaky"
+    assert not (out / "val" / "class_0" / "val_000000.png").exists()
+    assert "val/class_0/val_000000.png" in (out / "leakage_dropped.csv").read_text()
+    assert len(read_manifest(out)) == 6
+
 
 def make_folder(root, classes, rng, n=10, grey=False, size=20):
     for c in classes:

@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="demo images and stratified splits")
     p.add_argument("--demo-num-train", type=int, default=2200, help="demo: training images (all classes)")
     p.add_argument("--demo-imbalance", type=int, default=10, help="demo: benign images per malignant one")
+    p.add_argument("--drop-leaked", action="store_true",
+                   help="leave val/test images that duplicate a train image out (default: refuse)")
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing processed dataset")
     return p.parse_args(argv)
 
@@ -54,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir.exists() and (out_dir / MANIFEST).is_file() and not args.overwrite:
         print(f"{out_dir} is already prepared; kept as it is (pass --overwrite to rebuild it)")
         return 0
-    summary = write_dataset(records, out_dir, overwrite=args.overwrite, total=total)
+    summary = write_dataset(records, out_dir, overwrite=args.overwrite, total=total,
+                            drop_leaked=args.drop_leaked)
     print(f"wrote {out_dir} ({sum(sum(c.values()) for c in summary.values())} images)")
     print(format_summary(summary))
     return 0

@@ -62,11 +62,13 @@ def read_manifest(root: str | Path) -> list[dict]:
 
 
 def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: bool = False,
-                  total: int | None = None) -> dict:
+                  total: int | None = None, drop_leaked: bool = False) -> dict:
     """Write `records` as a processed dataset at `out_dir`; return a summary of counts.
 
     Refuses an existing `out_dir` unless `overwrite`, and even then only one this tool made
     (it has a manifest.csv), so a folder of the user's own images is never removed.
+    Val/test images whose content is also in train are refused, or with `drop_leaked` left out of
+    the processed copy and listed in `leakage_dropped.csv` (the source is never touched).
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -80,11 +82,14 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
     try:
         rows = _write_records(records, staging, total)
         leaks = find_leakage(rows)
+        if leaks and drop_leaked:
+            rows = _drop(rows, leaks, staging)
+            leaks = []
         if leaks:
             shown = "; ".join(f"{a} == {b}" for a, b in leaks[:3])
             more = f" and {len(leaks) - 3} more" if len(leaks) > 3 else ""
             raise DataError(f"{len(leaks)} image(s) of val/test have the same content as train images "
-                            f"(leakage): {shown}{more}")
+                            f"(leakage): {shown}{more}; pass --drop-leaked to leave them out of val/test")
         _write_manifest(rows, staging / MANIFEST)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -119,6 +124,19 @@ def _write_records(records: Iterable[Record], staging: Path, total: int | None) 
     if not rows:
         raise DataError("the source holds no images")
     return rows
+
+
+def _drop(rows: list[dict], leaks: list[tuple[str, str]], staging: Path) -> list[dict]:
+    dropped = {held_out for _, held_out in leaks}
+    for path in dropped:
+        (staging / path).unlink()
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["dropped_path", "same_content_as_train_path"])
+    writer.writerows(sorted((b, a) for a, b in leaks))
+    (staging / "leakage_dropped.csv").write_text(buf.getvalue())
+    print(f"dropped {len(dropped)} val/test image(s) that duplicate train images: {', '.join(sorted(dropped))}")
+    return [r for r in rows if r["path"] not in dropped]
 
 
 def _write_manifest(rows: list[dict], path: Path) -> None:

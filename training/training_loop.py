@@ -205,8 +205,12 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
         if last or epoch % cfg_t.checkpoint_every == 0:
             checkpoint(epoch)
         fid = state["metric_history"][-1]["fid"] if state["metric_history"] else None
-        bar.set_postfix(d=f"{state['loss_history'][-1]['d_loss']:.3f}", g=f"{state['loss_history'][-1]['g_loss']:.3f}",
-                        fid="-" if fid is None else f"{fid:.1f}")
+        status = dict(d=f"{state['loss_history'][-1]['d_loss']:.3f}", g=f"{state['loss_history'][-1]['g_loss']:.3f}",
+                      fid="-" if fid is None else f"{fid:.2f}")
+        bar.set_postfix(status)
+        if bar.disable and (last or epoch % cfg_t.checkpoint_every == 0 or state["metric_history"][-1:] and
+                            state["metric_history"][-1]["epoch"] == epoch):   # no terminal: a log line instead
+            print(f"epoch {epoch}/{cfg_t.epochs} " + " ".join(f"{k}={v}" for k, v in status.items()), flush=True)
 
     # Final outputs.
     final = state["metric_history"][-1] if state["metric_history"] else {}
