@@ -30,3 +30,29 @@ class EMA:
             ema_p.lerp_(p.detach(), 1 - decay)
         for ema_b, b in zip(self.model.buffers(), model.buffers()):   # batch-norm running statistics
             ema_b.copy_(b)
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(generator: nn.Module, seed: int, num_samples: int = 2048, batch_size: int = 256) -> None:
+    """Re-estimate G's batch-norm statistics from its own outputs, then leave it in eval mode.
+
+    The EMA generator's weights are an average, but the running statistics it inherits belong to
+    the raw generator; in eval mode that mismatch washes samples out (on BreastMNIST it doubled FID).
+    Recomputing the statistics with a fixed set of latents makes eval-mode samples consistent and
+    independent of the batch they are generated in.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = next(generator.parameters()).device
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                       # cumulative average over all calibration batches
+    z = torch.randn(num_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    generator.train()
+    for i in range(0, num_samples, batch_size):
+        generator(z[i:i + batch_size].to(device))
+    generator.eval()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum

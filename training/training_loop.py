@@ -12,6 +12,7 @@ the config, trains with DiffAugment and an EMA generator, monitors FID/KID, and 
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from training.checkpoint import (checkpoint_path, list_checkpoints, load_trainin
                                  save_training_state)
 from training.config import to_dict, to_yaml
 from training.dataset import load_class, to_float, to_uint8
-from training.ema import EMA
+from training.ema import EMA, recalibrate_batchnorm
 from training.errors import TrainingDiverged, UserError
 from training.gan_config import GANConfig
 from training.losses import LOSSES, gradient_penalty
@@ -37,6 +38,7 @@ from training.runtime import resolve_device, rng_state, seed_everything, set_rng
 
 METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart from the training stream
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
+CALIBRATION_SEED_OFFSET = 3_000_003   # latents for re-estimating G's batch-norm statistics
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,12 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
         state = saved["state"]
         set_rng_state(saved["rng"])
         print(f"resumed from {existing[-1]} (epoch {state['epoch']})")
-    sampler = ema.model if ema is not None else G
+
+    def sampling_generator() -> torch.nn.Module:
+        """What samples, metrics and saved generators use: the EMA G (or a copy of G), BN recalibrated."""
+        model = ema.model if ema is not None else copy.deepcopy(G)
+        recalibrate_batchnorm(model, cfg_t.seed + CALIBRATION_SEED_OFFSET)
+        return model
 
     info = run_info(cfg_t.seed, str(device), {"minority_images": len(real), "resumed_from_epoch": state["epoch"] or None})
     write_run_record(paths.checkpoints, to_yaml(config), info)
@@ -133,7 +140,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     print(f"training {config.output.name}: {len(real)} '{config.data.minority_class}' images, "
           f"{config.loss.name} loss, {device}, FID/KID features: {space.kind}")
 
-    def evaluate(epoch: int) -> None:
+    def evaluate(epoch: int, sampler: torch.nn.Module) -> None:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             fake = to_uint8(sample_images(sampler, config.metrics.num_samples, cfg_t.seed + METRICS_SEED_OFFSET, device))
             from quality.fidelity import fidelity_metrics
@@ -146,7 +153,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
             state["best_fid"] = result["fid"]
             save_generator(paths.checkpoints / "best_generator.pth", sampler, config, epoch=epoch, metrics=result)
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, sampler: torch.nn.Module) -> None:
         save_grid(sample_images(sampler, cfg_t.sample_grid_size ** 2, cfg_t.seed + GRID_SEED_OFFSET, device),
                   paths.samples / f"epoch_{epoch:04d}.png", nrow=cfg_t.sample_grid_size)
         atomic.write_json(paths.metrics / "losses.json", state["loss_history"])
@@ -200,19 +207,23 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
 
         # Monitor, then checkpoint (so the checkpoint holds the metric history).
         last = epoch == cfg_t.epochs
-        if last or (config.metrics.every and epoch % config.metrics.every == 0):
-            evaluate(epoch)
-        if last or epoch % cfg_t.checkpoint_every == 0:
-            checkpoint(epoch)
+        due_metrics = last or (config.metrics.every and epoch % config.metrics.every == 0)
+        due_checkpoint = last or epoch % cfg_t.checkpoint_every == 0
+        if due_metrics or due_checkpoint:
+            sampler = sampling_generator()
+            if due_metrics:
+                evaluate(epoch, sampler)
+            if due_checkpoint:
+                checkpoint(epoch, sampler)
         fid = state["metric_history"][-1]["fid"] if state["metric_history"] else None
         status = dict(d=f"{state['loss_history'][-1]['d_loss']:.3f}", g=f"{state['loss_history'][-1]['g_loss']:.3f}",
                       fid="-" if fid is None else f"{fid:.2f}")
         bar.set_postfix(status)
-        if bar.disable and (last or epoch % cfg_t.checkpoint_every == 0 or state["metric_history"][-1:] and
-                            state["metric_history"][-1]["epoch"] == epoch):   # no terminal: a log line instead
+        if bar.disable and (due_metrics or due_checkpoint):   # no terminal: a log line instead
             print(f"epoch {epoch}/{cfg_t.epochs} " + " ".join(f"{k}={v}" for k, v in status.items()), flush=True)
 
     # Final outputs.
+    sampler = sampling_generator()
     final = state["metric_history"][-1] if state["metric_history"] else {}
     save_generator(paths.checkpoints / "final_generator.pth", sampler, config, epoch=state["epoch"], metrics=final)
     save_grid(sample_images(sampler, cfg_t.sample_grid_size ** 2, cfg_t.seed + GRID_SEED_OFFSET, device),
