@@ -72,11 +72,10 @@ def plain_loop(cfg: GANConfig, epochs: int) -> float:
 
 def trainer(cfg: GANConfig, epochs: int, workdir: Path, name: str, **changes) -> tuple[float, float]:
     """(images/s over epochs 2.., wall seconds of the whole call) of train_gan."""
-    sections = {s: dataclasses.replace(getattr(cfg, s), **v) for s, v in changes.items()}
-    output = dataclasses.replace(cfg.output, name=name, results_dir=str(workdir / "results"),
-                                 synthetic_dir=str(workdir / "synthetic"))
-    cfg = dataclasses.replace(cfg, output=output, train=dataclasses.replace(cfg.train, epochs=epochs + 1,
-                              checkpoint_every=10_000), **sections)
+    changes = {s: dict(v) for s, v in changes.items()}
+    changes.setdefault("train", {}).update(epochs=epochs + 1, checkpoint_every=10_000)
+    changes["output"] = {"name": name, "results_dir": str(workdir / "results"), "synthetic_dir": str(workdir / "synthetic")}
+    cfg = dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **v) for s, v in changes.items()})
     start = time.perf_counter()
     train_gan(cfg, overwrite=True)
     wall = time.perf_counter() - start

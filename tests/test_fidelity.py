@@ -5,7 +5,7 @@ from quality import feature_extractors
 from quality.domain_encoder import get_domain_encoder, load_domain_encoder
 from quality.feature_extractors import domain_space, resolve_feature_space
 from quality.fidelity import fidelity_metrics
-from training.dataset import load_class, load_split
+from training.dataset import load_split
 from training.errors import UserError
 
 

@@ -32,3 +32,23 @@ def test_depth_follows_image_size():
     count = lambda size: sum(isinstance(m, torch.nn.Conv2d) for m in build_discriminator(
         ModelConfig(d_channels=4), DataConfig(image_size=size), "hinge").modules())
     assert count(64) == count(32) + 1 and count(128) == count(64) + 1
+
+
+def test_nearest_upsample_equals_torch_interpolate_forward_and_backward():
+    from training.networks.dcgan import NearestUpsample2x
+
+    x = torch.randn(2, 3, 5, 7, requires_grad=True)
+    ours = NearestUpsample2x()(x)
+    reference = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    assert torch.equal(ours, reference)
+    grad = torch.randn_like(ours)
+    (g_ours,) = torch.autograd.grad(ours, x, grad)
+    (g_ref,) = torch.autograd.grad(reference, x, grad)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+
+
+def test_saved_breastmnist_style_generator_loads_into_the_current_architecture(tmp_path):
+    """Parameter-free modules keep their places: state_dict keys are unchanged."""
+    G = build_generator(ModelConfig(g_channels=8), DataConfig(image_size=32, channels=1))
+    assert all(not k.startswith("blocks.0.") for k in G.state_dict())   # blocks.0 is the upsampling
+    assert "blocks.1.weight" in G.state_dict() and "to_image.1.weight" in G.state_dict()

@@ -1,14 +1,11 @@
-import csv
-
 import numpy as np
 import pytest
 from PIL import Image
 
 from training.errors import DataError
 from training.prepare_data import main as prepare_main
-from training.processed import read_manifest, write_dataset
-from training.sources import open_source
-from training.sources.demo import demo_records, render_lesion
+from training.processed import read_manifest
+from training.sources.demo import render_lesion
 from tests.helpers import random_images
 
 

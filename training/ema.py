@@ -33,13 +33,14 @@ class EMA:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(generator: nn.Module, seed: int, num_samples: int = 2048, batch_size: int = 256) -> None:
+def recalibrate_batchnorm(generator: nn.Module, seed: int, num_samples: int = 512, batch_size: int = 256) -> None:
     """Re-estimate G's batch-norm statistics from its own outputs, then leave it in eval mode.
 
     The EMA generator's weights are an average, but the running statistics it inherits belong to
     the raw generator; in eval mode that mismatch washes samples out (on BreastMNIST it doubled FID).
     Recomputing the statistics with a fixed set of latents makes eval-mode samples consistent and
-    independent of the batch they are generated in.
+    independent of the batch they are generated in. 512 latents give each channel's statistics
+    512 x H x W values (>= 8,000 even at 4x4): plenty, at a quarter of the cost of 2048 at 64 px.
     """
     norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:

