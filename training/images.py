@@ -41,10 +41,10 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {err}") from None
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of a uint8 grey or RGB array (deterministic for the same pixels)."""
+def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:
+    """PNG bytes of a uint8 grey or RGB array (deterministic for the same pixels and level)."""
     buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 

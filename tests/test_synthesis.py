@@ -1,0 +1,174 @@
+"""Bulk synthesis: determinism, resume, blending, refusals, and the generate_samples.py script."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training import synthesis
+from training.checkpoint import save_generator
+from training.config import build
+from training.errors import UserError
+from training.gan_config import GANConfig
+from training.generate_samples import main as generate_main
+from training.images import pixel_sha256, read_image
+from training.networks import build_generator
+from tests.helpers import tiny_gan_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+
+
+def make_generator(path: Path, seed: int, channels: int = 3) -> Path:
+    """A self-describing generator file (random weights: the pipeline, not the quality, is under test)."""
+    raw = tiny_gan_raw(Path("unused"), path.parent)
+    raw["data"]["channels"] = channels
+    config = build(GANConfig, raw, "test")
+    torch.manual_seed(seed)
+    save_generator(path, build_generator(config.model, config.data), config, epoch=1)
+    return path
+
+
+@pytest.fixture(scope="module")
+def generators(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("generators")
+    return [make_generator(folder / f"g{seed}.pth", seed) for seed in (0, 1)]
+
+
+def generate(paths, out, num, **kwargs):
+    loaded = synthesis.load_generators(paths, CPU)
+    weights = synthesis.normalise_weights(kwargs.pop("weights", None), len(loaded))
+    return synthesis.generate(loaded, weights, num, kwargs.pop("seed", 0), out, workers=kwargs.pop("workers", 2), **kwargs)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("synthetic_*.png"))}
+
+
+def manifest(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / synthesis.MANIFEST).read_text().splitlines()]
+
+
+def test_same_seed_gives_identical_files_whatever_the_batch_size(generators, tmp_path):
+    for batch_size, workers in ((1, 1), (5, 2), (64, 2)):
+        generate(generators[:1], tmp_path / f"b{batch_size}", 13, batch_size=batch_size, workers=workers)
+    reference = files(tmp_path / "b1")
+    assert len(reference) == 13 and list(reference)[0] == "synthetic_malignant_000000.png"
+    assert files(tmp_path / "b5") == reference and files(tmp_path / "b64") == reference
+    records = manifest(tmp_path / "b64")
+    assert [r["index"] for r in records] == list(range(13))
+    for r in records:   # the recorded hash is of the pixels, as in a processed dataset's manifest.csv
+        assert r["sha256"] == pixel_sha256(read_image(tmp_path / "b64" / r["file"]))
+    generate(generators[:1], tmp_path / "other_seed", 13, seed=1)
+    assert files(tmp_path / "other_seed") != reference
+
+
+def test_rerun_finishes_missing_indices_without_rewriting_others(generators, tmp_path):
+    out = tmp_path / "out"
+    generate(generators[:1], out, 10)
+    reference = files(out)
+    (out / "synthetic_malignant_000003.png").unlink()                          # lost file
+    kept = manifest(out)
+    (out / synthesis.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("synthetic_*.png")}
+    summary = generate(generators[:1], out, 12)
+    assert summary["written"] == 3 and summary["kept"] == 9             # 3 (missing) + 10, 11 (new)
+    after = files(out)
+    assert {k: after[k] for k in reference} == reference
+    assert all((out / name).stat().st_mtime_ns == t for name, t in before.items())
+    assert [r["index"] for r in manifest(out)] == list(range(12))
+
+
+def test_folder_of_another_generator_is_refused_unless_overwrite(generators, tmp_path):
+    out = tmp_path / "out"
+    generate(generators[:1], out, 6)
+    first = files(out)
+    with pytest.raises(UserError, match="another generator or seed"):
+        generate(generators[1:], out, 6)
+    assert files(out) == first
+    generate(generators[1:], out, 4, overwrite=True)
+    assert sorted(files(out)) == [f"synthetic_malignant_{i:06d}.png" for i in range(4)]   # 4, 5 were ours: removed
+    assert {r["generator_sha256"] for r in manifest(out)} == {synthesis.file_sha256(generators[1])}
+
+
+def test_blend_splits_by_weight_and_records_the_generator(generators, tmp_path):
+    generate(generators, tmp_path / "blend", 9, weights=[2, 1])
+    made_by = [Path(r["generator"]).name for r in manifest(tmp_path / "blend")]
+    assert made_by.count("g0.pth") == 6 and made_by.count("g1.pth") == 3
+    order = synthesis.assign_generators(300, [1 / 3] * 3)
+    assert order[:6] == [0, 1, 2, 0, 1, 2] and [order.count(g) for g in range(3)] == [100, 100, 100]
+    assert synthesis.assign_generators(10, [0.7, 0.3]) == synthesis.assign_generators(20, [0.7, 0.3])[:10]
+
+
+def test_grey_generator_writes_grey_pngs(tmp_path):
+    grey = make_generator(tmp_path / "grey.pth", 0, channels=1)
+    generate([grey], tmp_path / "out", 3)
+    image = read_image(tmp_path / "out" / "synthetic_malignant_000000.png")
+    assert image.shape == (32, 32) and image.dtype == np.uint8
+    with pytest.raises(UserError, match="cannot blend"):
+        synthesis.load_generators([grey, make_generator(tmp_path / "rgb.pth", 0)], CPU)
+
+
+def test_validation_test_and_dataset_folders_are_refused_before_writing(generators, tiny_demo, tmp_path):
+    for target, message in ((tiny_demo / "val" / "malignant", "split of"), (tiny_demo / "test" / "new", "split of"),
+                            (tiny_demo / "train" / "malignant", "processed dataset")):
+        before = sorted(p.name for p in target.parent.rglob("*"))
+        with pytest.raises(UserError, match=message):
+            generate(generators[:1], target, 3)
+        assert sorted(p.name for p in target.parent.rglob("*")) == before
+    foreign = tmp_path / "someone"
+    foreign.mkdir()
+    (foreign / "patient_001.png").write_bytes((tiny_demo / "manifest.csv").read_bytes())
+    with pytest.raises(UserError, match="did not write"):
+        generate(generators[:1], foreign, 3)
+
+
+def test_preview_only_writes_exactly_one_file_showing_the_first_64_images(generators, tmp_path):
+    out = tmp_path / "preview"
+    assert generate_main(["--checkpoint", str(generators[0]), "--output_dir", str(out), "--preview_only"]) == 0
+    assert [p.name for p in out.iterdir()] == ["preview_grid.png"]
+    grid = read_image(out / "preview_grid.png")
+    assert grid.shape == (2 + 8 * 34, 2 + 8 * 34, 3)     # 8 x 8 tiles of 32 px with 2 px padding
+    generate(generators[:1], tmp_path / "bulk", 64)
+    first = read_image(tmp_path / "bulk" / "synthetic_malignant_000000.png")
+    assert np.abs(grid[2:34, 2:34].astype(int) - first.astype(int)).max() <= 1    # tile 0 is image 0
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "training/generate_samples.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_preview_without_terminal_needs_yes(generators, tmp_path):
+    out = tmp_path / "out"
+    result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview")
+    assert result.returncode == 2 and "needs --yes" in result.stderr and "Traceback" not in result.stderr
+    assert not list(out.glob("synthetic_*.png"))
+    result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("synthetic_*.png"))) == 20 and len(manifest(out)) == 20
+    info = json.loads((out / synthesis.INFO).read_text())
+    assert info["seed"] == 0 and info["generators"][0]["sha256"] == synthesis.file_sha256(generators[0])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--checkpoint", "/nonexistent/g.pth", "--num_samples", "3"], "generator checkpoint not found"),
+    (["--num_samples", "3"], "give --checkpoint"),
+])
+def test_bad_input_is_one_line(args, message, tmp_path):
+    result = run(*args, "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr.strip().splitlines()[0]
+
+
+def test_images_a_reviewer_rejected_are_not_made_again(generators, tmp_path):
+    out = tmp_path / "out"
+    generate(generators[:1], out, 5)
+    (out / synthesis.REJECTED).mkdir()
+    (out / "synthetic_malignant_000002.png").rename(out / synthesis.REJECTED / "synthetic_malignant_000002.png")
+    assert generate(generators[:1], out, 5)["written"] == 0
+    assert not (out / "synthetic_malignant_000002.png").exists()

@@ -1,0 +1,322 @@
+"""Bulk synthesis from trained generators, deterministic and resumable.
+
+Every image has a global index. Index `i` is made by one generator (a weighted interleave, so any
+prefix such as the 64-image preview holds every blended generator in proportion) from one latent
+drawn from a seed derived from (seed, i) alone. So the same checkpoints, seed and index give the
+same pixels whatever the batch size, the preview shows exactly the first 64 images the bulk run
+writes, and a re-run into a partly filled folder can finish the missing indices.
+
+A folder of synthetic images holds
+
+    synthetic_<class>_000000.png ...   one PNG per index
+    manifest.jsonl                     one line per file: file, index, sha256 (of the pixels, like
+                                       manifest.csv), generator path and SHA-256, seed, created_utc
+    generation.json                    what ran: checkpoints, weights, seed, device, versions, commit
+    preview_grid.png                   the 8x8 preview (when asked for)
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training import atomic
+from training.checkpoint import load_generator
+from training.dataset import to_float, to_uint8
+from training.errors import DataError, UserError
+from training.images import file_sha256, is_image_file, read_image, pixel_sha256
+from training.plots import save_grid
+from training.png_writer import write_pngs
+from training.progress import progress
+
+MANIFEST = "manifest.jsonl"
+INFO = "generation.json"
+PREVIEW = "preview_grid.png"
+PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
+OWN_FILES = {PREVIEW, "final_samples.png"}         # images this toolkit writes beside the samples
+EVAL_SPLITS = {"val", "valid", "validation", "test"}
+REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
+
+
+@dataclass(frozen=True)
+class SourceGenerator:
+    """A trained generator loaded from a self-describing checkpoint."""
+
+    path: Path
+    sha256: str
+    model: torch.nn.Module
+    class_name: str
+    image_size: int
+    channels: int
+    run_name: str
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to make: its index, which generator, the seed of its latent, its file name."""
+
+    index: int
+    generator: int
+    seed: int
+    file: str
+
+
+def load_generators(paths: list[str | Path], device: torch.device) -> list[SourceGenerator]:
+    """Load the checkpoints to blend; they must make the same class at the same size and channels."""
+    if not paths:
+        raise UserError("no generator checkpoint given (--checkpoint PATH, or --config of a trained run)")
+    loaded = []
+    for path in map(Path, paths):
+        model, record = load_generator(path, device)
+        data = record["data"]
+        loaded.append(SourceGenerator(path, file_sha256(path), model, record["class_name"], data["image_size"],
+                                      data["channels"], record.get("run_name") or path.parent.name, record["epoch"]))
+    first = loaded[0]
+    for g in loaded[1:]:
+        if (g.class_name, g.image_size, g.channels) != (first.class_name, first.image_size, first.channels):
+            raise DataError(f"cannot blend {first.path} ({first.class_name}, {first.image_size} px, {first.channels} ch) "
+                            f"with {g.path} ({g.class_name}, {g.image_size} px, {g.channels} ch)")
+    return loaded
+
+
+def normalise_weights(weights: list[float] | None, count: int) -> list[float]:
+    """Blend weights summing to 1; equal when not given."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise UserError(f"--weights has {len(weights)} values for {count} checkpoints")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise UserError("--weights must be non-negative and not all zero")
+    return [w / sum(weights) for w in weights]
+
+
+def assign_generators(num: int, weights: list[float]) -> list[int]:
+    """Generator of each index: the one furthest behind its share (weighted round robin).
+
+    Every prefix of the sequence holds each generator in proportion to its weight, and the
+    sequence does not depend on `num`, so a run extended to more images keeps its first ones.
+    """
+    counts = [0] * len(weights)
+    order = []
+    for i in range(num):
+        g = max(range(len(weights)), key=lambda j: (weights[j] * (i + 1) - counts[j], -j))
+        counts[g] += 1
+        order.append(g)
+    return order
+
+
+def image_seed(seed: int, index: int) -> int:
+    """The latent seed of one image: a hash of (seed, index), so no two (seed, index) pairs share it."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint64)[0])
+
+
+def plan(num: int, generators: list[SourceGenerator], weights: list[float], seed: int) -> list[Item]:
+    class_name = generators[0].class_name
+    return [Item(i, g, image_seed(seed, i), f"synthetic_{class_name}_{i:06d}.png")
+            for i, g in enumerate(assign_generators(num, weights))]
+
+
+@torch.no_grad()
+def render(generator: SourceGenerator, seeds: list[int], device: torch.device) -> np.ndarray:
+    """Images of the given latent seeds as uint8 (N, H, W, C)."""
+    z = torch.stack([torch.randn(generator.model.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    # A one-image batch takes a different CPU kernel path whose last float bits differ; pairing it
+    # with a copy keeps files byte-identical whatever the batch size (G in eval mode is per-sample).
+    batch = z if len(z) > 1 else z.repeat(2, 1)
+    images = generator.model(batch.to(device))[:len(z)]
+    return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse folders where synthetic images must never go, before anything is written.
+
+    Validation and test splits stay real-only; a processed dataset's other folders are left to the
+    augmented-dataset step; a folder holding images this tool did not write is someone's data.
+    """
+    resolved = out_dir.resolve()
+    for folder in (resolved, *resolved.parents):
+        dataset = folder.parent
+        if (dataset / "manifest.csv").is_file() or (dataset / "train").is_dir():
+            if folder.name.lower() in EVAL_SPLITS:
+                raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the "
+                                f"'{folder.name}' split of {dataset}; validation and test sets stay real-only")
+        if (folder / "manifest.csv").is_file():
+            raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the processed "
+                            f"dataset {folder}; generate into a folder of its own (e.g. data/synthetic/<run>)")
+    if out_dir.is_dir():
+        foreign = [p.name for p in sorted(out_dir.iterdir())
+                   if is_image_file(p) and not p.name.startswith("synthetic_") and p.name not in OWN_FILES]
+        if foreign:
+            raise UserError(f"{out_dir} holds {len(foreign)} images this tool did not write (e.g. {foreign[0]}); "
+                            "generate into an empty folder")
+
+
+def read_manifest(out_dir: Path) -> dict[int, dict]:
+    """The manifest's records by index ({} when there is none)."""
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    records = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            record = json.loads(line)
+            records[int(record["index"])] = record
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
+    return records
+
+
+def write_manifest(out_dir: Path, records: dict[int, dict]) -> None:
+    atomic.write_text(out_dir / MANIFEST, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
+
+
+def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Path, records: dict[int, dict],
+              device: torch.device) -> list[Item]:
+    """Which planned items still need a file; refuses when the folder holds different images.
+
+    A recorded file made by the same generator from the same seed is kept, and one a reviewer moved
+    to rejected/ is not made again. A file without a record
+    (a run killed between writing it and updating the manifest) is kept when its pixels equal what
+    would be generated, and recorded. Anything else is a conflict: never overwritten silently.
+    """
+    todo, conflicts, unrecorded = [], [], []
+    for item in items:
+        path, record = out_dir / item.file, records.get(item.index)
+        if record is not None:
+            same = record["generator_sha256"] == generators[item.generator].sha256 and record["seed"] == item.seed
+            if not same:
+                conflicts.append(item.file)
+            elif not path.is_file() and not (out_dir / REJECTED / item.file).is_file():   # rejected stays out
+                todo.append(item)
+        elif path.is_file():
+            unrecorded.append(item)
+        else:
+            todo.append(item)
+    for item in unrecorded:
+        expected = render(generators[item.generator], [item.seed], device)[0]
+        expected = expected[:, :, 0] if expected.shape[2] == 1 else expected
+        found = pixel_sha256(read_image(out_dir / item.file))
+        if found != pixel_sha256(expected):
+            conflicts.append(item.file)
+        else:
+            records[item.index] = manifest_record(item, generators[item.generator], found)
+    if conflicts:
+        raise UserError(f"{out_dir} already holds {len(conflicts)} images from another generator or seed "
+                        f"(e.g. {conflicts[0]}); use --overwrite to replace them, or another --output_dir")
+    return todo
+
+
+def manifest_record(item: Item, generator: SourceGenerator, sha256: str) -> dict:
+    return {"file": item.file, "index": item.index, "class": generator.class_name, "sha256": sha256,
+            "generator": str(generator.path), "generator_sha256": generator.sha256, "generator_run": generator.run_name,
+            "seed": item.seed, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def write_preview(generators: list[SourceGenerator], weights: list[float], seed: int, out_dir: Path,
+                  device: torch.device) -> Path:
+    """`preview_grid.png`: the first 64 images the bulk run would write, 8 x 8."""
+    items = plan(PREVIEW_SIDE ** 2, generators, weights, seed)
+    images = np.empty((len(items), generators[0].image_size, generators[0].image_size, generators[0].channels), np.uint8)
+    for g, source in enumerate(generators):
+        mine = [k for k, item in enumerate(items) if item.generator == g]
+        if mine:
+            images[mine] = render(source, [items[k].seed for k in mine], device)
+    path = out_dir / PREVIEW
+    save_grid(to_float(torch.from_numpy(images).permute(0, 3, 1, 2)), path, nrow=PREVIEW_SIDE)
+    return path
+
+
+def _batches(todo: list[Item], batch_size: int):
+    """Consecutive items of one generator, at most `batch_size` at a time."""
+    for g in sorted({item.generator for item in todo}):
+        mine = [item for item in todo if item.generator == g]
+        for start in range(0, len(mine), batch_size):
+            yield g, mine[start:start + batch_size]
+
+
+def _pool(workers: int):
+    if workers <= 1:
+        return None
+    # fork: workers inherit the imported modules and start at once; they only run numpy and Pillow.
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method).Pool(workers)
+
+
+def generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
+             *, batch_size: int = 256, device: torch.device = torch.device("cpu"), overwrite: bool = False,
+             workers: int | None = None, manifest_every_s: float = 5.0) -> dict:
+    """Write images 0..num_samples-1 into `out_dir` (the missing ones, unless `overwrite`); returns a summary.
+
+    G runs in batches in this process and worker processes encode and write the PNGs (on a GPU,
+    while G makes the next batch); the manifest is rewritten atomically every few seconds and at
+    the end, so an interrupted run can be finished by running it again.
+    """
+    check_output_dir(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = read_manifest(out_dir)
+    for stale in out_dir.glob(".synthetic_*.tmp"):      # left by a killed worker mid-write
+        stale.unlink()
+    if overwrite:
+        for index, record in records.items():          # our own files beyond the new count
+            if index >= num_samples and record["file"].startswith("synthetic_"):
+                (out_dir / record["file"]).unlink(missing_ok=True)
+        records = {}
+    items = plan(num_samples, generators, weights, seed)
+    todo = items if overwrite else reconcile(items, generators, out_dir, records, device)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    chunk = max(1, batch_size // max(1, workers))
+
+    start = time.perf_counter()
+    pool, pending, last_write = _pool(workers), deque(), time.perf_counter()
+
+    def collect(job) -> None:
+        chunk_items, result = job
+        for item, sha in zip(chunk_items, result.get() if pool else result):
+            records[item.index] = manifest_record(item, generators[item.generator], sha)
+        bar.update(len(chunk_items))
+
+    bar = progress(total=len(todo), desc="generating", unit="img")
+    try:
+        for g, batch in _batches(todo, batch_size):
+            pixels = render(generators[g], [item.seed for item in batch], device)
+            for k in range(0, len(batch), chunk):
+                names = [item.file for item in batch[k:k + chunk]]
+                if pool:
+                    pending.append((batch[k:k + chunk], pool.apply_async(write_pngs, (str(out_dir), names, pixels[k:k + chunk]))))
+                else:
+                    pending.append((batch[k:k + chunk], write_pngs(str(out_dir), names, pixels[k:k + chunk])))
+            # On a GPU, G runs while the workers write. On CPU, G already uses every core, and workers
+            # competing with its threads slow both, so each batch is written before the next is made.
+            while len(pending) > (2 * max(1, workers) if device.type == "cuda" else 0):
+                collect(pending.popleft())
+            if time.perf_counter() - last_write > manifest_every_s:
+                write_manifest(out_dir, records)
+                last_write = time.perf_counter()
+        while pending:
+            collect(pending.popleft())
+        if pool:
+            pool.close()
+            pool.join()
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+        write_manifest(out_dir, records)     # what was written, even when interrupted
+    seconds = time.perf_counter() - start
+    return {"written": len(todo), "kept": num_samples - len(todo), "total_in_folder": len(records),
+            "seconds": seconds, "images_per_s": len(todo) / seconds if seconds > 0 else None}
+
+
+def write_generation_info(out_dir: Path, info: dict) -> None:
+    atomic.write_json(out_dir / INFO, info)
