@@ -1,0 +1,149 @@
+"""quality/run_qa.py end to end on a tiny processed dataset, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from quality.run_qa import main
+from training.errors import run_cli
+from training.sources.demo import demo_records
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts", "visual", "summary")
+
+
+def synthetic_folder(folder: Path, images: list[np.ndarray]) -> Path:
+    """A generated-looking folder: flat synthetic_<class>_NNNNNN.png, a manifest and a rejected/ sub-folder."""
+    (folder / "rejected").mkdir(parents=True)
+    for i, pixels in enumerate(images):
+        Image.fromarray(pixels).save(folder / f"synthetic_malignant_{i:06d}.png")
+    Image.fromarray(np.zeros_like(images[0])).save(folder / "rejected" / "synthetic_malignant_999999.png")
+    (folder / "manifest.jsonl").write_text("".join(json.dumps({"index": i}) + "\n" for i in range(len(images))))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def independent_draw(tmp_path_factory) -> Path:
+    """Malignant demo images from another seed: same distribution as the tiny dataset, other images."""
+    records, _ = demo_records(seed=1, image_size=32, num_train=45, imbalance=2)
+    pixels = [r.pixels for r in records if r.class_name == "malignant" and r.split == "train"]
+    return synthetic_folder(tmp_path_factory.mktemp("synthetic") / "independent", pixels)
+
+
+@pytest.fixture(scope="module")
+def copies(tiny_demo, tmp_path_factory) -> Path:
+    """Copies of the real training images: memorisation must fail."""
+    real = sorted((tiny_demo / "train" / "malignant").glob("*.png"))
+    return synthetic_folder(tmp_path_factory.mktemp("synthetic") / "copies", [np.asarray(Image.open(p)) for p in real])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")    # one domain encoder for the whole module
+
+
+def qa_args(real: Path, synthetic: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    return ["--real", str(real), "--synthetic", str(synthetic), "--out", str(out), "--cache-dir", str(cache),
+            "--feature-extractor", "domain", "--encoder-epochs", "1", "--device", "cpu", *extra]
+
+
+def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, independent_draw, cache, tmp_path):
+    out = tmp_path / "qa" / "independent"
+    result = subprocess.run([sys.executable, "quality/run_qa.py",
+                             *qa_args(tiny_demo / "train" / "malignant", independent_draw, out, cache)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "overall" in result.stdout and str(out / "report.html") in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    for section in SECTIONS:
+        assert section in report
+    for check in SECTIONS[:5]:
+        assert report[check]["verdict"] in ("pass", "warn", "fail") and report[check]["reason"]
+        assert "thresholds" in report[check]
+    assert report["images"]["synthetic"]["num_used"] == 15     # rejected/ and manifest.jsonl are ignored
+    assert report["feature_space"]["kind"] == "domain"
+    assert Path(report["inputs"]["data_root"]) == tiny_demo.resolve()   # inferred from --real
+    assert report["memorisation"]["verdict"] != "fail" and report["memorisation"]["exact_copies"] == 0
+    assert report["run_info"]["versions"]["torch"]
+    html = (out / "report.html").read_text()
+    figures = [f for check in SECTIONS[:6] for f in report[check].get("figures", [])]
+    assert len(figures) >= 6 and all((out / f).is_file() for f in figures)
+    assert html.count("data:image/png;base64,") == len(figures)
+    assert "<img" in html and 'src="http' not in html
+    markdown = (out / "report.md").read_text()
+    assert "Checklist" in markdown and "FID" in markdown and "| memorisation |" in markdown
+
+
+def test_strict_exits_1_on_a_failing_set(tiny_demo, copies, cache, tmp_path, capsys):
+    args = qa_args(tiny_demo / "train" / "malignant", copies, tmp_path / "copies", cache)
+    assert main(args + ["--strict"]) == 1
+    assert "memorisation  FAIL" in capsys.readouterr().out
+    assert main(args) == 0      # without --strict a failing report is still a successful run
+    report = json.loads((tmp_path / "copies" / "report.json").read_text())
+    assert report["summary"]["verdict"] == "fail" and report["memorisation"]["exact_copies"] == 15
+
+
+def test_smaller_synthetic_images_are_compared_at_their_size_and_recorded(tiny_demo, independent_draw, cache, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in sorted(independent_draw.glob("*.png")):
+        Image.open(path).resize((16, 16)).save(small / path.name)
+    assert main(qa_args(tiny_demo / "train" / "malignant", small, tmp_path / "out", cache)) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["images"]["image_size"] == 16 and report["images"]["synthetic"]["num_resized"] == 0
+    assert report["images"]["real"]["num_resized"] == 15
+    assert any("resized to 16x16" in w for w in report["warnings"])
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    assert run_cli(main, argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_missing_folder_is_one_line_and_exit_2_from_the_command_line(tmp_path):
+    result = subprocess.run([sys.executable, "quality/run_qa.py", "--real", str(tmp_path / "nope"),
+                             "--synthetic", str(tmp_path), "--out", str(tmp_path / "out")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"error: real folder not found: {tmp_path / 'nope'}"
+
+
+def test_domain_features_without_a_dataset_ask_for_data_root(independent_draw, tmp_path, capsys):
+    real = tmp_path / "loose"
+    shutil.copytree(independent_draw, real)
+    line = one_line_error(qa_args(real, independent_draw, tmp_path / "out", tmp_path / "cache"), capsys)
+    assert "--data-root" in line
+
+
+def test_grey_against_colour_names_both_folders(tiny_demo, tmp_path, capsys):
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32), 40 * i, dtype=np.uint8)).save(grey / f"synthetic_malignant_{i:06d}.png")
+    real = tiny_demo / "train" / "malignant"
+    line = one_line_error(qa_args(real, grey, tmp_path / "out", tmp_path / "cache"), capsys)
+    assert "channel mismatch" in line and str(real) in line and str(grey) in line
+
+
+def test_empty_synthetic_folder_is_one_line(tiny_demo, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    line = one_line_error(qa_args(tiny_demo / "train" / "malignant", tmp_path / "empty", tmp_path / "out",
+                                  tmp_path / "cache"), capsys)
+    assert "holds no images" in line
+
+
+def test_report_is_not_written_into_an_image_folder(tiny_demo, independent_draw, tmp_path, capsys):
+    line = one_line_error(qa_args(tiny_demo / "train" / "malignant", independent_draw, independent_draw,
+                                  tmp_path / "cache"), capsys)
+    assert "is one of the image folders" in line
+    assert not (independent_draw / "report.json").exists()
