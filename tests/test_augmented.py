@@ -1,0 +1,129 @@
+"""Augmented dataset assembly: counts, real-only val/test, the proofs, and the refusals."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import synthesis
+from training.augmented import build_augmented, verify
+from training.build_augmented import main as build_main
+from training.checkpoint import save_generator
+from training.config import build
+from training.errors import DataError, UserError
+from training.gan_config import GANConfig
+from training.networks import build_generator
+from training.processed import read_manifest
+from tests.helpers import tiny_gan_raw
+
+
+def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0) -> Path:
+    raw = tiny_gan_raw(Path("unused"), out.parent)
+    raw["data"].update(image_size=image_size, minority_class=class_name)
+    config = build(GANConfig, raw, "test")
+    torch.manual_seed(seed)
+    ckpt = out.parent / f"{out.name}.pth"
+    save_generator(ckpt, build_generator(config.model, config.data), config, epoch=1)
+    generators = synthesis.load_generators([ckpt], torch.device("cpu"))
+    synthesis.generate(generators, [1.0], num, 0, out, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return synthetic_folder(tmp_path_factory.mktemp("synthetic") / "gan", 40)
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_target_ratio_adds_synthetic_to_train_only_and_keeps_inputs(tiny_demo, synthetic, tmp_path):
+    before = snapshot(tiny_demo), snapshot(synthetic)
+    out = tmp_path / "augmented"
+    composition = build_augmented(tiny_demo, [synthetic], out, target_ratio=1.0)   # 30 benign : 15 malignant
+    counts = composition["counts"]
+    assert counts["train"]["malignant"] == {"real": 15, "synthetic": 15}
+    assert counts["train"]["benign"] == {"real": 30, "synthetic": 0}
+    assert composition["train_ratio_before"] == 2.0 and composition["train_ratio_after"] == 1.0
+    for split in ("val", "test"):
+        names = [p.name for p in (out / split).rglob("*.png")]
+        assert names and all(n.startswith("real_") for n in names)
+    assert len(list((out / "train" / "malignant").glob("synthetic_*.png"))) == 15
+    rows = read_manifest(out)
+    assert {r["source"] for r in rows if r["split"] != "train"} == {"real"}
+    real_row = next(r for r in rows if r["source"] == "real")
+    assert os.path.samefile(out / real_row["path"], real_row["origin"])        # hard link, not a copy
+    assert (snapshot(tiny_demo), snapshot(synthetic)) == before
+    assert "| train | malignant | 15 | 15 | 30 |" in (out / "composition.md").read_text()
+    assert json.loads((out / "composition.json").read_text()) == composition
+
+
+def test_num_synthetic_and_the_ten_times_cap(tiny_demo, tmp_path):
+    many = synthetic_folder(tmp_path / "many", 151)
+    with pytest.raises(UserError, match="more than 10x"):
+        build_augmented(tiny_demo, [many], tmp_path / "a", num_synthetic=151)
+    assert not (tmp_path / "a").exists()
+    composition = build_augmented(tiny_demo, [many], tmp_path / "a", num_synthetic=151, force=True)
+    assert composition["counts"]["train"]["malignant"]["synthetic"] == 151
+    with pytest.raises(UserError, match="synthetic folders hold 151"):
+        build_augmented(tiny_demo, [many], tmp_path / "b", num_synthetic=152, force=True)
+
+
+def test_several_folders_are_blended_without_name_clashes(tiny_demo, synthetic, tmp_path):
+    other = synthetic_folder(tmp_path / "other", 10, seed=1)
+    build_augmented(tiny_demo, [synthetic, other], tmp_path / "a", num_synthetic=10)
+    names = sorted(p.name for p in (tmp_path / "a" / "train" / "malignant").glob("synthetic_*"))
+    assert len(names) == 10 and sum(n.startswith("synthetic_other_") for n in names) == 5
+
+
+def test_rejected_images_are_left_out(tiny_demo, tmp_path):
+    folder = synthetic_folder(tmp_path / "gan", 5)
+    (folder / "rejected").mkdir()
+    (folder / "synthetic_malignant_000000.png").rename(folder / "rejected" / "synthetic_malignant_000000.png")
+    composition = build_augmented(tiny_demo, [folder], tmp_path / "a")
+    assert composition["counts"]["train"]["malignant"]["synthetic"] == 4
+
+
+def test_verify_catches_synthetic_in_val_and_leakage(tmp_path):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "val" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "x.png").write_bytes(b"x")
+    (tmp_path / "val" / "a" / "y.png").write_bytes(b"y")
+    train = {"path": "train/a/x.png", "split": "train", "class": "a", "sha256": "1", "source": "real"}
+    val = {"path": "val/a/y.png", "split": "val", "class": "a", "sha256": "2", "source": "real"}
+    verify(tmp_path, [train, val], set(), 2)
+    with pytest.raises(DataError, match="synthetic image in a validation/test split"):
+        verify(tmp_path, [train, val], {"2"}, 2)
+    with pytest.raises(DataError, match="same content as train"):
+        verify(tmp_path, [train, {**val, "sha256": "1"}], set(), 2)
+    with pytest.raises(DataError, match="expected 3"):
+        verify(tmp_path, [train, val], set(), 3)
+
+
+def test_refusals_write_nothing(tiny_demo, synthetic, tmp_path):
+    with pytest.raises(UserError, match="overlaps"):
+        build_augmented(tiny_demo, [synthetic], tiny_demo / "augmented")
+    big = synthetic_folder(tmp_path / "big", 3, image_size=64)
+    with pytest.raises(DataError, match="64x64 RGB but the real images are 32x32 RGB"):
+        build_augmented(tiny_demo, [big], tmp_path / "a")
+    other_class = synthetic_folder(tmp_path / "cls", 3, class_name="nevus")
+    with pytest.raises(DataError, match="synthetic class 'nevus' is not a class"):
+        build_augmented(tiny_demo, [other_class], tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    build_augmented(tiny_demo, [synthetic], tmp_path / "a", num_synthetic=2)
+    with pytest.raises(UserError, match="already exists"):
+        build_augmented(tiny_demo, [synthetic], tmp_path / "a", num_synthetic=3)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    with pytest.raises(UserError, match="not made by build_augmented"):
+        build_augmented(tiny_demo, [synthetic], mine, overwrite=True)
+
+
+def test_script_prints_the_composition(tiny_demo, synthetic, tmp_path, capsys):
+    assert build_main(["--baseline", str(tiny_demo), "--synthetic", str(synthetic), "--out", str(tmp_path / "a"),
+                       "--target_ratio", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "| train | malignant | 15 | 5 | 20 |" in out and "2.0:1 before, 1.5:1 after" in out
