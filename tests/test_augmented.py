@@ -19,9 +19,10 @@ from training.processed import read_manifest
 from tests.helpers import tiny_gan_raw
 
 
-def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0) -> Path:
+def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0,
+                     channels: int = 3) -> Path:
     raw = tiny_gan_raw(Path("unused"), out.parent)
-    raw["data"].update(image_size=image_size, minority_class=class_name)
+    raw["data"].update(image_size=image_size, minority_class=class_name, channels=channels)
     config = build(GANConfig, raw, "test")
     torch.manual_seed(seed)
     ckpt = out.parent / f"{out.name}.pth"
@@ -106,9 +107,9 @@ def test_verify_catches_synthetic_in_val_and_leakage(tmp_path):
 def test_refusals_write_nothing(tiny_demo, synthetic, tmp_path):
     with pytest.raises(UserError, match="overlaps"):
         build_augmented(tiny_demo, [synthetic], tiny_demo / "augmented")
-    big = synthetic_folder(tmp_path / "big", 3, image_size=64)
-    with pytest.raises(DataError, match="64x64 RGB but the real images are 32x32 RGB"):
-        build_augmented(tiny_demo, [big], tmp_path / "a")
+    grey = synthetic_folder(tmp_path / "grey", 3, channels=1)
+    with pytest.raises(DataError, match="is L but the real images are RGB"):
+        build_augmented(tiny_demo, [grey], tmp_path / "a")
     other_class = synthetic_folder(tmp_path / "cls", 3, class_name="nevus")
     with pytest.raises(DataError, match="synthetic class 'nevus' is not a class"):
         build_augmented(tiny_demo, [other_class], tmp_path / "a")
@@ -127,3 +128,11 @@ def test_script_prints_the_composition(tiny_demo, synthetic, tmp_path, capsys):
                        "--target_ratio", "1.5"]) == 0
     out = capsys.readouterr().out
     assert "| train | malignant | 15 | 5 | 20 |" in out and "2.0:1 before, 1.5:1 after" in out
+
+
+def test_a_size_difference_is_noted_not_refused(tiny_demo, tmp_path):
+    big = synthetic_folder(tmp_path / "big", 3, image_size=64)
+    composition = build_augmented(tiny_demo, [big], tmp_path / "a")
+    assert composition["notes"] == ["synthetic images are 64x64 px, real ones 32x32: train classifiers at "
+                                    "data.image_size <= 32"]
+    assert "Note: synthetic images are 64x64" in (tmp_path / "a" / "composition.md").read_text()

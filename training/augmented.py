@@ -134,16 +134,25 @@ def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], ove
             raise UserError(f"{out_dir} exists and was not made by build_augmented.py (no {COMPOSITION}); refusing to replace it")
 
 
-def _check_format(chosen: list[SyntheticImage], reference: Path) -> None:
-    """Synthetic images must match the real ones in size and channel mode."""
+def _check_format(chosen: list[SyntheticImage], reference: Path) -> list[str]:
+    """Synthetic images must match the real ones in channel mode; a size difference is noted.
+
+    A GAN often runs below the data's resolution (64 px data, 32 px GAN). Mixing sizes is fine as
+    long as the classifier trains at the smaller size, which `train_classifier` enforces: upsampling
+    only the synthetic images would teach it that blurry means minority.
+    """
     with Image.open(reference) as img:
         want = (img.size, img.mode)
+    sizes = set()
     for image in chosen:
         with Image.open(image.path) as img:
             got = (img.size, img.mode)
-        if got != want:
-            raise DataError(f"{image.path} is {got[0][0]}x{got[0][1]} {got[1]} but the real images are "
-                            f"{want[0][0]}x{want[0][1]} {want[1]} (generate at the dataset's size and channels)")
+        if got[1] != want[1]:
+            raise DataError(f"{image.path} is {got[1]} but the real images are {want[1]} "
+                            "(generate with the dataset's channel count)")
+        sizes.add(got[0])
+    return [f"synthetic images are {w}x{h} px, real ones {want[0][0]}x{want[0][1]}: train classifiers at "
+            f"data.image_size <= {min(w, want[0][0])}" for w, h in sorted(sizes) if (w, h) != want[0]]
 
 
 def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,
@@ -162,7 +171,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     counts = synthetic_counts(dict(real_train), dict(available), num_synthetic=num_synthetic, target_ratio=target_ratio)
     check_cap(counts, dict(real_train), force)
     chosen = choose(folders, counts)
-    _check_format(chosen, baseline / next(r["path"] for r in rows if r["split"] == "train"))
+    notes = _check_format(chosen, baseline / next(r["path"] for r in rows if r["split"] == "train"))
 
     out_rows = []
     with atomic.staged_directory(out_dir) as staging:
@@ -179,7 +188,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
                              "source": "synthetic", "origin": str(image.path)})
         all_synthetic = {img.sha256 for folder in folders for img in folder}
         verify(staging, out_rows, all_synthetic, expected_rows=len(rows) + len(chosen))
-        composition = describe(out_rows, baseline, synthetic_dirs)
+        composition = {**describe(out_rows, baseline, synthetic_dirs), "notes": notes}
         _write_manifest(out_rows, staging / MANIFEST)
         (staging / COMPOSITION).write_text(json.dumps(composition, indent=2) + "\n")
         (staging / "composition.md").write_text(composition_markdown(composition))
@@ -226,6 +235,7 @@ def composition_markdown(composition: dict) -> str:
             lines.append(f"| {split} | {class_name} | {v['real']:,} | {v['synthetic']:,} | {v['real'] + v['synthetic']:,} |")
     lines.append(f"\nTrain imbalance (largest : smallest class): {composition['train_ratio_before']:.1f}:1 before, "
                  f"{composition['train_ratio_after']:.1f}:1 after. Validation and test are real only.")
+    lines += [f"\nNote: {note}." for note in composition.get("notes", [])]
     return "\n".join(lines) + "\n"
 
 

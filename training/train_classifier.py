@@ -1,0 +1,55 @@
+"""Train a classifier over several seeds and report sensitivity, specificity, AUC, ... on real test images.
+
+    python training/train_classifier.py --config experiments/classifier_baseline.yaml
+    python training/train_classifier.py --config experiments/classifier_gan_augmented.yaml train.seeds=[0]
+    python training/train_classifier.py --config experiments/classifier_baseline.yaml --dry-run
+
+Values after the flags override the YAML (`section.key=value`) and are validated the same way.
+Each call writes a new results/classifiers/<name>/run_NNN/; compare runs with training/compare.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python training/train_classifier.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.classifier_config import ClassifierConfig
+from training.config import load_config, to_yaml
+from training.errors import run_cli
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="YAML file, e.g. experiments/classifier_baseline.yaml")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = load_config(ClassifierConfig, args.config, args.overrides)
+    if args.device:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
+    if args.dry_run:
+        print(to_yaml(config), end="")
+        return 0
+    from training.classifier_loop import train_classifier
+
+    run_dir = train_classifier(config)
+    test = json.loads((run_dir / "summary.json").read_text())["test"]
+    print("test (mean +- std over seeds): " + ", ".join(
+        f"{k} {v['mean']:.3f}+-{v['std']:.3f}" for k, v in test.items() if v["mean"] is not None))
+    print(f"run: {run_dir} (summary.json, seed_*/metrics.json, ROC and confusion-matrix PNGs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
