@@ -136,3 +136,10 @@ def test_a_size_difference_is_noted_not_refused(tiny_demo, tmp_path):
     assert composition["notes"] == ["synthetic images are 64x64 px, real ones 32x32: train classifiers at "
                                     "data.image_size <= 32"]
     assert "Note: synthetic images are 64x64" in (tmp_path / "a" / "composition.md").read_text()
+
+
+def test_real_fraction_replaces_real_minority_images_with_synthetic(tiny_demo, synthetic, tmp_path):
+    composition = build_augmented(tiny_demo, [synthetic], tmp_path / "a", num_synthetic=10, real_fraction=1 / 3)
+    assert composition["counts"]["train"]["malignant"] == {"real": 5, "synthetic": 10}
+    assert composition["counts"]["train"]["benign"]["real"] == 30
+    assert composition["counts"]["val"] == build_augmented(tiny_demo, [synthetic], tmp_path / "b", num_synthetic=1)["counts"]["val"]

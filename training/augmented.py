@@ -24,6 +24,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from training import atomic
@@ -157,8 +158,13 @@ def _check_format(chosen: list[SyntheticImage], reference: Path) -> list[str]:
 
 def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,
                     num_synthetic: int | None = None, target_ratio: float | None = None, force: bool = False,
-                    overwrite: bool = False) -> dict:
-    """Assemble, verify and move the augmented dataset into place; returns its composition."""
+                    overwrite: bool = False, real_fraction: float = 1.0, seed: int = 0) -> dict:
+    """Assemble, verify and move the augmented dataset into place; returns its composition.
+
+    `real_fraction` < 1 keeps only that share (a seeded subset) of the real training images of each
+    class that receives synthetic images: the mixing experiments, where synthetic images replace real
+    ones at a fixed total. The default keeps every real image.
+    """
     baseline, out_dir, synthetic_dirs = Path(baseline), Path(out_dir), [Path(d) for d in synthetic_dirs]
     check_out_dir(out_dir, baseline, synthetic_dirs, overwrite)
     rows = read_manifest(baseline)
@@ -172,6 +178,9 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     check_cap(counts, dict(real_train), force)
     chosen = choose(folders, counts)
     notes = _check_format(chosen, baseline / next(r["path"] for r in rows if r["split"] == "train"))
+    if not 0 < real_fraction <= 1:
+        raise UserError(f"real_fraction must be in (0, 1], got {real_fraction}")
+    rows = _keep_real(rows, set(counts), real_fraction, seed)
 
     out_rows = []
     with atomic.staged_directory(out_dir) as staging:
@@ -193,6 +202,19 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
         (staging / COMPOSITION).write_text(json.dumps(composition, indent=2) + "\n")
         (staging / "composition.md").write_text(composition_markdown(composition))
     return composition
+
+
+def _keep_real(rows: list[dict], classes: set[str], fraction: float, seed: int) -> list[dict]:
+    """All val/test rows; of train, a seeded `fraction` of each class in `classes` and all others."""
+    if fraction == 1:
+        return rows
+    rng = np.random.default_rng(seed)
+    kept = [r for r in rows if r["split"] != "train" or r["class"] not in classes]
+    for class_name in sorted(classes):
+        mine = [r for r in rows if r["split"] == "train" and r["class"] == class_name]
+        keep = max(1, round(fraction * len(mine)))
+        kept += [mine[i] for i in sorted(rng.choice(len(mine), keep, replace=False))]
+    return kept
 
 
 def verify(root: Path, rows: list[dict], synthetic_hashes: set[str], expected_rows: int) -> None:
