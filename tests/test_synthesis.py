@@ -172,3 +172,27 @@ def test_images_a_reviewer_rejected_are_not_made_again(generators, tmp_path):
     (out / "synthetic_malignant_000002.png").rename(out / synthesis.REJECTED / "synthetic_malignant_000002.png")
     assert generate(generators[:1], out, 5)["written"] == 0
     assert not (out / "synthetic_malignant_000002.png").exists()
+
+
+def test_classifier_filter_keeps_confident_images_and_records_the_rest(generators, tiny_demo, tmp_path):
+    from training.classifier_config import ClassifierConfig
+    from training.classifier_loop import train_classifier
+
+    raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
+                    "test_dir": str(tiny_demo / "test"), "image_size": 16},
+           "model": {"arch": "mlp", "width": 4}, "train": {"epochs": 1, "seeds": [0], "device": "cpu"},
+           "output": {"name": "filter", "results_dir": str(tmp_path / "results")}}
+    classifier = train_classifier(build(ClassifierConfig, raw, "test")) / "seed_0" / "best_model.pth"
+    confidence = synthesis.classifier_confidence(classifier, "malignant", CPU)
+    out = tmp_path / "out"
+    loaded = synthesis.load_generators(generators[:1], CPU)
+    threshold = float(np.median(confidence(synthesis.render(loaded[0], [synthesis.image_seed(0, i) for i in range(20)], CPU))))
+    summary = synthesis.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
+    assert summary["written"] + summary["filtered_out"] == 20 and 0 < summary["written"] < 20
+    records = manifest(out)
+    kept = [r for r in records if not r.get("filtered_out")]
+    assert len(list(out.glob("synthetic_*.png"))) == len(kept) == summary["written"]
+    assert all(r["confidence"] >= threshold for r in kept)
+    assert all(r["confidence"] < threshold for r in records if r.get("filtered_out"))
+    again = synthesis.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
+    assert again["written"] == 0 and again["kept"] == 20           # filtered ones are not made again

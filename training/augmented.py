@@ -51,7 +51,8 @@ def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
         if not (folder / SYNTHETIC_MANIFEST).is_file():
             raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
         records = read_synthetic_manifest(folder)
-        kept = {i: r for i, r in records.items() if not (folder / REJECTED / r["file"]).is_file()}   # reviewed out
+        kept = {i: r for i, r in records.items()                 # less filtered-out and reviewed-out images
+                if not r.get("filtered_out") and not (folder / REJECTED / r["file"]).is_file()}
         images = [SyntheticImage(folder / r["file"], r["class"], r["sha256"], i) for i, r in sorted(kept.items())]
         missing = [img.path.name for img in images if not img.path.is_file()]
         if missing:

@@ -249,6 +249,24 @@ def evaluate_seed(config: ClassifierConfig, sets: dict[str, LabelledSet], names:
     return metrics
 
 
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A classifier saved by `evaluate_seed` (best_model.pth), in eval mode, and its record."""
+    from training.checkpoint import load_training_state
+    from training.config import from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"classifier not found: {path}")
+    record = load_training_state(path)
+    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
+        raise DataError(f"{path} is not a classifier saved by train_classifier.py (best_model.pth)")
+    config = from_dict(ClassifierConfig, record["config"], source=str(path))
+    model = build_classifier(config.model, config.data.channels, config.data.image_size, len(record["class_names"]),
+                             load_pretrained=False)
+    model.load_state_dict(record["state_dict"])
+    return model.to(device).eval(), record
+
+
 def model_info(config: ClassifierConfig, model: torch.nn.Module, sets: dict[str, LabelledSet], names: list[str]) -> str:
     counts = {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
     return (f"architecture: {config.model.arch}\nparameters: {sum(p.numel() for p in model.parameters()):,}\n"

@@ -39,11 +39,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace images already in the folder")
     p.add_argument("--workers", type=int, help="PNG-writing processes (default: CPU count)")
+    p.add_argument("--filter_classifier", metavar="PATH", help="a classifier's best_model.pth: keep only images it "
+                   "assigns to the generator's class with at least --conf_thresh")
+    p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
     args = p.parse_args(argv)
     if args.num_samples is not None and args.num_samples < 1:
         p.error("--num_samples must be at least 1")
     if args.batch_size < 1:
         p.error("--batch_size must be at least 1")
+    if not 0 <= args.conf_thresh <= 1:
+        p.error("--conf_thresh must be in [0, 1]")
     return args
 
 
@@ -103,14 +108,20 @@ def main(argv: list[str] | None = None) -> int:
             print("nothing generated")
             return 0
 
+    confidence = (synthesis.classifier_confidence(args.filter_classifier, generators[0].class_name, device)
+                  if args.filter_classifier else None)
     summary = synthesis.generate(generators, weights, args.num_samples, args.seed, output_dir,
                                  batch_size=args.batch_size, device=device, overwrite=args.overwrite,
-                                 workers=args.workers)
+                                 workers=args.workers, confidence=confidence, conf_thresh=args.conf_thresh)
     synthesis.write_generation_info(output_dir, run_info(args.seed, str(device), {
         "num_samples": args.num_samples, "weights": weights, "summary": summary,
         "generators": [{"path": str(g.path), "sha256": g.sha256, "run": g.run_name, "epoch": g.epoch,
                         "class": g.class_name} for g in generators]}))
     rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
+    if summary["acceptance_rate"] is not None:
+        print(f"filter: {summary['written']} of {summary['written'] + summary['filtered_out']} images kept "
+              f"({summary['acceptance_rate']:.1%}) at confidence >= {args.conf_thresh}"
+              + ("; too few pass: lower --conf_thresh or generate more" if summary["acceptance_rate"] < 0.2 else ""))
     print(f"wrote {summary['written']} images ({summary['kept']} already there) to {output_dir} "
           f"in {summary['seconds']:.1f} s{rate}; manifest: {output_dir / synthesis.MANIFEST}")
     return 0

@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -197,6 +198,8 @@ def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Pat
             same = record["generator_sha256"] == generators[item.generator].sha256 and record["seed"] == item.seed
             if not same:
                 conflicts.append(item.file)
+            elif record.get("filtered_out"):
+                continue                                   # the filter decided: not made again
             elif not path.is_file() and not (out_dir / REJECTED / item.file).is_file():   # rejected stays out
                 todo.append(item)
         elif path.is_file():
@@ -255,12 +258,17 @@ def _pool(workers: int):
 
 def generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
              *, batch_size: int = 256, device: torch.device = torch.device("cpu"), overwrite: bool = False,
-             workers: int | None = None, manifest_every_s: float = 5.0) -> dict:
+             workers: int | None = None, manifest_every_s: float = 5.0,
+             confidence: Callable[[np.ndarray], np.ndarray] | None = None, conf_thresh: float = 0.0) -> dict:
     """Write images 0..num_samples-1 into `out_dir` (the missing ones, unless `overwrite`); returns a summary.
 
     G runs in batches in this process and worker processes encode and write the PNGs (on a GPU,
     while G makes the next batch); the manifest is rewritten atomically every few seconds and at
     the end, so an interrupted run can be finished by running it again.
+
+    With `confidence` (uint8 (N, H, W, C) -> (N,) probabilities of the generator's class, e.g. from
+    `classifier_confidence`), images below `conf_thresh` are not written; the manifest records them
+    as `filtered_out` with their confidence, so a re-run does not make them again.
     """
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -280,16 +288,31 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
     start = time.perf_counter()
     pool, pending, last_write = _pool(workers), deque(), time.perf_counter()
 
+    scores: dict[int, float] = {}
+
     def collect(job) -> None:
         chunk_items, result = job
         for item, sha in zip(chunk_items, result.get() if pool else result):
             records[item.index] = manifest_record(item, generators[item.generator], sha)
+            if item.index in scores:
+                records[item.index]["confidence"] = scores[item.index]
         bar.update(len(chunk_items))
 
+    filtered = 0
     bar = progress(total=len(todo), desc="generating", unit="img")
     try:
         for g, batch in _batches(todo, batch_size):
             pixels = render(generators[g], [item.seed for item in batch], device)
+            if confidence is not None:
+                conf = confidence(pixels)
+                scores.update({item.index: float(c) for item, c in zip(batch, conf)})
+                for item in (item for item, c in zip(batch, conf) if c < conf_thresh):
+                    records[item.index] = {**manifest_record(item, generators[item.generator], None),
+                                           "filtered_out": True, "confidence": scores[item.index]}
+                    filtered += 1
+                bar.update(int((conf < conf_thresh).sum()))
+                keep = conf >= conf_thresh
+                batch, pixels = [item for item, k in zip(batch, keep) if k], pixels[keep]
             for k in range(0, len(batch), chunk):
                 names = [item.file for item in batch[k:k + chunk]]
                 if pool:
@@ -314,8 +337,32 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
             pool.terminate()
         write_manifest(out_dir, records)     # what was written, even when interrupted
     seconds = time.perf_counter() - start
-    return {"written": len(todo), "kept": num_samples - len(todo), "total_in_folder": len(records),
+    return {"written": len(todo) - filtered, "filtered_out": filtered, "kept": num_samples - len(todo),
+            "total_in_folder": sum(not r.get("filtered_out") for r in records.values()),
+            "acceptance_rate": (len(todo) - filtered) / len(todo) if todo and confidence is not None else None,
             "seconds": seconds, "images_per_s": len(todo) / seconds if seconds > 0 else None}
+
+
+def classifier_confidence(path: str | Path, class_name: str, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
+    """P(`class_name`) under a classifier saved by train_classifier.py (best_model.pth), for uint8 images."""
+    from training.classifier_loop import load_classifier
+
+    model, record = load_classifier(path, device)
+    if class_name not in record["class_names"]:
+        raise UserError(f"the classifier {path} knows classes {', '.join(record['class_names'])}, not '{class_name}'")
+    index, size = record["class_names"].index(class_name), record["config"]["data"]["image_size"]
+    channels = record["config"]["data"]["channels"]
+
+    @torch.no_grad()
+    def confidence(pixels: np.ndarray) -> np.ndarray:
+        if pixels.shape[3] != channels:
+            raise DataError(f"the classifier expects {channels}-channel images, the generator makes {pixels.shape[3]}")
+        x = to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+        if x.shape[-1] != size:
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        return torch.softmax(model(x.to(device)), 1)[:, index].cpu().numpy()
+
+    return confidence
 
 
 def write_generation_info(out_dir: Path, info: dict) -> None:

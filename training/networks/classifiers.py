@@ -49,15 +49,16 @@ def cnn(model, channels: int, image_size: int, num_classes: int) -> nn.Module:
 
 
 @register("resnet18")
-def resnet18(model, channels: int, image_size: int, num_classes: int) -> nn.Module:
+def resnet18(model, channels: int, image_size: int, num_classes: int, load_pretrained: bool = True) -> nn.Module:
     from torchvision.models import resnet18 as torchvision_resnet18
 
     net = torchvision_resnet18(weights=None)
-    if model.pretrained:
-        path = Path(model.pretrained)
-        if not path.is_file():
-            raise ConfigError(f"'model.pretrained' weights file not found: {path} (weights are never downloaded)")
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if model.pretrained:        # the ImageNet architecture; its weights unless rebuilding a saved classifier
+        if load_pretrained:
+            path = Path(model.pretrained)
+            if not path.is_file():
+                raise ConfigError(f"'model.pretrained' weights file not found: {path} (weights are never downloaded)")
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         if channels == 1:       # grey: the sum over RGB filters responds to grey input as RGB filters did
             conv = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
             conv.weight.data = net.conv1.weight.data.sum(dim=1, keepdim=True)
@@ -71,5 +72,8 @@ def resnet18(model, channels: int, image_size: int, num_classes: int) -> nn.Modu
     return net
 
 
-def build_classifier(model, channels: int, image_size: int, num_classes: int) -> nn.Module:
+def build_classifier(model, channels: int, image_size: int, num_classes: int, load_pretrained: bool = True) -> nn.Module:
+    """`model.arch` for this input and class count; `load_pretrained=False` when weights come from a checkpoint."""
+    if model.arch == "resnet18":
+        return resnet18(model, channels, image_size, num_classes, load_pretrained)
     return CLASSIFIERS[model.arch](model, channels, image_size, num_classes)
