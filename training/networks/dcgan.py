@@ -43,8 +43,8 @@ class NearestUpsample2x(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+        # No sizes spelled out (-1 and flatten): exported graphs (ONNX) keep a dynamic batch size.
+        return x[:, :, :, None, :, None].expand(-1, -1, -1, 2, -1, 2).flatten(4, 5).flatten(2, 3)
 
 
 def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
