@@ -77,7 +77,15 @@ def test_several_folders_are_blended_without_name_clashes(tiny_demo, synthetic, 
     other = synthetic_folder(tmp_path / "other", 10, seed=1)
     build_augmented(tiny_demo, [synthetic, other], tmp_path / "a", num_synthetic=10)
     names = sorted(p.name for p in (tmp_path / "a" / "train" / "malignant").glob("synthetic_*"))
-    assert len(names) == 10 and sum(n.startswith("synthetic_other_") for n in names) == 5
+    assert len(names) == 10 and sum(n.startswith("synthetic_1_other_") for n in names) == 5
+    twin = synthetic_folder(tmp_path / "b" / "gan", 10, seed=1)          # same folder name as `synthetic`
+    before = {p.name: p.read_bytes() for p in synthetic.glob("*.png")}
+    build_augmented(tiny_demo, [synthetic, twin], tmp_path / "c", num_synthetic=10)
+    assert {p.name: p.read_bytes() for p in synthetic.glob("*.png")} == before      # inputs untouched
+    with pytest.raises(UserError, match="given twice"):
+        build_augmented(tiny_demo, [synthetic, synthetic], tmp_path / "d", num_synthetic=2)
+    with pytest.raises(UserError, match="itself an augmented dataset"):
+        build_augmented(tmp_path / "a", [synthetic], tmp_path / "e", num_synthetic=2)
 
 
 def test_rejected_images_are_left_out(tiny_demo, tmp_path):

@@ -38,3 +38,9 @@ def test_youden_and_target_sensitivity_thresholds_on_hand_made_scores():
     t_all = choose_threshold(labels, scores, target_sensitivity=1.0)
     assert t_all == pytest.approx(0.30) and binary_metrics(labels, scores, t_all)["sensitivity"] == 1.0
     assert choose_threshold(labels, scores, None) == pytest.approx(t)
+
+
+def test_target_sensitivity_takes_the_highest_threshold_reaching_it():
+    labels = np.array([1, 1, 0, 1, 0, 0])
+    scores = np.array([0.9, 0.7, 0.6, 0.4, 0.3, 0.1])
+    assert choose_threshold(labels, scores, target_sensitivity=0.5) == pytest.approx(0.7)

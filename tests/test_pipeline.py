@@ -35,3 +35,11 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
     assert pipeline_main(["--config", str(config)]) == 0
     second = capsys.readouterr().out
     assert second.count("up to date, skipped") == 8 and "running" not in second
+
+    # A new synthesis seed re-runs what depends on the synthetic images, and nothing else.
+    assert pipeline_main(["--config", str(config), "synthesis.seed=1"]) == 0
+    third = capsys.readouterr().out
+    for stage in ("prepare", "gan", "classifier pipeline_tiny_classifier_baseline"):
+        assert f"[{stage}] up to date, skipped" in third
+    for stage in ("synthesis", "qa", "assemble", "classifier pipeline_tiny_classifier_gan_augmented", "compare"):
+        assert f"[{stage}] running" in third

@@ -94,33 +94,39 @@ def check_cap(counts: dict[str, int], real_train: dict[str, int], force: bool) -
                             "artefacts; use fewer, or --force if you mean it")
 
 
-def choose(folders: list[list[SyntheticImage]], counts: dict[str, int]) -> list[SyntheticImage]:
-    """The first images of each class, taken from the folders in turn (a blend of every folder)."""
+def choose(folders: list[list[SyntheticImage]], counts: dict[str, int]) -> list[tuple[int, SyntheticImage]]:
+    """The first images of each class, taken from the folders in turn (a blend of every folder);
+    each with the position of its folder."""
     chosen = []
     for class_name, n in counts.items():
         queues = [[img for img in folder if img.class_name == class_name] for folder in folders]
-        position = 0
-        while len([c for c in chosen if c.class_name == class_name]) < n:
-            for queue in queues:
-                if position < len(queue) and sum(c.class_name == class_name for c in chosen) < n:
-                    chosen.append(queue[position])
+        taken, position = 0, 0
+        while taken < n:
+            for k, queue in enumerate(queues):
+                if position < len(queue) and taken < n:
+                    chosen.append((k, queue[position]))
+                    taken += 1
             position += 1
     return chosen
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` as `dst` (copy where links are impossible); never writes onto an existing file,
+    which could be a link back into an input folder."""
+    if dst.exists():
+        raise DataError(f"two inputs map to the same file {dst.name}; nothing was written")
     try:
         os.link(src, dst)
     except OSError:            # another filesystem, or links not allowed
         shutil.copy2(src, dst)
 
 
-def _synthetic_name(image: SyntheticImage, several_folders: bool) -> str:
+def _synthetic_name(image: SyntheticImage, folder_position: int, several_folders: bool) -> str:
     name = image.path.name
     if not name.startswith("synthetic_"):
         name = f"synthetic_{name}"
-    # Two folders both hold synthetic_<class>_000000.png: prefix the folder's name to keep both.
-    return f"synthetic_{image.path.parent.name}_{name[len('synthetic_'):]}" if several_folders else name
+    # Two folders both hold synthetic_<class>_000000.png: prefix the folder's position and name.
+    return f"synthetic_{folder_position}_{image.path.parent.name}_{name[len('synthetic_'):]}" if several_folders else name
 
 
 def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], overwrite: bool) -> None:
@@ -168,6 +174,11 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     """
     baseline, out_dir, synthetic_dirs = Path(baseline), Path(out_dir), [Path(d) for d in synthetic_dirs]
     check_out_dir(out_dir, baseline, synthetic_dirs, overwrite)
+    if len({d.resolve() for d in synthetic_dirs}) < len(synthetic_dirs):
+        raise UserError("the same synthetic folder is given twice")
+    if (baseline / COMPOSITION).is_file():
+        raise UserError(f"{baseline} is itself an augmented dataset (it has {COMPOSITION}); use the real-only "
+                        "dataset it was built from as --baseline")
     rows = read_manifest(baseline)
     real_train = Counter(r["class"] for r in rows if r["split"] == "train")
     folders = read_synthetic(synthetic_dirs)
@@ -178,7 +189,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     counts = synthetic_counts(dict(real_train), dict(available), num_synthetic=num_synthetic, target_ratio=target_ratio)
     check_cap(counts, dict(real_train), force)
     chosen = choose(folders, counts)
-    notes = _check_format(chosen, baseline / next(r["path"] for r in rows if r["split"] == "train"))
+    notes = _check_format([image for _, image in chosen], baseline / next(r["path"] for r in rows if r["split"] == "train"))
     if not 0 < real_fraction <= 1:
         raise UserError(f"real_fraction must be in (0, 1], got {real_fraction}")
     rows = _keep_real(rows, set(counts), real_fraction, seed)
@@ -191,8 +202,8 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
             _link_or_copy(baseline / r["path"], staging / rel)
             out_rows.append({"path": rel.as_posix(), "split": r["split"], "class": r["class"], "sha256": r["sha256"],
                              "source": "real", "origin": str(baseline / r["path"])})
-        for image in chosen:
-            rel = Path("train") / image.class_name / _synthetic_name(image, len(folders) > 1)
+        for position, image in chosen:
+            rel = Path("train") / image.class_name / _synthetic_name(image, position, len(folders) > 1)
             _link_or_copy(image.path, staging / rel)
             out_rows.append({"path": rel.as_posix(), "split": "train", "class": image.class_name, "sha256": image.sha256,
                              "source": "synthetic", "origin": str(image.path)})

@@ -30,7 +30,7 @@ from training import atomic
 from training.classifier_config import ClassifierConfig
 from training.config import to_dict, to_yaml
 from training.dataset import list_classes, list_images, to_float
-from training.errors import DataError
+from training.errors import DataError, TrainingDiverged
 from training.evaluation import METRICS, binary_metrics, choose_threshold
 from training.images import pixel_sha256, read_image, resize, to_channels
 from training.networks.classifiers import build_classifier
@@ -176,6 +176,9 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
                     (1 - lam) * F.cross_entropy(logits, y[perm], weight=weights, label_smoothing=t.label_smoothing)
             else:
                 loss = F.cross_entropy(model(x), y, weight=weights, label_smoothing=t.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"classifier loss became {loss.item()} in epoch {epoch} (seed {seed}); "
+                                       "try a lower train.lr")
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -294,6 +297,7 @@ def train_classifier(config: ClassifierConfig) -> Path:
     """Train one model per seed; returns the run folder."""
     device = resolve_device(config.train.device)
     sets, names, positive = load_splits(config)
+    build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
     run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
     atomic.write_text(run_dir / "config.yaml", to_yaml(config))
     counts = {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}

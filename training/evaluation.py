@@ -51,7 +51,7 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def sensitivity_threshold(labels: np.ndarray, scores: np.ndarray, target: float) -> float:
     """The highest threshold whose sensitivity on these scores reaches `target`."""
-    fpr, tpr, thresholds = roc_curve(labels, scores)
+    fpr, tpr, thresholds = roc_curve(labels, scores, drop_intermediate=False)   # every candidate threshold
     reaching = np.flatnonzero(tpr >= target)
     return float(min(thresholds[reaching[0]], 1.0))
 

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as `python training/pipeline.py`
 
 from training import atomic
 from training.config import load_config, to_dict
-from training.errors import run_cli
+from training.errors import UserError, run_cli
 from training.pipeline_config import PipelineConfig
 
 
@@ -66,6 +66,8 @@ def run_pipeline(config: PipelineConfig) -> dict:
     from training import synthesis
 
     name, results = config.output.name, Path(config.output.results_dir)
+    for arm in config.classifiers.parsed():       # a typo in a classifier config fails now, not after the GAN
+        load_config(ClassifierConfig, arm.config, config.classifiers.overrides)
     stages = Stages(results / "pipeline" / name / "stages.json")
     d = config.data
     dataset = d.name or ("demo" if d.source == "demo" else Path(d.source).stem)
@@ -76,8 +78,11 @@ def run_pipeline(config: PipelineConfig) -> dict:
     args += ["--class-names", d.class_names] if d.class_names else []
     args += ["--drop-leaked"] if d.drop_leaked else []
     key = stage_key(args)
+    # A dataset this pipeline prepared with other settings is rebuilt; one it did not make is kept.
+    rebuild = stages.done.get("prepare", {}).get("key") not in (None, key)
     stages.run("prepare", key, lambda o: (root / "manifest.csv").is_file(),
-               lambda: (prepare_main(args), {"root": str(root)})[1])
+               lambda: (prepare_main(args + ["--overwrite"] * rebuild), {"root": str(root)})[1])
+    data_key = key = stage_key(key, (root / "manifest.csv").read_bytes().decode())   # the content, not the path
 
     # 2. GAN on the minority class.
     gan = load_config(GANConfig, config.gan.config, [*config.gan.overrides, f"data.root={root}",
@@ -90,7 +95,12 @@ def run_pipeline(config: PipelineConfig) -> dict:
         from training.checkpoint import list_checkpoints
 
         resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
-        summary = train_gan(gan, resume=resumable, overwrite=not resumable)
+        try:
+            summary = train_gan(gan, resume=resumable, overwrite=not resumable)
+        except UserError as err:
+            if not (resumable and str(err).startswith("cannot resume")):
+                raise
+            summary = train_gan(gan, overwrite=True)      # an interrupted run of another config: start again
         best = checkpoints / "best_generator.pth"
         return {"generator": str(best if best.exists() else checkpoints / "final_generator.pth"),
                 "best_fid": summary["best_fid"], "feature_extractor": summary["feature_extractor"]}
@@ -105,14 +115,15 @@ def run_pipeline(config: PipelineConfig) -> dict:
     real_train = Counter(r["class"] for r in rows if r["split"] == "train")
     s = config.synthesis
     wanted = s.num_synthetic or max(1, math.ceil(max(real_train.values()) / s.target_ratio) - real_train[gan.data.minority_class])
-    key = stage_key(key, wanted, s.seed)
+    key = stage_key(key, wanted, s.seed, generators[0].sha256)
 
     def synthesise() -> dict:
         synthesis.check_output_dir(synthetic)
         synthetic.mkdir(parents=True, exist_ok=True)
         preview = synthesis.write_preview(generators, [1.0], s.seed, synthetic, device)
         # A retrained GAN makes the folder's images stale: replace them; otherwise finish or extend it.
-        stale = any(r["generator_sha256"] != generators[0].sha256 for r in synthesis.read_manifest(synthetic).values())
+        stale = any(r["generator_sha256"] != generators[0].sha256 or r["seed"] != synthesis.image_seed(s.seed, i)
+                    for i, r in synthesis.read_manifest(synthetic).items())
         summary = synthesis.generate(generators, [1.0], wanted, s.seed, synthetic, device=device, overwrite=stale)
         return {"folder": str(synthetic), "preview": str(preview), "images": wanted, "written": summary["written"]}
 
@@ -144,7 +155,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
         cls = load_config(ClassifierConfig, arm.config, [
             *config.classifiers.overrides, f"data.train_dir={data_root / 'train'}", f"data.val_dir={data_root / 'val'}",
             f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}", f"output.results_dir={results}"])
-        arm_key = stage_key(key, to_dict(cls))
+        arm_key = stage_key(key if arm.data == "augmented" else data_key, to_dict(cls))   # baseline arms: data only
         out = stages.run(f"classifier {arm_name}", arm_key, lambda o: (Path(o["run"]) / "summary.json").is_file(),
                          lambda: {"run": str(train_classifier(cls))})
         run_dirs.append(out["run"])

@@ -34,6 +34,10 @@ class PipelineSynthesisConfig:
     seed: int = field(0, min=0)
     qa_max_images: int = field(2000, min=2)
 
+    def validate(self) -> None:
+        if self.target_ratio is None and self.num_synthetic is None:
+            raise ConfigError("set 'synthesis.target_ratio' or 'synthesis.num_synthetic'")
+
 
 @dataclass(frozen=True)
 class PipelineArm:

@@ -111,6 +111,14 @@ def plan_points(config: SweepConfig, available: int, real: int) -> tuple[list[di
             for f in p.synthetic_fractions], None
 
 
+def synthetic_digest(folder: str) -> str:
+    """A hash of a synthetic folder's manifest: regenerated images make finished points stale."""
+    import hashlib
+    from training.synthesis import MANIFEST
+
+    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:16]
+
+
 def run_sweep(config: SweepConfig) -> dict:
     """Assemble and train every point (resuming finished ones), then compare and plot."""
     from training.augmented import build_augmented, read_synthetic
@@ -129,7 +137,8 @@ def run_sweep(config: SweepConfig) -> dict:
     state_path = out_dir / "points.json"
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     for k, point in enumerate(points):
-        key = json.dumps([point, to_dict(config.data), to_dict(config.classifier)], sort_keys=True)
+        key = json.dumps([point, to_dict(config.data), to_dict(config.classifier), config.points.seed,
+                          [synthetic_digest(folder) for folder in d.synthetic]], sort_keys=True)
         if state.get(point["label"], {}).get("key") == key and (Path(state[point["label"]]["run"]) / "summary.json").is_file():
             print(f"[{point['label']}] done, kept")
             continue

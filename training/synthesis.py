@@ -272,14 +272,13 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
     """
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = read_manifest(out_dir)
     for stale in out_dir.glob(".synthetic_*.tmp"):      # left by a killed worker mid-write
         stale.unlink()
-    if overwrite:
-        for index, record in records.items():          # our own files beyond the new count
-            if index >= num_samples and record["file"].startswith("synthetic_"):
-                (out_dir / record["file"]).unlink(missing_ok=True)
-        records = {}
+    if overwrite:       # start the folder again: none of the old images may survive beside a new manifest
+        for old in out_dir.glob("synthetic_*.png"):
+            old.unlink()
+        (out_dir / MANIFEST).unlink(missing_ok=True)
+    records = read_manifest(out_dir)
     items = plan(num_samples, generators, weights, seed)
     todo = items if overwrite else reconcile(items, generators, out_dir, records, device)
     workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -358,9 +357,10 @@ def classifier_confidence(path: str | Path, class_name: str, device: torch.devic
         if pixels.shape[3] != channels:
             raise DataError(f"the classifier expects {channels}-channel images, the generator makes {pixels.shape[3]}")
         x = to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+        x = x if len(x) > 1 else x.repeat(2, 1, 1, 1)       # as in `render`: batch-size-independent scores
         if x.shape[-1] != size:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return torch.softmax(model(x.to(device)), 1)[:, index].cpu().numpy()
+        return torch.softmax(model(x.to(device)), 1)[:len(pixels), index].cpu().numpy()
 
     return confidence
 

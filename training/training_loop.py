@@ -95,9 +95,9 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     if not resume and not overwrite and (existing or (paths.checkpoints / "final_generator.pth").exists()):
         raise UserError(f"{paths.checkpoints} already holds a run: pass --resume to continue it, "
                         "--overwrite to start again, or output.name=NEW for a new run")
-    if overwrite and not resume:
-        for stale in existing:
-            stale.unlink()
+    if overwrite and not resume:           # a new run: none of the old one's generators may be picked up
+        for stale in [*existing, paths.checkpoints / "final_generator.pth", paths.checkpoints / "best_generator.pth"]:
+            stale.unlink(missing_ok=True)
 
     # Data: the minority class of the training split, in memory as uint8.
     real = load_class(config.data.root, "train", config.data.minority_class, config.data.image_size,
