@@ -158,6 +158,7 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--checkpoint", "/nonexistent/g.pth", "--num_samples", "3"], "generator checkpoint not found"),
     (["--num_samples", "3"], "give --checkpoint"),
+    (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be at least 1"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path):
     result = run(*args, "--output_dir", str(tmp_path / "out"))

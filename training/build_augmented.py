@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing augmented dataset")
     args = p.parse_args(argv)
     if args.num_synthetic is not None and args.num_synthetic < 0:
-        p.error("--num_synthetic must be >= 0")
+        raise UserError("--num_synthetic must be >= 0")
     if args.target_ratio is not None and args.target_ratio < 1:
-        p.error("--target_ratio must be >= 1 (largest class : augmented class)")
+        raise UserError("--target_ratio must be >= 1 (largest class : augmented class)")
     return args
 
 

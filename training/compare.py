@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
     args = p.parse_args(argv)
     if args.bootstrap < 1:
-        p.error("--bootstrap must be >= 1")
+        raise UserError("--bootstrap must be >= 1")
     return args
 
 

@@ -44,11 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
     args = p.parse_args(argv)
     if args.num_samples is not None and args.num_samples < 1:
-        p.error("--num_samples must be at least 1")
+        raise UserError("--num_samples must be at least 1")
     if args.batch_size < 1:
-        p.error("--batch_size must be at least 1")
+        raise UserError("--batch_size must be at least 1")
     if not 0 <= args.conf_thresh <= 1:
-        p.error("--conf_thresh must be in [0, 1]")
+        raise UserError("--conf_thresh must be in [0, 1]")
     return args
 
 
