@@ -54,3 +54,17 @@ def test_low_acceptance_suggests_a_lower_threshold_and_refusals(tiny_demo, class
     with pytest.raises(UserError, match="split of"):
         pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier),
                      "--out_dir", str(tiny_demo / "val" / "new")])
+
+
+def test_classifier_trains_on_a_pseudo_labelled_folder_via_synthetic_dir(tiny_demo, classifier, tmp_path):
+    synthetic = synthetic_folder(tmp_path / "gan", 12)
+    out = tmp_path / "labelled"
+    assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--out_dir", str(out),
+                        "--conf_thresh", "0"]) == 0
+    raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
+                    "test_dir": str(tiny_demo / "test"), "image_size": 16, "synthetic_dir": str(out)},
+           "model": {"arch": "mlp", "width": 4}, "train": {"epochs": 1, "seeds": [0], "device": "cpu"},
+           "output": {"name": "with_synthetic", "results_dir": str(tmp_path / "results")}}
+    run = train_classifier(build(ClassifierConfig, raw, "test"))
+    counts = json.loads((run / "summary.json").read_text())["data"]["counts"]["train"]
+    assert sum(counts.values()) == 45 + 12

@@ -23,6 +23,8 @@ class ClassifierDataConfig:
     image_size: int = field(32, min=8, max=512, help="every image is resized to this (never above the smallest train image)")
     channels: Literal[1, 3] = 3
     positive_class: str = field("malignant", help="the minority class whose sensitivity is reported")
+    synthetic_dir: Optional[str] = field(None, help="a synthetic folder with manifest.jsonl (generate_samples.py or "
+                                                    "pseudo_label.py) added to train only")
 
 
 @dataclass(frozen=True)

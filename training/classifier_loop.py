@@ -69,6 +69,25 @@ def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, ch
     return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes)
 
 
+def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], image_size: int, channels: int) -> LabelledSet:
+    """`train` plus the images of a synthetic folder's manifest, labelled by their recorded class."""
+    from training.augmented import read_synthetic
+
+    images = read_synthetic([synthetic_dir])[0]
+    unknown = sorted({img.class_name for img in images} - set(names))
+    if unknown:
+        raise DataError(f"{synthetic_dir} holds class '{unknown[0]}', which is not a class of the training set")
+    if not images:
+        raise DataError(f"{synthetic_dir} lists no images")
+    pixels = [read_image(img.path) for img in images]
+    stacked = torch.from_numpy(np.stack([resize(to_channels(x, channels, img.path), image_size)
+                                         for x, img in zip(pixels, images)])).permute(0, 3, 1, 2)
+    return LabelledSet(torch.cat([train.images, stacked]),
+                       torch.cat([train.labels, torch.tensor([names.index(img.class_name) for img in images])]),
+                       train.paths + [str(img.path) for img in images], train.sha256 + [img.sha256 for img in images],
+                       train.sizes | {min(x.shape[:2]) for x in pixels})
+
+
 def load_splits(config: ClassifierConfig) -> tuple[dict[str, LabelledSet], list[str], int]:
     """Train/val/test with one class list; returns the sets, class names and the positive label."""
     d = config.data
@@ -82,6 +101,8 @@ def load_splits(config: ClassifierConfig) -> tuple[dict[str, LabelledSet], list[
                         f"(classes: {', '.join(names)})")
     sets = {split: load_labelled(getattr(d, f"{split}_dir"), names, d.image_size, d.channels)
             for split in progress(("train", "val", "test"), desc="loading images", unit="split")}
+    if d.synthetic_dir:
+        sets["train"] = with_synthetic(sets["train"], d.synthetic_dir, names, d.image_size, d.channels)
     positive = names.index(d.positive_class)
     for split in ("val", "test"):
         present = set(sets[split].labels.tolist())
