@@ -62,17 +62,23 @@ def save_generator(path: str | Path, generator: torch.nn.Module, config: Any, *,
     }, path)
 
 
+def read_record(path: Path, fmt: str, what: str, expected: str) -> dict:
+    """A self-describing checkpoint of format `fmt`, with one-line errors when it is missing or something else."""
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    record = load_training_state(path)
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise DataError(f"{path} is not a {what.split()[0]} file (expected {expected})")
+    return record
+
+
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild a generator saved by `save_generator`; returns (G in eval mode, its record)."""
     from training.gan_config import DataConfig, ModelConfig
     from training.networks import build_generator
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"generator checkpoint not found: {path}")
-    record = load_training_state(path)
-    if not isinstance(record, dict) or record.get("format") != GENERATOR_FORMAT:
-        raise DataError(f"{path} is not a generator file (expected final_generator.pth or best_generator.pth)")
+    record = read_record(path, GENERATOR_FORMAT, "generator checkpoint", "final_generator.pth or best_generator.pth")
     model = from_dict(ModelConfig, record["model"], source=str(path))
     data = from_dict(DataConfig, record["data"], source=str(path))
     generator = build_generator(model, data)

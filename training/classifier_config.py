@@ -6,9 +6,7 @@ Same rules as the GAN config: frozen dataclasses, strict keys, types and ranges 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 from training.config import field
@@ -71,8 +69,3 @@ class ClassifierConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
     output: ClassifierOutputConfig = field(default_factory=ClassifierOutputConfig)
-
-    def resolve(self, config_path: Path) -> "ClassifierConfig":
-        if self.output.name:
-            return self
-        return dataclasses.replace(self, output=dataclasses.replace(self.output, name=config_path.stem))

@@ -275,15 +275,10 @@ def evaluate_seed(config: ClassifierConfig, sets: dict[str, LabelledSet], names:
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """A classifier saved by `evaluate_seed` (best_model.pth), in eval mode, and its record."""
-    from training.checkpoint import load_training_state
+    from training.checkpoint import read_record
     from training.config import from_dict
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"classifier not found: {path}")
-    record = load_training_state(path)
-    if not isinstance(record, dict) or record.get("format") != CHECKPOINT_FORMAT:
-        raise DataError(f"{path} is not a classifier saved by train_classifier.py (best_model.pth)")
+    record = read_record(Path(path), CHECKPOINT_FORMAT, "classifier", "best_model.pth from train_classifier.py")
     config = from_dict(ClassifierConfig, record["config"], source=str(path))
     model = build_classifier(config.model, config.data.channels, config.data.image_size, len(record["class_names"]),
                              load_pretrained=False)
@@ -291,8 +286,13 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tup
     return model.to(device).eval(), record
 
 
+def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, dict[str, int]]:
+    """Images per class in each split, e.g. {'train': {'benign': 2000, 'malignant': 200}, ...}."""
+    return {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
+
+
 def model_info(config: ClassifierConfig, model: torch.nn.Module, sets: dict[str, LabelledSet], names: list[str]) -> str:
-    counts = {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
+    counts = class_counts(sets, names)
     return (f"architecture: {config.model.arch}\nparameters: {sum(p.numel() for p in model.parameters()):,}\n"
             f"input: {config.data.channels} x {config.data.image_size} x {config.data.image_size}\n"
             f"hyper-parameters:\n{to_yaml(config.train)}"
@@ -321,7 +321,7 @@ def train_classifier(config: ClassifierConfig) -> Path:
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
     run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
     atomic.write_text(run_dir / "config.yaml", to_yaml(config))
-    counts = {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
+    counts = class_counts(sets, names)
     atomic.write_json(run_dir / "run_info.json", run_info(config.train.seeds[0], str(device), {"counts": counts}))
     print(f"{config.output.name}: {config.model.arch}, seeds {list(config.train.seeds)}, {device}; "
           + ", ".join(f"{s} {c}" for s, c in counts.items()))

@@ -201,10 +201,15 @@ def load_config(cls: type, path: str | Path, overrides: list[str] | tuple[str, .
     """Load the YAML file at `path` into dataclass `cls`, applying `key.sub=value` overrides."""
     raw = apply_overrides(read_yaml(path), list(overrides))
     source = str(path) + (" (with overrides)" if overrides else "")
-    config = build(cls, raw, source)
-    if hasattr(config, "resolve"):
-        config = config.resolve(Path(path))
-    return config
+    return with_default_name(build(cls, raw, source), Path(path))
+
+
+def with_default_name(config: Any, path: Path) -> Any:
+    """Name a run after its config file when `output.name` is unset (experiments/dcgan_hinge.yaml -> dcgan_hinge)."""
+    output = getattr(config, "output", None)
+    if output is None or getattr(output, "name", "set") is not None:
+        return config
+    return dataclasses.replace(config, output=dataclasses.replace(output, name=path.stem))
 
 
 def to_dict(config: Any) -> dict:

@@ -6,9 +6,7 @@ builds and validates it. Units are in the names: epochs, pixels, images.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 from training.config import field
@@ -104,9 +102,3 @@ class GANConfig:
         if self.loss.name == "wasserstein" and self.model.d_norm == "batch":
             raise ConfigError("'loss.name' = wasserstein conflicts with 'model.d_norm' = batch "
                               "(batch norm breaks the per-sample gradient penalty)")
-
-    def resolve(self, config_path: Path) -> "GANConfig":
-        """Fill defaults that depend on the config file (the run name)."""
-        if self.output.name:
-            return self
-        return dataclasses.replace(self, output=dataclasses.replace(self.output, name=config_path.stem))

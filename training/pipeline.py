@@ -80,8 +80,12 @@ def run_pipeline(config: PipelineConfig) -> dict:
     key = stage_key(args)
     # A dataset this pipeline prepared with other settings is rebuilt; one it did not make is kept.
     rebuild = stages.done.get("prepare", {}).get("key") not in (None, key)
-    stages.run("prepare", key, lambda o: (root / "manifest.csv").is_file(),
-               lambda: (prepare_main(args + ["--overwrite"] * rebuild), {"root": str(root)})[1])
+
+    def prepare() -> dict:
+        prepare_main(args + ["--overwrite"] * rebuild)
+        return {"root": str(root)}
+
+    stages.run("prepare", key, lambda o: (root / "manifest.csv").is_file(), prepare)
     data_key = key = stage_key(key, (root / "manifest.csv").read_bytes().decode())   # the content, not the path
 
     # 2. GAN on the minority class.
@@ -164,8 +168,11 @@ def run_pipeline(config: PipelineConfig) -> dict:
     from training.compare import main as compare_main
 
     comparison = results / "comparison" / name
-    stages.run("compare", stage_key(run_dirs), lambda o: (comparison / "comparison.md").is_file(),
-               lambda: (compare_main([*run_dirs, "--out", str(comparison)]), {"folder": str(comparison)})[1])
+    def compare() -> dict:
+        compare_main([*run_dirs, "--out", str(comparison)])
+        return {"folder": str(comparison)}
+
+    stages.run("compare", stage_key(run_dirs), lambda o: (comparison / "comparison.md").is_file(), compare)
     return stages.done
 
 

@@ -3,9 +3,7 @@ synthetic images, which classifiers to compare. Each stage's own settings stay i
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, Optional
 
 from training.config import field
@@ -76,8 +74,3 @@ class PipelineConfig:
     synthesis: PipelineSynthesisConfig = field(default_factory=PipelineSynthesisConfig)
     classifiers: PipelineClassifiersConfig = field(default_factory=PipelineClassifiersConfig)
     output: PipelineOutputConfig = field(default_factory=PipelineOutputConfig)
-
-    def resolve(self, config_path: Path) -> "PipelineConfig":
-        if self.output.name:
-            return self
-        return dataclasses.replace(self, output=dataclasses.replace(self.output, name=config_path.stem))

@@ -20,7 +20,6 @@ kept, so an interrupted sweep resumes.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections import Counter
@@ -77,11 +76,6 @@ class SweepConfig:
     points: SweepPointsConfig = field(default_factory=SweepPointsConfig)
     classifier: SweepClassifierConfig = field(default_factory=SweepClassifierConfig)
     output: SweepOutputConfig = field(default_factory=SweepOutputConfig)
-
-    def resolve(self, config_path: Path) -> "SweepConfig":
-        if self.output.name:
-            return self
-        return dataclasses.replace(self, output=dataclasses.replace(self.output, name=config_path.stem))
 
 
 def scaled_counts(counts: tuple[int, ...], available: int, real: int) -> tuple[list[int], str | None]:
