@@ -98,3 +98,47 @@ def _diverge(tiny_demo, tmp_path):
 def test_missing_minority_class_is_one_line(tiny_demo, tmp_path):
     with pytest.raises(UserError, match="class 'melanoma' not found"):
         train_gan(config(tiny_demo, tmp_path, data={"minority_class": "melanoma"}))
+
+
+def test_conditional_gan_learns_every_class_and_reports_per_class_fid(tiny_demo, tmp_path):
+    cfg = config(tiny_demo, tmp_path, data={"train_on": "all_classes"}, model={"conditional": True},
+                 output={"name": "cond"}, train={"epochs": 1})
+    summary = train_gan(cfg)
+    ckpt = tmp_path / "results" / "checkpoints" / "cond"
+    G, record = load_generator(ckpt / "final_generator.pth")
+    assert record["class_name"] is None and record["class_names"] == ["benign", "malignant"]
+    z = torch.randn(4, G.z_dim)
+    a, b = G(z, torch.zeros(4, dtype=torch.long)), G(z, torch.ones(4, dtype=torch.long))
+    assert a.shape == (4, 3, 32, 32) and not torch.allclose(a, b)      # the label changes the image
+    with pytest.raises(ValueError, match="needs class labels"):
+        G(z)
+    history = json.loads((tmp_path / "results" / "gan_metrics" / "cond" / "metrics.json").read_text())["history"]
+    per_class = history[-1]["per_class"]
+    assert set(per_class) == {"benign", "malignant"}
+    assert history[-1]["fid"] == pytest.approx((per_class["benign"]["fid"] + per_class["malignant"]["fid"]) / 2)
+    assert history[-1]["num_real"] == 45 and summary["best_fid"] == history[-1]["fid"]
+
+
+def test_conditional_needs_all_classes(tiny_demo, tmp_path):
+    from training.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.train_on"):
+        config(tiny_demo, tmp_path, model={"conditional": True})
+
+
+def test_unconditional_gan_on_all_classes_is_recorded_as_all(tiny_demo, tmp_path):
+    train_gan(config(tiny_demo, tmp_path, data={"train_on": "all_classes"}, output={"name": "every"},
+                     train={"epochs": 1}))
+    ckpt = tmp_path / "results" / "checkpoints" / "every"
+    _, record = load_generator(ckpt / "final_generator.pth")
+    assert record["class_name"] == "all"
+    assert json.loads((ckpt / "run_info.json").read_text())["training_images"] == 45
+
+
+def test_infogan_run_saves_a_generator_with_codes(tiny_demo, tmp_path):
+    cfg = config(tiny_demo, tmp_path, model={"info_categories": 3, "info_continuous": 2}, output={"name": "info"},
+                 train={"epochs": 1})
+    train_gan(cfg)
+    G, _ = load_generator(tmp_path / "results" / "checkpoints" / "info" / "final_generator.pth")
+    assert G.z_dim == 16 + 3 + 2 and G.latent.code_names() == ["cat", "cont0", "cont1"]
+    assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)

@@ -46,15 +46,24 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
         raise DataError(f"cannot read checkpoint {path}: {err}") from None
 
 
+def generated_class(config: Any) -> str | None:
+    """The class a generator makes: the minority class, `all` for one trained on every class, None
+    for a conditional one (which makes any class on demand)."""
+    if config.model.conditional:
+        return None
+    return config.data.minority_class if config.data.train_on == "minority" else "all"
+
+
 def save_generator(path: str | Path, generator: torch.nn.Module, config: Any, *, epoch: int,
-                   metrics: dict | None = None) -> None:
+                   metrics: dict | None = None, class_names: list[str] | None = None) -> None:
     """Save a lean, self-describing generator (weights on CPU + what is needed to rebuild it)."""
     atomic.torch_save({
         "format": GENERATOR_FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
         "model": to_dict(config.model),
         "data": to_dict(config.data),
-        "class_name": config.data.minority_class,
+        "class_name": generated_class(config),
+        "class_names": class_names or [config.data.minority_class],   # what it learned (a conditional G's labels)
         "run_name": config.output.name,
         "epoch": epoch,
         "metrics": metrics or {},
@@ -81,6 +90,6 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
     record = read_record(path, GENERATOR_FORMAT, "generator checkpoint", "final_generator.pth or best_generator.pth")
     model = from_dict(ModelConfig, record["model"], source=str(path))
     data = from_dict(DataConfig, record["data"], source=str(path))
-    generator = build_generator(model, data)
+    generator = build_generator(model, data, len(record.get("class_names") or []))
     generator.load_state_dict(record["state_dict"])
     return generator.to(device).eval(), record

@@ -11,6 +11,8 @@ import copy
 import torch
 from torch import nn
 
+from training.latents import class_labels, draw
+
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float, rampup_steps: int = 0):
@@ -50,10 +52,11 @@ def recalibrate_batchnorm(generator: nn.Module, seed: int, num_samples: int = 51
     for m in norms:
         m.reset_running_stats()
         m.momentum = None                       # cumulative average over all calibration batches
-    z = torch.randn(num_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed))
+    z = draw(generator.latent, num_samples, torch.Generator().manual_seed(seed))
+    labels = class_labels(generator.latent, num_samples)            # a conditional G: every class in turn
     generator.train()
     for i in range(0, num_samples, batch_size):
-        generator(z[i:i + batch_size].to(device))
+        generator(z[i:i + batch_size].to(device), None if labels is None else labels[i:i + batch_size].to(device))
     generator.eval()
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum

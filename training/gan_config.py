@@ -16,7 +16,9 @@ from training.errors import ConfigError
 @dataclass(frozen=True)
 class DataConfig:
     root: str = field("data/processed/demo", help="processed dataset with train/val/test/<class>/ folders")
-    minority_class: str = field("malignant", help="the class folder the GAN learns")
+    minority_class: str = field("malignant", help="the class folder the GAN learns (and the headline FID's class)")
+    train_on: Literal["minority", "all_classes"] = field(
+        "minority", help="all_classes: every class of train/ (conditional GANs; pseudo-labelling route)")
     image_size: Literal[32, 64, 128] = 64
     channels: Literal[1, 3] = 3
 
@@ -30,6 +32,15 @@ class ModelConfig:
     spectral_norm: bool = True
     d_norm: Literal["auto", "batch", "none"] = field("auto", help="auto: batch norm unless SN or Wasserstein")
     upsample: Literal["resize_conv", "transposed"] = "resize_conv"
+    conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
+    info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
+    info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
+
+    def latent_spec(self, num_classes: int = 0):
+        """What G takes as input (training.latents.LatentSpec); `num_classes` counts for conditional models."""
+        from training.latents import LatentSpec
+
+        return LatentSpec(self.z_dim, num_classes if self.conditional else 0, self.info_categories, self.info_continuous)
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":
@@ -41,6 +52,7 @@ class ModelConfig:
 class LossConfig:
     name: Literal["hinge", "wasserstein", "bce"] = "hinge"
     gp_weight: float = field(0.0, min=0.0, help="gradient-penalty weight (WGAN-GP uses 10)")
+    info_weight: float = field(1.0, min=0.0, help="InfoGAN: weight of the mutual-information term")
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,10 @@ class TrainConfig:
     ema_rampup_steps: int = field(100, min=0, help="EMA decay ramps up over this many G steps")
     diffaugment: Optional[str] = field("color,translation,cutout", help="DiffAugment policy, or off")
     sample_grid_size: int = field(8, min=1, max=32, help="grids are N x N images")
+    precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling")
+    channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
+    cudnn_benchmark: bool = field(False, help="CUDA: let cuDNN time kernels (faster, not bit-reproducible)")
+    tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
         from training.augment import AUGMENTS
@@ -99,6 +115,9 @@ class GANConfig:
         if self.loss.name == "wasserstein" and self.loss.gp_weight <= 0:
             raise ConfigError("'loss.name' = wasserstein needs 'loss.gp_weight' > 0 "
                               "(the critic is kept 1-Lipschitz by the gradient penalty)")
+        if self.model.conditional and self.data.train_on != "all_classes":
+            raise ConfigError("'model.conditional' = true needs 'data.train_on' = all_classes "
+                              "(a conditional GAN learns every class)")
         if self.loss.name == "wasserstein" and self.model.d_norm == "batch":
             raise ConfigError("'loss.name' = wasserstein conflicts with 'model.d_norm' = batch "
                               "(batch norm breaks the per-sample gradient penalty)")

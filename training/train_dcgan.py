@@ -1,8 +1,10 @@
-"""Train a DCGAN (hinge + spectral norm, Wasserstein-GP or BCE) on the minority class.
+"""Train a DCGAN (hinge + spectral norm, Wasserstein-GP or BCE) on the minority class, or a conditional
+GAN / InfoGAN / all-classes GAN (see experiments/), on one process or data-parallel under torchrun.
 
     python training/train_dcgan.py --config experiments/dcgan_hinge.yaml
     python training/train_dcgan.py --config experiments/demo_gan.yaml train.epochs=2 data.image_size=32
     python training/train_dcgan.py --config experiments/dcgan_hinge.yaml --resume
+    torchrun --standalone --nproc_per_node 2 training/train_dcgan.py --config experiments/dcgan_hinge.yaml
 
 Values after the flags override the YAML (`section.key=value`) and are validated the same way.
 """
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print(to_yaml(config), end="")
         return 0
     summary = train_gan(config, resume=args.resume, overwrite=args.overwrite)
+    if summary["rank"] != 0:        # under torchrun, rank 0 reports
+        return 0
     paths = summary["paths"]
     best = "n/a" if summary["best_fid"] is None else f"{summary['best_fid']:.2f}"
     final = "n/a" if summary["final_fid"] is None else f"{summary['final_fid']:.2f}"

@@ -16,14 +16,14 @@ def register(name: str, build_generator: Callable[..., nn.Module], build_discrim
     _REGISTRY[name] = (build_generator, build_discriminator)
 
 
-def build_generator(model, data) -> nn.Module:
-    """G of family `model.arch` from the `model` and `data` config sections."""
-    return _REGISTRY[model.arch][0](model, data)
+def build_generator(model, data, num_classes: int = 0) -> nn.Module:
+    """G of family `model.arch` from the `model` and `data` config sections (`num_classes`: conditional)."""
+    return _REGISTRY[model.arch][0](model, data, num_classes)
 
 
-def build_discriminator(model, data, loss_name: str) -> nn.Module:
+def build_discriminator(model, data, loss_name: str, num_classes: int = 0) -> nn.Module:
     """D of family `model.arch`; `loss_name` decides its normalisation."""
-    return _REGISTRY[model.arch][1](model, data, loss_name)
+    return _REGISTRY[model.arch][1](model, data, loss_name, num_classes)
 
 
 def names() -> list[str]:

@@ -3,6 +3,13 @@
 G: z (B, z_dim) -> 4x4 map -> one 2x upsampling block per level -> (B, C, S, S) in [-1, 1].
 D: (B, C, S, S) -> one stride-2 block per level -> 4x4 map -> one logit per image.
 Widths double per level away from the image, as in Radford et al. (2016).
+
+Two variants share these networks:
+* conditional (`model.conditional`): G takes a learned class embedding beside z; D adds a projection
+  term <embed(y), pooled features> to its logit (Miyato & Koyama, 2018), so one pair of networks
+  learns every class;
+* InfoGAN (`model.info_categories`, `model.info_continuous`): z carries codes (training.latents) and
+  D gets a head Q that predicts them back from its features (Chen et al., 2016).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm as _spectral_norm
 
+from training.latents import LatentSpec
 from training.networks import register
 
 
@@ -56,14 +64,18 @@ def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
 
 
 class Generator(nn.Module):
-    def __init__(self, z_dim: int, image_size: int, channels: int, width: int, upsample: str = "resize_conv"):
+    def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv"):
         super().__init__()
+        latent = latent if isinstance(latent, LatentSpec) else LatentSpec(latent)   # an int: plain noise of that size
         levels = _levels(image_size)
-        self.z_dim, self.image_size, self.channels = z_dim, image_size, channels
+        self.latent, self.z_dim, self.image_size, self.channels = latent, latent.z_dim, image_size, channels
         widths = [width * 2 ** i for i in reversed(range(levels))]   # e.g. 512, 256, 128, 64 at 64 px
+        # Conditional: a class embedding as wide as the noise is concatenated to z.
+        self.class_embedding = nn.Embedding(latent.num_classes, latent.noise_dim) if latent.num_classes else None
+        stem_in = latent.z_dim + (latent.noise_dim if latent.num_classes else 0)
         self.stem = nn.Sequential(                                    # (B, z) -> (B, widths[0], 4, 4)
-            nn.Unflatten(1, (z_dim, 1, 1)),
-            nn.ConvTranspose2d(z_dim, widths[0], 4, stride=1, padding=0, bias=False),
+            nn.Unflatten(1, (stem_in, 1, 1)),
+            nn.ConvTranspose2d(stem_in, widths[0], 4, stride=1, padding=0, bias=False),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
@@ -78,12 +90,17 @@ class Generator(nn.Module):
                                           nn.Conv2d(widths[-1], channels, 3, padding=1))
         self.apply(init_weights)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.class_embedding is not None:
+            if labels is None:
+                raise ValueError("a conditional generator needs class labels")
+            z = torch.cat([z, self.class_embedding(labels)], 1)
         return torch.tanh(self.to_image(self.blocks(self.stem(z))))  # (B, C, S, S) in [-1, 1]
 
 
 class Discriminator(nn.Module):
-    def __init__(self, image_size: int, channels: int, width: int, norm: str = "none", spectral_norm: bool = True):
+    def __init__(self, image_size: int, channels: int, width: int, norm: str = "none", spectral_norm: bool = True,
+                 latent: LatentSpec | None = None):
         super().__init__()
         levels = _levels(image_size)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
@@ -97,21 +114,33 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)                        # -> (B, widths[-1], 4, 4)
         self.to_logit = sn(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=0))
+        latent = latent or LatentSpec(0)
+        self.projection = sn(nn.Embedding(latent.num_classes, widths[-1])) if latent.num_classes else None
+        codes = latent.info_categories + latent.info_continuous
+        self.q_head = nn.Sequential(nn.Flatten(), nn.Linear(widths[-1] * 16, 128), nn.LeakyReLU(0.2, inplace=True),
+                                    nn.Linear(128, codes)) if codes else None
         self.apply(init_weights)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.to_logit(self.features(x)).flatten()             # (B,) raw logits / critic scores
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
+        """Logits (B,); with `codes`, also Q's code predictions (B, categories + continuous)."""
+        h = self.features(x)
+        logit = self.to_logit(h).flatten()                           # (B,) raw logits / critic scores
+        if self.projection is not None:
+            if labels is None:
+                raise ValueError("a conditional discriminator needs class labels")
+            logit = logit + (self.projection(labels) * h.sum((2, 3))).sum(1)
+        return (logit, self.q_head(h)) if codes else logit
 
 
-def build_generator(model, data) -> Generator:
-    """G from the `model` and `data` config sections."""
-    return Generator(model.z_dim, data.image_size, data.channels, model.g_channels, model.upsample)
+def build_generator(model, data, num_classes: int = 0) -> Generator:
+    """G from the `model` and `data` config sections (`num_classes` for a conditional model)."""
+    return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample)
 
 
-def build_discriminator(model, data, loss_name: str) -> Discriminator:
+def build_discriminator(model, data, loss_name: str, num_classes: int = 0) -> Discriminator:
     """D from the `model` and `data` config sections; its norm depends on the loss (no BN for WGAN-GP)."""
     return Discriminator(data.image_size, data.channels, model.d_channels, model.resolved_d_norm(loss_name),
-                         model.spectral_norm)
+                         model.spectral_norm, model.latent_spec(num_classes))
 
 
 register("dcgan", build_generator, build_discriminator)
