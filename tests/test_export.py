@@ -56,3 +56,25 @@ def test_foreign_files_are_refused(tmp_path):
         export(tmp_path / "other.pth", "torchscript")
     with pytest.raises(DataError, match="checkpoint not found"):
         export_main(["--checkpoint", str(tmp_path / "missing.pth"), "--format", "torchscript"])
+
+
+def test_conditional_generator_exports_with_a_one_hot_class(tmp_path):
+    from training.checkpoint import load_generator, save_generator
+    from training.config import build
+    from training.gan_config import GANConfig
+    from training.networks import build_generator
+
+    config = build(GANConfig, {"data": {"image_size": 32, "channels": 1, "train_on": "all_classes"},
+                               "model": {"conditional": True, "z_dim": 8, "g_channels": 8}}, "test")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "cond.pth"
+    save_generator(ckpt, build_generator(config.model, config.data, 2).eval(), config, epoch=1,
+                   class_names=["benign", "malignant"])
+    out, difference = export(ckpt, "torchscript")
+    assert difference < 1e-5
+    info = json.loads((tmp_path / "cond.pt.json").read_text())
+    assert info["input_shape"] == ["batch", 10] and info["class_names"] == ["benign", "malignant"]
+    G, _ = load_generator(ckpt)
+    z = torch.randn(2, 8)
+    exported = torch.jit.load(str(out))(torch.cat([z, torch.tensor([[0.0, 1.0], [0.0, 1.0]])], 1))
+    assert torch.allclose(exported, G(z, torch.tensor([1, 1])), atol=1e-5)

@@ -3,7 +3,8 @@
     python training/export.py --checkpoint results/checkpoints/demo_gan/best_generator.pth --format torchscript
     python training/export.py --checkpoint results/classifiers/<name>/run_000/seed_0/best_model.pth --format onnx
 
-A generator maps latents z (B, z_dim) ~ N(0, 1) to images in [-1, 1], (B, C, S, S); a classifier maps
+A generator maps latents z (B, z_dim) to images in [-1, 1], (B, C, S, S) (a conditional one takes z
+followed by a one-hot class; an InfoGAN's z ends with its codes); a classifier maps
 images in [-1, 1] to class probabilities (B, K). The file is checked after writing: it is loaded
 back and its outputs must match PyTorch's within 1e-4. A `<file>.json` beside it says what goes in
 and out (shapes, class names, scaling).
@@ -23,8 +24,21 @@ import torch
 
 from training import atomic
 from training.errors import DataError, UserError, run_cli
+from training.latents import LatentSpec, draw
 
 TOLERANCE = 1e-4
+
+
+class OneHotConditioned(torch.nn.Module):
+    """A conditional generator with one input, z followed by the one-hot class: every exporter and
+    runtime handles a single float tensor, and the sidecar JSON says how to build it."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.z_dim = model, model.z_dim
+
+    def forward(self, z_and_class: torch.Tensor) -> torch.Tensor:
+        return self.model(z_and_class[:, :self.z_dim], z_and_class[:, self.z_dim:].argmax(1))
 
 
 class Probabilities(torch.nn.Module):
@@ -49,11 +63,19 @@ def load_for_export(path: Path) -> tuple[torch.nn.Module, torch.Tensor, dict]:
     kind = state.get("format") if isinstance(state, dict) else None
     if kind == GENERATOR_FORMAT:
         model, record = load_generator(path)
-        example = torch.randn(4, model.z_dim, generator=torch.Generator().manual_seed(0))
-        return model, example, {"kind": "generator", "class": record["class_name"], "input": "z",
-                                "input_shape": ["batch", model.z_dim], "input_distribution": "standard normal",
-                                "output": "images", "output_shape": ["batch", model.channels, model.image_size, model.image_size],
-                                "output_range": [-1, 1], "to_uint8": "(x + 1) * 127.5, rounded"}
+        spec = model.latent
+        example = draw(spec, 4, torch.Generator().manual_seed(0))
+        info = {"kind": "generator", "class": record["class_name"], "input": "z", "input_shape": ["batch", spec.z_dim],
+                "input_distribution": describe(spec), "output": "images",
+                "output_shape": ["batch", model.channels, model.image_size, model.image_size],
+                "output_range": [-1, 1], "to_uint8": "(x + 1) * 127.5, rounded"}
+        if spec.num_classes:
+            names = record["class_names"]
+            example = torch.cat([example, torch.nn.functional.one_hot(torch.arange(4) % len(names), len(names))], 1)
+            info.update(input="z followed by the one-hot class", input_shape=["batch", spec.z_dim + len(names)],
+                        class_names=names)
+            model = OneHotConditioned(model).eval()
+        return model, example, info
     if kind == CHECKPOINT_FORMAT:
         model, record = load_classifier(path)
         data = record["config"]["data"]
@@ -66,6 +88,15 @@ def load_for_export(path: Path) -> tuple[torch.nn.Module, torch.Tensor, dict]:
             "input_range": [-1, 1], "from_uint8": "x / 127.5 - 1", "output": "probabilities",
             "output_shape": ["batch", len(record["class_names"])]}
     raise DataError(f"{path} is neither a generator (best/final_generator.pth) nor a classifier (best_model.pth)")
+
+
+def describe(spec: LatentSpec) -> str:
+    parts = [f"{spec.noise_dim} standard normal"]
+    if spec.info_categories:
+        parts.append(f"one-hot of {spec.info_categories} categories (InfoGAN code)")
+    if spec.info_continuous:
+        parts.append(f"{spec.info_continuous} uniform in [-1, 1] (InfoGAN codes)")
+    return ", then ".join(parts)
 
 
 def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path) -> float:
