@@ -35,7 +35,13 @@ def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
 def plot_fidelity(history: list[dict], path: str | Path, title: str) -> None:
     epochs = [h["epoch"] for h in history]
     fig, (ax_fid, ax_kid) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_fid.plot(epochs, [h["fid"] for h in history], marker="o")
+    per_class = history[-1].get("per_class")        # a conditional GAN: the mean, and each class's FID
+    ax_fid.plot(epochs, [h["fid"] for h in history], marker="o", label="mean over classes" if per_class else None)
+    for name in per_class or []:
+        fids = [h.get("per_class", {}).get(name, {}).get("fid") for h in history]
+        ax_fid.plot(epochs, [float("nan") if f is None else f for f in fids], lw=1, alpha=0.7, label=name)
+    if per_class:
+        ax_fid.legend()
     ax_fid.set(xlabel="epoch", ylabel=f"FID ({history[-1]['feature_extractor']} features)", title=title)
     kid = [(e, h["kid_mean"], h["kid_std"]) for e, h in zip(epochs, history) if h["kid_mean"] is not None]
     if kid:
