@@ -2,12 +2,16 @@
 
     python bench/bench_generation.py                            # 6,000 images, 64 px RGB, dcgan_hinge G
     python bench/bench_generation.py --config experiments/demo_gan.yaml data.image_size=64
+    python bench/bench_generation.py --processes 2               # also: the script as 1 process vs torchrun x 2
 
 Prints seconds and images/s for
   generator only   G forward over all latents in batches (the floor any tool pays)
   plain loop       G in batches + torchvision.utils.save_image per image, one process, no manifest
   ours             generate(): per-image seeds, parallel PNG workers, atomic writes, manifest.jsonl
 and the time ours spends beyond the generator (the overhead the issue asks to keep small).
+With --processes P, also training/generate_samples.py run as one process and under torchrun as P
+(each takes an index range; torchrun gives each 1 thread and CPU count / P PNG workers): wall time
+with start-up, and the bulk part the script reports.
 The generator has random weights: speed does not depend on what it learnt.
 """
 
@@ -15,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
@@ -39,6 +46,18 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
+def script_run(launcher: list[str], ckpt: Path, out: Path, args: argparse.Namespace) -> tuple[float, float]:
+    """(wall seconds with start-up, bulk seconds the script reports) of one generate_samples.py job."""
+    command = [*launcher, "training/generate_samples.py", "--checkpoint", str(ckpt), "--num_samples", str(args.num),
+               "--batch_size", str(args.batch_size), "--device", args.device, "--output_dir", str(out), "--yes"]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(result.stderr)
+    return wall, float(re.search(r" in ([0-9.]+) s", result.stdout).group(1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="experiments/dcgan_hinge.yaml")
@@ -47,6 +66,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workdir", default="results", help="scratch folder (on this machine /tmp creates files ~20x slower)")
+    p.add_argument("--processes", type=int, default=0, help="also time the script as 1 process vs torchrun with this many")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     device = resolve_device(args.device)
@@ -87,11 +107,21 @@ def main() -> None:
         for _ in range(args.repeats):                      # interleaved, best of N: this machine's timings vary
             for name, fn in variants.items():
                 results[name] = min(results[name], timed(fn))
+        launchers = {"script, 1 process": [sys.executable]} if args.processes else {}
+        if args.processes:
+            launchers[f"torchrun x {args.processes}"] = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                         "--nproc_per_node", str(args.processes)]
+        split = {name: (float("inf"), float("inf")) for name in launchers}
+        for _ in range(args.repeats):
+            for name, launcher in launchers.items():
+                split[name] = min(split[name], script_run(launcher, ckpt, Path(tempfile.mkdtemp(dir=tmp)) / "out", args))
     for name, seconds in results.items():
         print(f"  {name:15s} {seconds:7.2f} s  {args.num / seconds:8.0f} img/s")
     base = results["generator only"]
     print(f"  beyond the generator: plain loop {results['plain loop'] - base:.2f} s, ours {results['ours'] - base:.2f} s; "
           f"ours / plain = {results['ours'] / results['plain loop']:.2f}")
+    for name, (wall, bulk) in split.items():
+        print(f"  {name:18s} {wall:7.2f} s with start-up, bulk {bulk:6.2f} s  {args.num / bulk:8.0f} img/s")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 from training import synthesis
 from training.checkpoint import save_generator
 from training.config import build
-from training.errors import UserError
+from training.errors import UserError, run_cli
 from training.gan_config import GANConfig
 from training.generate_samples import main as generate_main
 from training.images import pixel_sha256, read_image
@@ -159,6 +159,7 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path):
     (["--checkpoint", "/nonexistent/g.pth", "--num_samples", "3"], "generator checkpoint not found"),
     (["--num_samples", "3"], "give --checkpoint"),
     (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be at least 1"),
+    (["--checkpoint", "g.pth", "--num_samples", "3", "--shard", "2/2"], "--shard must be K/N with 0 <= K < N"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path):
     result = run(*args, "--output_dir", str(tmp_path / "out"))
@@ -197,3 +198,110 @@ def test_classifier_filter_keeps_confident_images_and_records_the_rest(generator
     assert all(r["confidence"] < threshold for r in records if r.get("filtered_out"))
     again = synthesis.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
     assert again["written"] == 0 and again["kept"] == 20           # filtered ones are not made again
+
+
+# Splitting a bulk job: --shard K/N jobs, and torchrun processes.
+
+BLEND = 21              # images of the split tests: odd, so the shards differ in size
+
+
+def without_times(folder: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "created_utc"} for r in manifest(folder)]
+
+
+def shard_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("manifest.shard*"))
+
+
+def blend_args(generators, out: Path, *extra: str) -> list[str]:
+    return ["--checkpoint", *map(str, generators), "--weights", "2", "1", "--num_samples", str(BLEND),
+            "--output_dir", str(out), "--yes", *extra]
+
+
+@pytest.fixture(scope="module")
+def one_process(generators, tmp_path_factory) -> Path:
+    """The reference: the blended job made by one process."""
+    out = tmp_path_factory.mktemp("split") / "one_process"
+    assert generate_main(blend_args(generators, out)) == 0
+    return out
+
+
+def test_shard_jobs_then_a_merge_give_the_files_and_manifest_of_one_process(generators, one_process, tmp_path):
+    out = tmp_path / "sharded"
+    assert generate_main(blend_args(generators, out, "--shard", "1/2")) == 0
+    assert sorted(files(out)) == [f"synthetic_malignant_{i:06d}.png" for i in range(BLEND // 2, BLEND)]
+    assert shard_files(out) == ["manifest.shard1of2.jsonl"] and not (out / synthesis.MANIFEST).exists()
+    assert not (out / synthesis.INFO).exists()                      # the merging run records the job
+    assert generate_main(blend_args(generators, out, "--shard", "0/2")) == 0
+    assert sorted(synthesis.read_manifest(out)) == list(range(BLEND))   # readers see the shards before a merge
+    assert generate_main(blend_args(generators, out)) == 0              # the merge: nothing left to make
+    assert files(out) == files(one_process)
+    assert without_times(out) == without_times(one_process) and shard_files(out) == []
+    assert json.loads((out / synthesis.INFO).read_text())["summary"]["kept"] == BLEND
+
+
+def test_a_plain_run_finishes_a_split_job_with_a_missing_shard_and_filter(generators, tmp_path):
+    loaded = synthesis.load_generators(generators, CPU)
+
+    def brightness(pixels):        # a stand-in classifier: deterministic per image, about half pass
+        return pixels.reshape(len(pixels), -1).mean(1) / 255
+
+    def run_job(out, shard):
+        return synthesis.generate(loaded, [2 / 3, 1 / 3], BLEND, 0, out, workers=1, shard=shard,
+                                  confidence=brightness, conf_thresh=0.5)
+
+    reference = tmp_path / "one"
+    run_job(reference, (0, 1))
+    assert 0 < len(files(reference)) < BLEND
+    out = tmp_path / "split"
+    out.mkdir()
+    another_writing = out / ".synthetic_malignant_000010.png.999.tmp"     # shard 1's file, mid-write
+    another_writing.write_bytes(b"")
+    for k in (2, 0):                               # shard 1 of 3 was killed before it wrote anything
+        run_job(out, (k, 3))
+    assert another_writing.exists()                # a shard removes only its own leftovers
+    summary = run_job(out, (0, 1))
+    assert summary["written"] + summary["filtered_out"] == 7 and not another_writing.exists()
+    assert files(out) == files(reference) and without_times(out) == without_times(reference)
+    assert shard_files(out) == []
+
+
+def test_a_shard_refuses_a_folder_of_another_job_before_writing(generators, tmp_path):
+    out = tmp_path / "out"
+    generate(generators[1:], out, 6)
+    before = files(out)
+    with pytest.raises(UserError, match="another generator or seed"):      # indices 0-5 belong to shard 0
+        generate(generators[:1], out, BLEND, shard=(1, 2))
+    assert files(out) == before and shard_files(out) == []
+
+
+def test_torchrun_processes_write_the_files_of_one_process(generators, one_process, tmp_path):
+    out = tmp_path / "torchrun"
+    generate(generators[1:], out, 4)               # an earlier job's images: --overwrite clears them once
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "training/generate_samples.py", *blend_args(generators, out, "--overwrite", "--preview")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert files(out) == files(one_process) and without_times(out) == without_times(one_process)
+    assert shard_files(out) == [] and (out / synthesis.PREVIEW).is_file()
+    reports = [line for line in result.stdout.splitlines() if line.startswith("wrote")]     # rank 0's, once
+    assert len(reports) == 1 and reports[0].startswith(f"wrote {BLEND} images (0 already there)")
+    assert json.loads((out / synthesis.INFO).read_text())["processes"] == 2
+
+
+@pytest.mark.parametrize("extra, world_size, message", [
+    (["--shard", "2/2"], 1, "--shard must be K/N with 0 <= K < N"),
+    (["--shard=-1/2"], 1, "--shard must be K/N"),
+    (["--shard", "1"], 1, "--shard must be K/N"),
+    (["--shard", "a/b"], 1, "--shard must be K/N"),
+    (["--shard", "0/2", "--overwrite"], 1, "--overwrite cannot be combined with --shard"),
+    (["--shard", "0/2"], 2, "--shard is for separately launched jobs"),
+    (["--preview"], 2, "--preview under torchrun needs --yes"),
+])
+def test_bad_split_flags_are_one_line(extra, world_size, message, generators, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", str(world_size))     # as torchrun sets it; refused before joining any group
+    args = ["--checkpoint", str(generators[0]), "--num_samples", "3", "--output_dir", str(tmp_path / "out"), *extra]
+    assert run_cli(generate_main, args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "out").exists()

@@ -5,23 +5,37 @@
     python training/generate_samples.py --checkpoint A.pth B.pth C.pth --weights 2 1 1 --num_samples 3000 \\
         --output_dir data/synthetic/blend --yes
 
-The same checkpoints, --seed and --num_samples give byte-identical files whatever --batch_size; a
-re-run into a partly filled folder writes only the missing images. Files go to
+Split over processes or GPUs (each makes a contiguous index range; the manifests are merged):
+
+    torchrun --standalone --nproc_per_node 4 training/generate_samples.py --config ... --num_samples 60000 --yes
+    python training/generate_samples.py ... --shard 0/4      # ... --shard 3/4, as separate jobs; then the
+    python training/generate_samples.py ...                  # same command without --shard merges them
+
+The same checkpoints, --seed and --num_samples give byte-identical files whatever --batch_size or
+split; a re-run into a partly filled folder writes only the missing images. Files go to
 synthetic_<class>_NNNNNN.png with a manifest.jsonl; validation and test folders are refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as `python training/generate_samples.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.errors import UserError, run_cli
-from training.runtime import resolve_device
 from training.run_info import run_info
+
+if TYPE_CHECKING:
+    from training.distributed import World
+
+# The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
+# resumed or extended job can leave one process (the one whose index range is missing) most of the work.
+WAIT_FOR_OTHERS_MINUTES = 24 * 60
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace images already in the folder")
-    p.add_argument("--workers", type=int, help="PNG-writing processes (default: CPU count)")
+    p.add_argument("--workers", type=int, help="PNG-writing processes (default: CPU count, shared among "
+                   "torchrun's processes on the machine)")
+    p.add_argument("--shard", metavar="K/N", help="make only part K (0-based) of N of the images, as one of N separate "
+                   "jobs; then run without --shard to merge (under torchrun each process takes its part itself)")
     p.add_argument("--filter_classifier", metavar="PATH", help="a classifier's best_model.pth: keep only images it "
                    "assigns to the generator's class with at least --conf_thresh")
     p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
@@ -49,7 +66,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UserError("--batch_size must be at least 1")
     if not 0 <= args.conf_thresh <= 1:
         raise UserError("--conf_thresh must be in [0, 1]")
+    args.shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.shard and args.overwrite:
+        raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
+                        "others; clear it first (or run --overwrite without --shard)")
+    if launched_processes() > 1:
+        if args.shard:
+            raise UserError("--shard is for separately launched jobs; under torchrun each process takes its part itself")
+        if args.preview and not args.yes:
+            raise UserError("--preview under torchrun needs --yes (only one process could ask); or look at "
+                            "--preview_only first")
     return args
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N."""
+    k, _, n = text.partition("/")
+    try:
+        shard = int(k), int(n)
+    except ValueError:
+        shard = (-1, 0)
+    if not 0 <= shard[0] < shard[1]:
+        raise UserError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four jobs), not '{text}'")
+    return shard
+
+
+def launched_processes() -> int:
+    """How many processes torchrun started (WORLD_SIZE); 1 for a plain run."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def checkpoints_and_output(args: argparse.Namespace) -> tuple[list[str], Path]:
@@ -87,44 +131,84 @@ def confirmed(args: argparse.Namespace, output_dir: Path) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def gathered(world: World, summary: dict) -> list[dict]:
+    """Every process's summary, on every process (it also waits until all have finished writing)."""
+    import torch.distributed as dist
+
+    parts = [None] * world.size
+    dist.all_gather_object(parts, summary)
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from training import synthesis
+    from training.distributed import barrier, init_world, shutdown
 
     checkpoints, output_dir = checkpoints_and_output(args)
     if not args.preview_only and args.num_samples is None:
         raise UserError("--num_samples N is needed for a bulk run (or use --preview_only)")
     synthesis.check_output_dir(output_dir)
-    device = resolve_device(args.device)
+    # Under torchrun: one process per rank (on CUDA, GPU LOCAL_RANK); a plain run is a world of one.
+    world, device = init_world(args.device, timeout_minutes=WAIT_FOR_OTHERS_MINUTES)
     generators = synthesis.load_generators(checkpoints, device)
     weights = synthesis.normalise_weights(args.weights, len(generators))
 
     if args.preview or args.preview_only:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        print(f"preview: {synthesis.write_preview(generators, weights, args.seed, output_dir, device)}")
+        if world.is_main:
+            output_dir.mkdir(parents=True, exist_ok=True)
+            print(f"preview: {synthesis.write_preview(generators, weights, args.seed, output_dir, device)}")
         if args.preview_only:
+            shutdown(world)
             return 0
-        if not confirmed(args, output_dir):
+        if not confirmed(args, output_dir):      # under torchrun --yes was required: every process goes on
             print("nothing generated")
             return 0
 
     confidence = (synthesis.classifier_confidence(args.filter_classifier, generators[0].class_name, device)
                   if args.filter_classifier else None)
+    # One mechanism, two ways to set it: --shard K/N for separate jobs, or torchrun's rank and world size.
+    shard = args.shard or (world.rank, world.size)
+    workers = args.workers
+    if world.distributed:
+        if workers is None:     # the machine's cores are shared by the processes torchrun started on it
+            workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
+        if args.overwrite and world.is_main:
+            synthesis.clear_folder(output_dir)
+        barrier(world)          # the folder is cleared (and the preview written) before any process writes
     summary = synthesis.generate(generators, weights, args.num_samples, args.seed, output_dir,
-                                 batch_size=args.batch_size, device=device, overwrite=args.overwrite,
-                                 workers=args.workers, confidence=confidence, conf_thresh=args.conf_thresh)
+                                 batch_size=args.batch_size, device=device,
+                                 overwrite=args.overwrite and not world.distributed, workers=workers,
+                                 confidence=confidence, conf_thresh=args.conf_thresh, shard=shard,
+                                 progress_bar=world.is_main, before_writing=lambda: barrier(world))
+    if world.distributed:
+        parts = gathered(world, summary)
+        if world.is_main:
+            summary = synthesis.combine_summaries(parts, synthesis.merge_manifests(output_dir))
+        shutdown(world)
+        if not world.is_main:
+            return 0
+    if shard[1] > 1 and not world.distributed:      # one of several separate jobs: the merging run records the job
+        report(args, summary, output_dir, synthesis.shard_manifest(output_dir, shard))
+        print(f"shard {shard[0]}/{shard[1]} done; when every shard is, run the same command without --shard to merge "
+              "the manifests (it also makes any images a failed shard left out)")
+        return 0
     synthesis.write_generation_info(output_dir, run_info(args.seed, str(device), {
-        "num_samples": args.num_samples, "weights": weights, "summary": summary,
+        "num_samples": args.num_samples, "weights": weights, "processes": world.size, "summary": summary,
         "generators": [{"path": str(g.path), "sha256": g.sha256, "run": g.run_name, "epoch": g.epoch,
                         "class": g.class_name} for g in generators]}))
+    report(args, summary, output_dir, output_dir / synthesis.MANIFEST)
+    return 0
+
+
+def report(args: argparse.Namespace, summary: dict, output_dir: Path, manifest: Path) -> None:
     rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
     if summary["acceptance_rate"] is not None:
         print(f"filter: {summary['written']} of {summary['written'] + summary['filtered_out']} images kept "
               f"({summary['acceptance_rate']:.1%}) at confidence >= {args.conf_thresh}"
               + ("; too few pass: lower --conf_thresh or generate more" if summary["acceptance_rate"] < 0.2 else ""))
     print(f"wrote {summary['written']} images ({summary['kept']} already there) to {output_dir} "
-          f"in {summary['seconds']:.1f} s{rate}; manifest: {output_dir / synthesis.MANIFEST}")
-    return 0
+          f"in {summary['seconds']:.1f} s{rate}; manifest: {manifest}")
 
 
 if __name__ == "__main__":

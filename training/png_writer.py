@@ -16,6 +16,7 @@ from training.images import encode_png, pixel_sha256
 # zlib level 1: 2.5x faster than Pillow's default 6 on 64 px GAN samples, for files ~35 % larger
 # (2.3 KB instead of 1.7 KB); lossless either way. Bulk synthesis is where the time goes.
 COMPRESS_LEVEL = 1
+TMP_SUFFIX = ".tmp"     # a file being written is .<name>.<pid>.tmp until its rename
 
 
 def write_pngs(folder: str, names: list[str], pixels: np.ndarray) -> list[str]:
@@ -30,7 +31,7 @@ def write_pngs(folder: str, names: list[str], pixels: np.ndarray) -> list[str]:
         image = image[:, :, 0] if image.shape[2] == 1 else image
         # A predictable temporary name (one writer per file): mkstemp's random names made ext4
         # file creation ~10x slower once the folder held a few thousand files.
-        tmp = Path(folder) / f".{name}.{os.getpid()}.tmp"
+        tmp = Path(folder) / f".{name}.{os.getpid()}{TMP_SUFFIX}"
         try:
             with open(tmp, "wb") as f:
                 f.write(encode_png(image, COMPRESS_LEVEL))
@@ -39,3 +40,13 @@ def write_pngs(folder: str, names: list[str], pixels: np.ndarray) -> list[str]:
             tmp.unlink(missing_ok=True)
         hashes.append(pixel_sha256(image))
     return hashes
+
+
+def stale_temporaries(folder: Path, names: set[str] | None = None) -> list[Path]:
+    """Temporary files a killed writer left in `folder`: all of them, or those of the given final names."""
+    found = []
+    for tmp in folder.glob(f".synthetic_*{TMP_SUFFIX}"):
+        name = tmp.name[1:-len(TMP_SUFFIX)].rpartition(".")[0]      # .<name>.<pid>.tmp -> <name>
+        if names is None or name in names:
+            found.append(tmp)
+    return found

@@ -13,6 +13,12 @@ A folder of synthetic images holds
                                        manifest.csv), generator path and SHA-256, seed, created_utc
     generation.json                    what ran: checkpoints, weights, seed, device, versions, commit
     preview_grid.png                   the 8x8 preview (when asked for)
+
+A bulk job can be split into n shards: shard k makes the k-th of n contiguous index ranges of the
+plan and records it in its own manifest.shard<k>of<n>.jsonl. The range depends on nothing but the
+plan, so shards launched independently (`--shard k/n`) or by torchrun (one per process) agree on it;
+every reader merges the shard manifests into manifest.jsonl's records, and a run of the whole job
+writes the merged manifest.jsonl and removes them.
 """
 
 from __future__ import annotations
@@ -37,10 +43,11 @@ from training.dataset import to_float, to_uint8
 from training.errors import DataError, UserError
 from training.images import file_sha256, is_image_file, read_image, pixel_sha256
 from training.plots import save_grid
-from training.png_writer import write_pngs
+from training.png_writer import stale_temporaries, write_pngs
 from training.progress import progress
 
 MANIFEST = "manifest.jsonl"
+SHARD_MANIFESTS = "manifest.shard*of*.jsonl"       # one per shard of a split job until merged into MANIFEST
 INFO = "generation.json"
 PREVIEW = "preview_grid.png"
 PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
@@ -128,6 +135,18 @@ def plan(num: int, generators: list[SourceGenerator], weights: list[float], seed
             for i, g in enumerate(assign_generators(num, weights))]
 
 
+def shard_items(items: list[Item], shard: tuple[int, int]) -> list[Item]:
+    """Shard k of n: the items [k*M//n, (k+1)*M//n) of an M-item plan; the n shards are the whole plan."""
+    k, n = shard
+    return items[k * len(items) // n:(k + 1) * len(items) // n]
+
+
+def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
+    """Where shard k of n records its images: manifest.jsonl itself for an unsplit job."""
+    k, n = shard
+    return out_dir / (MANIFEST if n == 1 else f"manifest.shard{k}of{n}.jsonl")
+
+
 @torch.no_grad()
 def render(generator: SourceGenerator, seeds: list[int], device: torch.device) -> np.ndarray:
     """Images of the given latent seeds as uint8 (N, H, W, C)."""
@@ -164,40 +183,72 @@ def check_output_dir(out_dir: Path) -> None:
 
 
 def read_manifest(out_dir: Path) -> dict[int, dict]:
-    """The manifest's records by index ({} when there is none)."""
-    path = out_dir / MANIFEST
-    if not path.is_file():
-        return {}
+    """The manifest's records by index, merged with those of unmerged shard manifests ({} when none).
+
+    A shard manifest is newer than manifest.jsonl (a merge removes it), so its records win.
+    """
     records = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        try:
-            record = json.loads(line)
-            records[int(record["index"])] = record
-        except (ValueError, KeyError, TypeError):
-            raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
+    for path in (out_dir / MANIFEST, *sorted(out_dir.glob(SHARD_MANIFESTS))):
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line)
+                records[int(record["index"])] = record
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
     return records
 
 
-def write_manifest(out_dir: Path, records: dict[int, dict]) -> None:
-    atomic.write_text(out_dir / MANIFEST, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
+def write_manifest(out_dir: Path, records: dict[int, dict], shard: tuple[int, int] = (0, 1)) -> None:
+    """Write `records` to the shard's manifest; manifest.jsonl then replaces every shard manifest.
+
+    Only a run of the whole job writes manifest.jsonl, so separately launched shards never write
+    the same file.
+    """
+    path = shard_manifest(out_dir, shard)
+    atomic.write_text(path, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
+    if path.name == MANIFEST:          # everything the shard manifests held is in it now
+        for merged in out_dir.glob(SHARD_MANIFESTS):
+            merged.unlink(missing_ok=True)
+
+
+def merge_manifests(out_dir: Path) -> dict[int, dict]:
+    """Merge the shard manifests into manifest.jsonl (after every shard finished); returns the records."""
+    records = read_manifest(out_dir)
+    write_manifest(out_dir, records)
+    return records
+
+
+def clear_folder(out_dir: Path) -> None:
+    """Remove the images and manifests of earlier runs (--overwrite): none may survive beside a new manifest."""
+    for old in (*out_dir.glob("synthetic_*.png"), out_dir / MANIFEST, *out_dir.glob(SHARD_MANIFESTS)):
+        old.unlink(missing_ok=True)
 
 
 def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Path, records: dict[int, dict],
-              device: torch.device) -> list[Item]:
+              device: torch.device, job: list[Item] | None = None) -> list[Item]:
     """Which planned items still need a file; refuses when the folder holds different images.
 
     A recorded file made by the same generator from the same seed is kept, and one a reviewer moved
     to rejected/ is not made again. A file without a record
     (a run killed between writing it and updating the manifest) is kept when its pixels equal what
     would be generated, and recorded. Anything else is a conflict: never overwritten silently.
+    When `items` is one shard of `job`, the records of the whole job are checked too, so that no
+    shard adds to a folder of another job; the other shards' unrecorded files may be being written
+    now and are left to them.
     """
-    todo, conflicts, unrecorded = [], [], []
+    def same_source(item: Item) -> bool:
+        record = records[item.index]
+        return record["generator_sha256"] == generators[item.generator].sha256 and record["seed"] == item.seed
+
+    conflicts = [item.file for item in (job or items) if item.index in records and not same_source(item)]
+    todo, unrecorded = [], []
     for item in items:
         path, record = out_dir / item.file, records.get(item.index)
         if record is not None:
-            same = record["generator_sha256"] == generators[item.generator].sha256 and record["seed"] == item.seed
-            if not same:
-                conflicts.append(item.file)
+            if not same_source(item):
+                continue                                   # a conflict, listed above
             elif record.get("filtered_out"):
                 continue                                   # the filter decided: not made again
             elif not path.is_file() and not (out_dir / REJECTED / item.file).is_file():   # rejected stays out
@@ -259,7 +310,9 @@ def _pool(workers: int):
 def generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
              *, batch_size: int = 256, device: torch.device = torch.device("cpu"), overwrite: bool = False,
              workers: int | None = None, manifest_every_s: float = 5.0,
-             confidence: Callable[[np.ndarray], np.ndarray] | None = None, conf_thresh: float = 0.0) -> dict:
+             confidence: Callable[[np.ndarray], np.ndarray] | None = None, conf_thresh: float = 0.0,
+             shard: tuple[int, int] = (0, 1), progress_bar: bool = True,
+             before_writing: Callable[[], None] | None = None) -> dict:
     """Write images 0..num_samples-1 into `out_dir` (the missing ones, unless `overwrite`); returns a summary.
 
     G runs in batches in this process and worker processes encode and write the PNGs (on a GPU,
@@ -269,18 +322,30 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
     With `confidence` (uint8 (N, H, W, C) -> (N,) probabilities of the generator's class, e.g. from
     `classifier_confidence`), images below `conf_thresh` are not written; the manifest records them
     as `filtered_out` with their confidence, so a re-run does not make them again.
+
+    With `shard=(k, n)`, only shard k of the n (`shard_items`) is made and recorded in its own
+    manifest (`shard_manifest`); each index's generator and latent seed come from the whole plan,
+    so the n shards write exactly the files one run writes. Shards clear nothing: `overwrite` is
+    for a whole job (a split one clears the folder with `clear_folder` before its shards start).
+    `before_writing` runs once the folder is checked; under torchrun a barrier, so that a refusal
+    in one process stops them all before any of them writes.
     """
+    if overwrite and shard[1] > 1:
+        raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
+                        "others; clear it first (or run --overwrite without --shard)")
     check_output_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob(".synthetic_*.tmp"):      # left by a killed worker mid-write
-        stale.unlink()
-    if overwrite:       # start the folder again: none of the old images may survive beside a new manifest
-        for old in out_dir.glob("synthetic_*.png"):
-            old.unlink()
-        (out_dir / MANIFEST).unlink(missing_ok=True)
+    job = plan(num_samples, generators, weights, seed)
+    items = shard_items(job, shard)
+    # Left by a killed worker mid-write; a shard removes only its own (another may be writing now).
+    for stale in stale_temporaries(out_dir, None if shard[1] == 1 else {item.file for item in items}):
+        stale.unlink(missing_ok=True)
+    if overwrite:
+        clear_folder(out_dir)
     records = read_manifest(out_dir)
-    items = plan(num_samples, generators, weights, seed)
-    todo = items if overwrite else reconcile(items, generators, out_dir, records, device)
+    todo = items if overwrite else reconcile(items, generators, out_dir, records, device, job)
+    if before_writing is not None:
+        before_writing()
     workers = workers if workers is not None else (os.cpu_count() or 1)
     chunk = max(1, batch_size // max(1, workers))
 
@@ -297,8 +362,13 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
                 records[item.index]["confidence"] = scores[item.index]
         bar.update(len(chunk_items))
 
+    def save_manifest() -> None:
+        # A shard records only its own indices: the folder's other records belong to other shards.
+        mine = records if shard[1] == 1 else {item.index: records[item.index] for item in items if item.index in records}
+        write_manifest(out_dir, mine, shard)
+
     filtered = 0
-    bar = progress(total=len(todo), desc="generating", unit="img")
+    bar = progress(total=len(todo), desc="generating", unit="img", disable=None if progress_bar else True)
     try:
         for g, batch in _batches(todo, batch_size):
             pixels = render(generators[g], [item.seed for item in batch], device)
@@ -323,7 +393,7 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
             while len(pending) > (2 * max(1, workers) if device.type == "cuda" else 0):
                 collect(pending.popleft())
             if time.perf_counter() - last_write > manifest_every_s:
-                write_manifest(out_dir, records)
+                save_manifest()
                 last_write = time.perf_counter()
         while pending:
             collect(pending.popleft())
@@ -334,12 +404,23 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
         bar.close()
         if pool:
             pool.terminate()
-        write_manifest(out_dir, records)     # what was written, even when interrupted
+        save_manifest()                      # what was written, even when interrupted
     seconds = time.perf_counter() - start
-    return {"written": len(todo) - filtered, "filtered_out": filtered, "kept": num_samples - len(todo),
+    return {"written": len(todo) - filtered, "filtered_out": filtered, "kept": len(items) - len(todo),
             "total_in_folder": sum(not r.get("filtered_out") for r in records.values()),
             "acceptance_rate": (len(todo) - filtered) / len(todo) if todo and confidence is not None else None,
             "seconds": seconds, "images_per_s": len(todo) / seconds if seconds > 0 else None}
+
+
+def combine_summaries(parts: list[dict], records: dict[int, dict]) -> dict:
+    """One summary of a job whose shards ran at the same time (`generate`'s, one per shard), given the merged records."""
+    written, filtered = sum(p["written"] for p in parts), sum(p["filtered_out"] for p in parts)
+    seconds = max(p["seconds"] for p in parts)            # the shards ran side by side
+    filtering = any(p["acceptance_rate"] is not None for p in parts)
+    return {"written": written, "filtered_out": filtered, "kept": sum(p["kept"] for p in parts),
+            "total_in_folder": sum(not r.get("filtered_out") for r in records.values()),
+            "acceptance_rate": written / (written + filtered) if filtering else None,
+            "seconds": seconds, "images_per_s": (written + filtered) / seconds if seconds > 0 else None}
 
 
 def classifier_confidence(path: str | Path, class_name: str, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
