@@ -23,13 +23,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
-def make_generator(path: Path, seed: int, channels: int = 3) -> Path:
-    """A self-describing generator file (random weights: the pipeline, not the quality, is under test)."""
+def make_generator(path: Path, seed: int, channels: int = 3, classes: list[str] | None = None, **model) -> Path:
+    """A self-describing generator file (random weights: the pipeline, not the quality, is under test).
+
+    With `classes`, a conditional generator of those classes; `model` sets other model keys (InfoGAN codes)."""
     raw = tiny_gan_raw(Path("unused"), path.parent)
     raw["data"]["channels"] = channels
+    raw["model"].update(model)
+    if classes:
+        raw["data"]["train_on"], raw["model"]["conditional"] = "all_classes", True
     config = build(GANConfig, raw, "test")
     torch.manual_seed(seed)
-    save_generator(path, build_generator(config.model, config.data), config, epoch=1)
+    save_generator(path, build_generator(config.model, config.data, len(classes or [])), config, epoch=1,
+                   class_names=classes)
     return path
 
 
@@ -305,3 +311,68 @@ def test_bad_split_flags_are_one_line(extra, world_size, message, generators, tm
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_conditional_generator_makes_the_class_asked_for(tmp_path):
+    ckpt = make_generator(tmp_path / "cond.pth", 0, classes=["benign", "malignant"])
+    assert run_cli(generate_main, ["--checkpoint", str(ckpt), "--num_samples", "3"]) == 2      # no --class
+    with pytest.raises(UserError, match="conditional generator of benign, malignant.*'melanoma' is not"):
+        synthesis.load_generators([ckpt], CPU, "melanoma")
+    for name in ("benign", "malignant"):
+        assert generate_main(["--checkpoint", str(ckpt), "--class", name, "--num_samples", "3", "--workers", "1",
+                              "--output_dir", str(tmp_path / name)]) == 0
+        records = [json.loads(line) for line in (tmp_path / name / synthesis.MANIFEST).read_text().splitlines()]
+        assert [r["file"] for r in records] == [f"synthetic_{name}_{i:06d}.png" for i in range(3)]
+        assert {r["class"] for r in records} == {name}
+    benign, malignant = (read_image(tmp_path / c / f"synthetic_{c}_000000.png") for c in ("benign", "malignant"))
+    assert not np.array_equal(benign, malignant)                  # same latent, another class: another image
+    G, = synthesis.load_generators([ckpt], CPU, "malignant")
+    assert np.array_equal(malignant, synthesis.render(G, [synthesis.image_seed(0, 0)], CPU)[0])
+
+
+def test_class_of_an_unconditional_generator_must_be_its_own(generators, tmp_path):
+    assert synthesis.load_generators(generators[:1], CPU, "malignant")[0].class_name == "malignant"
+    with pytest.raises(UserError, match="makes 'malignant' images only"):
+        synthesis.load_generators(generators[:1], CPU, "benign")
+
+
+def test_folder_of_another_class_or_code_is_refused(tmp_path):
+    ckpt = make_generator(tmp_path / "info.pth", 0, info_categories=3)
+    out = ["--checkpoint", str(ckpt), "--num_samples", "2", "--workers", "1", "--output_dir", str(tmp_path / "out")]
+    assert generate_main([*out, "--fix_code", "cat=1"]) == 0
+    assert run_cli(generate_main, [*out, "--fix_code", "cat=2"]) == 2
+    assert generate_main([*out, "--fix_code", "cat=1"]) == 0      # the same job again: nothing to do, no conflict
+
+
+def test_infogan_codes_can_be_fixed_and_swept(tmp_path):
+    from PIL import Image
+
+    from training.latents import split_codes
+
+    ckpt = make_generator(tmp_path / "info.pth", 0, info_categories=3, info_continuous=1)
+    G, = synthesis.load_generators([ckpt], CPU, codes={"cat": 2, "cont0": 0.5})
+    z = synthesis.latents(G, [11, 12, 13])
+    category, continuous = split_codes(G.model.latent, z)
+    assert category.tolist() == [2, 2, 2] and continuous.flatten().tolist() == [0.5, 0.5, 0.5]
+    plain, = synthesis.load_generators([ckpt], CPU)
+    assert torch.equal(z[:, :16], synthesis.latents(plain, [11, 12, 13])[:, :16])    # the noise is untouched
+
+    assert generate_main(["--checkpoint", str(ckpt), "--sweep_code", "cat", "--output_dir", str(tmp_path)]) == 0
+    width, height = Image.open(tmp_path / "code_sweep_cat.png").size
+    assert (width, height) == (3 * 34 + 2, 8 * 34 + 2)             # 3 categories x 8 latents of 32 px, 2 px padding
+    assert generate_main(["--checkpoint", str(ckpt), "--sweep_code", "cont0", "--output_dir", str(tmp_path)]) == 0
+    assert Image.open(tmp_path / "code_sweep_cont0.png").size[0] == 8 * 34 + 2     # 8 values from -2 to 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fix_code", "cat"], "NAME=VALUE"),
+    (["--fix_code", "hue=1"], "unknown latent code 'hue'"),
+    (["--fix_code", "cat=1.5"], "takes a category 0..2"),
+    (["--sweep_code", "cont3"], "unknown latent code 'cont3'"),
+])
+def test_bad_code_flags_are_one_line(flags, message, tmp_path, capsys):
+    ckpt = make_generator(tmp_path / "info.pth", 0, info_categories=3, info_continuous=1)
+    assert run_cli(generate_main, ["--checkpoint", str(ckpt), "--num_samples", "2", "--output_dir",
+                                   str(tmp_path / "out"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]

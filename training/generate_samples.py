@@ -5,6 +5,12 @@
     python training/generate_samples.py --checkpoint A.pth B.pth C.pth --weights 2 1 1 --num_samples 3000 \\
         --output_dir data/synthetic/blend --yes
 
+Conditional generators make the class asked for; an InfoGAN's codes can be held fixed or swept:
+
+    python training/generate_samples.py --config experiments/conditional_gan.yaml --class malignant --num_samples 2000 --yes
+    python training/generate_samples.py --config experiments/infogan.yaml --sweep_code cat     # code_sweep_cat.png
+    python training/generate_samples.py --config experiments/infogan.yaml --fix_code cat=2 --num_samples 500 --yes
+
 Split over processes or GPUs (each makes a contiguous index range; the manifests are merged):
 
     torchrun --standalone --nproc_per_node 4 training/generate_samples.py --config ... --num_samples 60000 --yes
@@ -29,6 +35,7 @@ if __package__ in (None, ""):  # run as `python training/generate_samples.py`
 
 from training.errors import UserError, run_cli
 from training.run_info import run_info
+from training.runtime import resolve_device
 
 if TYPE_CHECKING:
     from training.distributed import World
@@ -54,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace images already in the folder")
     p.add_argument("--workers", type=int, help="PNG-writing processes (default: CPU count, shared among "
                    "torchrun's processes on the machine)")
+    p.add_argument("--class", dest="class_name", metavar="NAME",
+                   help="the class a conditional generator makes (its folder gets _<class> by default)")
+    p.add_argument("--fix_code", action="append", default=[], metavar="NAME=VALUE",
+                   help="InfoGAN: hold a code fixed, e.g. cat=2 or cont0=0.5 (repeatable)")
+    p.add_argument("--sweep_code", metavar="NAME", help="InfoGAN: write code_sweep_<NAME>.png (rows: latents; "
+                   "columns: the code's values) and nothing else")
     p.add_argument("--shard", metavar="K/N", help="make only part K (0-based) of N of the images, as one of N separate "
                    "jobs; then run without --shard to merge (under torchrun each process takes its part itself)")
     p.add_argument("--filter_classifier", metavar="PATH", help="a classifier's best_model.pth: keep only images it "
@@ -67,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 <= args.conf_thresh <= 1:
         raise UserError("--conf_thresh must be in [0, 1]")
     args.shard = parse_shard(args.shard) if args.shard is not None else None
+    args.codes = parse_codes(args.fix_code)
     if args.shard and args.overwrite:
         raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
                         "others; clear it first (or run --overwrite without --shard)")
@@ -89,6 +103,18 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= shard[0] < shard[1]:
         raise UserError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four jobs), not '{text}'")
     return shard
+
+
+def parse_codes(pairs: list[str]) -> dict[str, float]:
+    """['cat=2', 'cont0=0.5'] -> {'cat': 2.0, 'cont0': 0.5}; the names are checked against the generator later."""
+    codes = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            codes[name.strip()] = float(value)
+        except ValueError:
+            raise UserError(f"--fix_code takes NAME=VALUE, e.g. cat=2 or cont0=0.5, not '{pair}'") from None
+    return codes
 
 
 def launched_processes() -> int:
@@ -117,6 +143,9 @@ def checkpoints_and_output(args: argparse.Namespace) -> tuple[list[str], Path]:
         if len(checkpoints) > 1:
             raise UserError("blending several generators needs --output_dir")
         output_dir = str(Path("data/synthetic") / Path(checkpoints[0]).resolve().parent.name)
+    if not args.output_dir:     # a default folder: one per class and per fixed code, never mixed in one folder
+        output_dir += "".join(f"_{part}" for part in [args.class_name, *(f"{k}{v:g}" for k, v in args.codes.items())]
+                              if part)
     return checkpoints, Path(output_dir)
 
 
@@ -146,12 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     from training.distributed import barrier, init_world, shutdown
 
     checkpoints, output_dir = checkpoints_and_output(args)
+    if args.sweep_code:
+        device = resolve_device(args.device)
+        generator = synthesis.load_generators(checkpoints[:1], device, args.class_name, args.codes)[0]
+        output_dir.mkdir(parents=True, exist_ok=True)
+        print(f"code sweep: {synthesis.write_code_sweep(generator, args.sweep_code, args.seed, output_dir, device)}")
+        return 0
     if not args.preview_only and args.num_samples is None:
         raise UserError("--num_samples N is needed for a bulk run (or use --preview_only)")
     synthesis.check_output_dir(output_dir)
     # Under torchrun: one process per rank (on CUDA, GPU LOCAL_RANK); a plain run is a world of one.
     world, device = init_world(args.device, timeout_minutes=WAIT_FOR_OTHERS_MINUTES)
-    generators = synthesis.load_generators(checkpoints, device)
+    generators = synthesis.load_generators(checkpoints, device, args.class_name, args.codes)
     weights = synthesis.normalise_weights(args.weights, len(generators))
 
     if args.preview or args.preview_only:
@@ -196,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     synthesis.write_generation_info(output_dir, run_info(args.seed, str(device), {
         "num_samples": args.num_samples, "weights": weights, "processes": world.size, "summary": summary,
         "generators": [{"path": str(g.path), "sha256": g.sha256, "run": g.run_name, "epoch": g.epoch,
-                        "class": g.class_name} for g in generators]}))
+                        "class": g.class_name, "fixed_codes": dict(g.codes)} for g in generators]}))
     report(args, summary, output_dir, output_dir / synthesis.MANIFEST)
     return 0
 

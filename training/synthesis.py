@@ -42,6 +42,7 @@ from training.checkpoint import load_generator
 from training.dataset import to_float, to_uint8
 from training.errors import DataError, UserError
 from training.images import file_sha256, is_image_file, read_image, pixel_sha256
+from training.latents import class_labels, code_values, draw, set_code
 from training.plots import save_grid
 from training.png_writer import stale_temporaries, write_pngs
 from training.progress import progress
@@ -63,11 +64,13 @@ class SourceGenerator:
     path: Path
     sha256: str
     model: torch.nn.Module
-    class_name: str
+    class_name: str                    # the class it makes (for a conditional generator: the one asked for)
     image_size: int
     channels: int
     run_name: str
     epoch: int
+    label: int | None = None           # a conditional generator's class index
+    codes: tuple[tuple[str, float], ...] = ()   # InfoGAN codes held fixed, e.g. (("cat", 2.0),)
 
 
 @dataclass(frozen=True)
@@ -80,16 +83,32 @@ class Item:
     file: str
 
 
-def load_generators(paths: list[str | Path], device: torch.device) -> list[SourceGenerator]:
-    """Load the checkpoints to blend; they must make the same class at the same size and channels."""
+def load_generators(paths: list[str | Path], device: torch.device, class_name: str | None = None,
+                    codes: dict[str, float] | None = None) -> list[SourceGenerator]:
+    """Load the checkpoints to blend; they must make the same class at the same size and channels.
+
+    A conditional generator makes the `class_name` asked for; an InfoGAN's `codes` can be held fixed.
+    """
     if not paths:
         raise UserError("no generator checkpoint given (--checkpoint PATH, or --config of a trained run)")
     loaded = []
     for path in map(Path, paths):
         model, record = load_generator(path, device)
+        made, label = record["class_name"], None
+        if model.latent.num_classes:
+            names = record["class_names"]
+            if class_name not in names:
+                raise UserError(f"{path} is a conditional generator of {', '.join(names)}: choose one with --class"
+                                + (f" ('{class_name}' is not one of them)" if class_name else ""))
+            made, label = class_name, names.index(class_name)
+        elif class_name is not None and class_name != made:
+            raise UserError(f"{path} makes '{made}' images only; --class picks the class of a conditional generator")
+        for name, value in (codes or {}).items():
+            set_code(model.latent, torch.zeros(1, model.latent.z_dim), name, value)    # a clear error when unknown
         data = record["data"]
-        loaded.append(SourceGenerator(path, file_sha256(path), model, record["class_name"], data["image_size"],
-                                      data["channels"], record.get("run_name") or path.parent.name, record["epoch"]))
+        loaded.append(SourceGenerator(path, file_sha256(path), model, made, data["image_size"], data["channels"],
+                                      record.get("run_name") or path.parent.name, record["epoch"], label,
+                                      tuple(sorted((codes or {}).items()))))
     first = loaded[0]
     for g in loaded[1:]:
         if (g.class_name, g.image_size, g.channels) != (first.class_name, first.image_size, first.channels):
@@ -147,15 +166,41 @@ def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
     return out_dir / (MANIFEST if n == 1 else f"manifest.shard{k}of{n}.jsonl")
 
 
+def latents(generator: SourceGenerator, seeds: list[int]) -> torch.Tensor:
+    """The latent of each seed (training.latents.draw), with the generator's fixed codes set."""
+    spec = generator.model.latent
+    z = torch.cat([draw(spec, 1, torch.Generator().manual_seed(s)) for s in seeds])
+    for name, value in generator.codes:
+        z = set_code(spec, z, name, value)
+    return z
+
+
 @torch.no_grad()
-def render(generator: SourceGenerator, seeds: list[int], device: torch.device) -> np.ndarray:
-    """Images of the given latent seeds as uint8 (N, H, W, C)."""
-    z = torch.stack([torch.randn(generator.model.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
+def render(generator: SourceGenerator, seeds: list[int], device: torch.device, z: torch.Tensor | None = None) -> np.ndarray:
+    """Images of the given latent seeds (or of latents `z`) as uint8 (N, H, W, C)."""
+    z = latents(generator, seeds) if z is None else z
+    labels = class_labels(generator.model.latent, len(z), generator.label)
     # A one-image batch takes a different CPU kernel path whose last float bits differ; pairing it
     # with a copy keeps files byte-identical whatever the batch size (G in eval mode is per-sample).
-    batch = z if len(z) > 1 else z.repeat(2, 1)
-    images = generator.model(batch.to(device))[:len(z)]
+    repeat = 1 if len(z) > 1 else 2
+    images = generator.model(z.repeat(repeat, 1).to(device),
+                             None if labels is None else labels.repeat(repeat).to(device))[:len(z)]
     return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def write_code_sweep(generator: SourceGenerator, code: str, seed: int, out_dir: Path, device: torch.device,
+                     rows: int = 8) -> Path:
+    """`code_sweep_<code>.png`: what one InfoGAN code controls. Each row is one latent (the first
+    `rows` images of a bulk run with this seed); along the row only `code` changes, over every
+    category or from -2 to 2 (past the training range [-1, 1], which often shows the effect best)."""
+    spec = generator.model.latent
+    values = code_values(spec, code)
+    base = latents(generator, [image_seed(seed, i) for i in range(rows)])
+    z = torch.stack([set_code(spec, base, code, v) for v in values], 1).flatten(0, 1)   # row-major: latent, value
+    pixels = render(generator, [], device, z)
+    path = out_dir / f"code_sweep_{code}.png"
+    save_grid(to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2)), path, nrow=len(values))
+    return path
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -239,8 +284,9 @@ def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Pat
     now and are left to them.
     """
     def same_source(item: Item) -> bool:
-        record = records[item.index]
-        return record["generator_sha256"] == generators[item.generator].sha256 and record["seed"] == item.seed
+        record, source = records[item.index], generators[item.generator]
+        return (record["generator_sha256"] == source.sha256 and record["seed"] == item.seed
+                and record.get("class") == source.class_name and record.get("codes", {}) == dict(source.codes))
 
     conflicts = [item.file for item in (job or items) if item.index in records and not same_source(item)]
     todo, unrecorded = [], []
@@ -274,7 +320,8 @@ def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Pat
 def manifest_record(item: Item, generator: SourceGenerator, sha256: str) -> dict:
     return {"file": item.file, "index": item.index, "class": generator.class_name, "sha256": sha256,
             "generator": str(generator.path), "generator_sha256": generator.sha256, "generator_run": generator.run_name,
-            "seed": item.seed, "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "seed": item.seed, **({"codes": dict(generator.codes)} if generator.codes else {}),
+            "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_preview(generators: list[SourceGenerator], weights: list[float], seed: int, out_dir: Path,
