@@ -36,7 +36,7 @@ class ClassifierModelConfig:
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
     epochs: int = field(30, min=1)
-    batch_size: int = field(64, min=1)
+    batch_size: int = field(64, min=1, help="the global batch: under torchrun, N processes take 1/N each")
     lr: float = field(1e-3, min=0.0, max=1.0)
     weight_decay: float = field(1e-4, min=0.0, max=1.0)
     seeds: tuple[int, ...] = field((0, 1, 2), help="one run per seed; results are mean +- std over seeds")
@@ -49,6 +49,9 @@ class ClassifierTrainConfig:
     augment: bool = field(True, help="flips, small rotations and shifts, brightness/contrast jitter")
     target_sensitivity: Optional[float] = field(None, min=0.0, max=1.0,
                                                 help="threshold for this val sensitivity instead of Youden's J")
+    precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling; "
+                                                                  "fp32 on CPU (with a note)")
+    channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
 
     def validate(self) -> None:
         if not self.seeds:

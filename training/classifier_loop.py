@@ -10,6 +10,10 @@
 
 The model of each seed is selected on validation AUC (early stopping), its decision threshold is
 chosen on validation (Youden's J or a target sensitivity), and only then is test touched.
+
+Under `torchrun --nproc_per_node N` the same code runs data-parallel (training/distributed.py): every
+rank draws the same epoch order, takes its slice of each global batch, and DDP averages gradients, so N
+processes take the steps one process would take with the whole batch; rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
@@ -25,20 +29,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import classification_report
+from torch.nn.parallel import DistributedDataParallel
 
 from training import atomic
-from training.classifier_config import ClassifierConfig
+from training.classifier_config import ClassifierConfig, ClassifierTrainConfig
 from training.config import to_dict, to_yaml
 from training.dataset import list_classes, list_images, to_float
+from training.distributed import World, global_batchnorm, init_world, local_copy, seed_for, shutdown
 from training.errors import DataError, TrainingDiverged
 from training.evaluation import METRICS, binary_metrics, choose_threshold
 from training.images import pixel_sha256, read_image, resize, to_channels
 from training.networks.classifiers import build_classifier
 from training.progress import progress
 from training.run_info import run_info
-from training.runtime import resolve_device, seed_everything
+from training.runtime import seed_everything
 
 CHECKPOINT_FORMAT = "medgan-classifier/1"
+
+# Purposes of the per-rank seeds, seed_for(seed, rank, purpose): distinct streams for distinct draws.
+_AUGMENT_SEED, _MIXUP_SEED, _DROPOUT_SEED = 1, 2, 3
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], ima
                        train.sizes | {min(x.shape[:2]) for x in pixels})
 
 
-def load_splits(config: ClassifierConfig) -> tuple[dict[str, LabelledSet], list[str], int]:
+def load_splits(config: ClassifierConfig, *, show_progress: bool = True) -> tuple[dict[str, LabelledSet], list[str], int]:
     """Train/val/test with one class list; returns the sets, class names and the positive label."""
     d = config.data
     classes = {split: list_classes(getattr(d, f"{split}_dir")) for split in ("train", "val", "test")}
@@ -100,7 +110,8 @@ def load_splits(config: ClassifierConfig) -> tuple[dict[str, LabelledSet], list[
         raise DataError(f"'data.positive_class' = {d.positive_class} is not a class of {d.train_dir} "
                         f"(classes: {', '.join(names)})")
     sets = {split: load_labelled(getattr(d, f"{split}_dir"), names, d.image_size, d.channels)
-            for split in progress(("train", "val", "test"), desc="loading images", unit="split")}
+            for split in progress(("train", "val", "test"), desc="loading images", unit="split",
+                                  disable=None if show_progress else True)}
     if d.synthetic_dir:
         sets["train"] = with_synthetic(sets["train"], d.synthetic_dir, names, d.image_size, d.channels)
     positive = names.index(d.positive_class)
@@ -123,7 +134,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return torch.rand(b, generator=generator).mul_(hi - lo).add_(lo)
 
-    flip = torch.rand(b, generator=generator) < 0.5
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)     # drawn on the CPU: same draws on any device
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     angle = uniform(-10, 10) * math.pi / 180
     cos, sin = angle.cos(), angle.sin()
@@ -155,57 +166,152 @@ def loss_weights(labels: torch.Tensor, mode: str, num_classes: int) -> torch.Ten
 @torch.no_grad()
 def positive_scores(model: torch.nn.Module, images: torch.Tensor, positive: int, device: torch.device,
                     batch_size: int = 256) -> np.ndarray:
-    """P(positive class) for uint8 images, in eval mode."""
+    """P(positive class) for uint8 images, in eval mode (fp32, whatever the training precision)."""
     model.eval()
-    probs = [torch.softmax(model(to_float(images[i:i + batch_size]).to(device)), 1)[:, positive].cpu()
+    probs = [torch.softmax(model(to_float(to_device(images[i:i + batch_size], device))), 1)[:, positive].cpu()
              for i in range(0, len(images), batch_size)]
     return torch.cat(probs).numpy().astype(np.float64)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU batch on `device`; for CUDA through page-locked memory, so the copy runs asynchronously.
+
+    The batch is pinned rather than the whole training tensor: gathering rows (`images[idx]`) from a
+    pinned tensor yields ordinary memory again. PyTorch caches pinned blocks and keeps each one until
+    its copy has finished, as DataLoader(pin_memory=True) relies on.
+    """
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def effective_compute(train: ClassifierTrainConfig, device: torch.device) -> tuple[str, bool, str | None]:
+    """(precision, channels_last) that run on `device`, and a note when the config asked for more.
+
+    Autocast, loss scaling and the NHWC layout are CUDA speed-ups: on the CPU the run is fp32 and
+    contiguous, and the note says so rather than failing.
+    """
+    if device.type == "cuda":
+        return train.precision, train.channels_last, None
+    asked = ([f"train.precision={train.precision}"] if train.precision != "fp32" else []) + \
+        (["train.channels_last=true"] if train.channels_last else [])
+    note = f"note: {' and '.join(asked)} only apply on CUDA; running fp32, contiguous on {device}" if asked else None
+    return "fp32", False, note
+
+
+def rank_share(global_batch: int, world: World) -> slice:
+    """This rank's rows of a global batch: `world.local_slice` when it splits evenly, else near-even parts.
+
+    Only an epoch's last, ragged batch is uneven (`train.batch_size` itself must split evenly); its
+    parts differ by one row at most, and the loss weighting in `fit` keeps the step exact.
+    """
+    if global_batch % world.size == 0:
+        return world.local_slice(global_batch)
+    return slice(world.rank * global_batch // world.size, (world.rank + 1) * global_batch // world.size)
+
+
+def from_main(value, world: World):
+    """Rank 0's `value` on every rank (pickled; for small things such as a metric or a path)."""
+    if not world.distributed:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
+    """`value` summed over ranks (a copy; `value` itself when there is one process)."""
+    if world.distributed:
+        value = value.clone()
+        torch.distributed.all_reduce(value)
+    return value
+
+
+def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+               t: ClassifierTrainConfig, generator: torch.Generator, mixup_rng: np.random.Generator) -> torch.Tensor:
+    """Cross-entropy of one batch (weighted mean over its images), with mixup when train.mixup_alpha > 0."""
+    if t.mixup_alpha <= 0:
+        return F.cross_entropy(net(x), y, weight=weights, label_smoothing=t.label_smoothing)
+    lam = float(mixup_rng.beta(t.mixup_alpha, t.mixup_alpha))
+    perm = torch.randperm(len(y), generator=generator).to(x.device)
+    logits = net(lam * x + (1 - lam) * x[perm])
+    return lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=t.label_smoothing) + \
+        (1 - lam) * F.cross_entropy(logits, y[perm], weight=weights, label_smoothing=t.label_smoothing)
+
+
 def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int, positive: int, seed: int,
-        device: torch.device) -> tuple[torch.nn.Module, list[dict], int]:
-    """Train one seed; returns the model with the best val AUC, the history, and its epoch."""
+        device: torch.device, *, world: World = World()) -> tuple[torch.nn.Module, list[dict], int]:
+    """Train one seed; returns the model with the best val AUC, the history, and its epoch.
+
+    Data-parallel (`world.distributed`): every rank draws the same initial weights and epoch order from
+    `seed` and takes its slice of each global batch; batch norm uses global-batch statistics and DDP
+    averages gradients, so the steps are those of one process with the whole batch. Augmentation,
+    mixup and dropout draw per-rank streams. Rank 0 scores val and tells the others, so all stop together.
+    """
     t = config.train
-    seed_everything(seed)
-    generator = torch.Generator().manual_seed(seed)
-    mixup_rng = np.random.default_rng(seed)
+    precision, channels_last, _ = effective_compute(t, device)
+    seed_everything(seed)                                      # the same initial weights on every rank
+    order_rng = torch.Generator().manual_seed(seed)            # the same epoch order on every rank
+    if world.distributed:
+        aug_rng = torch.Generator().manual_seed(seed_for(seed, world.rank, _AUGMENT_SEED))
+        mixup_rng = np.random.default_rng(seed_for(seed, world.rank, _MIXUP_SEED))
+    else:   # one process draws order and augmentation from one generator, as before: the same numbers
+        aug_rng, mixup_rng = order_rng, np.random.default_rng(seed)
     model = build_classifier(config.model, config.data.channels, config.data.image_size, num_classes).to(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    net = model
+    if world.distributed:
+        net = DistributedDataParallel(global_batchnorm(model, world),
+                                      device_ids=[device.index] if device.type == "cuda" else None)
+        torch.manual_seed(seed_for(seed, world.rank, _DROPOUT_SEED))   # dropout masks differ per rank
     optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=t.epochs)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")   # fp16 gradients underflow unscaled
     train = sets["train"]
-    weights = loss_weights(train.labels, t.class_weights, num_classes)
-    weights = weights.to(device) if weights is not None else None
+    class_weights = loss_weights(train.labels, t.class_weights, num_classes)
+    weights = class_weights.to(device) if class_weights is not None else None
+    weight_sum = (lambda y: float(class_weights[y].double().sum())) if class_weights is not None else len
     val_labels = (sets["val"].labels == positive).numpy()
     history, best, best_state, best_epoch, stale = [], -1.0, None, 0, 0
-    bar = progress(range(1, t.epochs + 1), desc=f"seed {seed}", unit="epoch")
+    bar = progress(range(1, t.epochs + 1), desc=f"seed {seed}", unit="epoch", disable=None if world.is_main else True)
     for epoch in bar:
-        model.train()
-        order, total, seen = epoch_order(train.labels, t.oversample, generator), 0.0, 0
+        net.train()
+        order, total, seen = epoch_order(train.labels, t.oversample, order_rng), 0.0, 0
         for start in range(0, len(order), t.batch_size):
-            idx = order[start:start + t.batch_size]
-            if len(idx) < 2:                                  # batch norm needs two samples
+            idx = order[start:start + t.batch_size]                # the global batch, the same on every rank
+            if len(idx) < max(2, world.size):                      # batch norm needs two samples, each rank one
                 continue
-            x, y = to_float(train.images[idx]), train.labels[idx]
+            mine = idx[rank_share(len(idx), world)]
+
+            # Forward this rank's rows. Its loss is its share of the global batch's weighted mean loss
+            # (exact also for a ragged last batch and class weights); one process: share = 1.
+            x = to_float(to_device(train.images[mine], device))   # (b, C, S, S) in [-1, 1]
+            y = to_device(train.labels[mine], device)
             if t.augment:
-                x = augment(x, generator)
-            x, y = x.to(device), y.to(device)
-            if t.mixup_alpha > 0:
-                lam = float(mixup_rng.beta(t.mixup_alpha, t.mixup_alpha))
-                perm = torch.randperm(len(idx), generator=generator).to(device)
-                logits = model(lam * x + (1 - lam) * x[perm])
-                loss = lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=t.label_smoothing) + \
-                    (1 - lam) * F.cross_entropy(logits, y[perm], weight=weights, label_smoothing=t.label_smoothing)
-            else:
-                loss = F.cross_entropy(model(x), y, weight=weights, label_smoothing=t.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"classifier loss became {loss.item()} in epoch {epoch} (seed {seed}); "
+                x = augment(x, aug_rng)
+            x = x.contiguous(memory_format=memory_format)
+            share = weight_sum(train.labels[mine]) / weight_sum(train.labels[idx])
+            with torch.autocast(device.type, dtype=_AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+                loss = mixed_loss(net, x, y, weights, t, aug_rng, mixup_rng) * share
+            batch_loss = sum_over_ranks(loss.detach(), world)      # the global batch's loss, on every rank
+            if not torch.isfinite(batch_loss):
+                raise TrainingDiverged(f"classifier loss became {batch_loss.item()} in epoch {epoch} (seed {seed}); "
                                        "try a lower train.lr")
+
+            # Update weights. DDP averages gradients over ranks, so each rank scales its share by N.
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            total, seen = total + loss.item() * len(idx), seen + len(idx)
+            scaler.scale(loss * world.size).backward()
+            scaler.step(optimiser)
+            scaler.update()
+            total, seen = total + batch_loss.item() * len(idx), seen + len(idx)
         scheduler.step()
-        val_auc = binary_metrics(val_labels, positive_scores(model, sets["val"].images, positive, device), 0.5)["roc_auc"]
+
+        # Select on val AUC: rank 0 scores, every rank follows its verdict.
+        val_auc = None
+        if world.is_main:
+            val_auc = binary_metrics(val_labels, positive_scores(model, sets["val"].images, positive, device), 0.5)["roc_auc"]
+        val_auc = from_main(val_auc, world)
         history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_auc": val_auc})
         bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", val_auc=f"{val_auc:.3f}")
         if val_auc > best:
@@ -216,7 +322,8 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
             if t.early_stopping_patience and stale >= t.early_stopping_patience:
                 break
     model.load_state_dict(best_state)
-    return model, history, best_epoch
+    model = model.to(memory_format=torch.contiguous_format)
+    return (local_copy(model) if world.distributed else model), history, best_epoch
 
 
 def next_run_dir(root: Path) -> Path:
@@ -246,9 +353,16 @@ def write_predictions(path: Path, data: LabelledSet, positive: int, scores: np.n
 def evaluate_seed(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
                   seed: int, device: torch.device, out: Path) -> dict:
     """Fit one seed, choose its threshold on val, evaluate on test, write its folder; returns metrics.json."""
+    model, history, best_epoch = fit(config, sets, len(names), positive, seed, device)
+    return evaluate_fitted(config, sets, names, positive, seed, device, out, model, history, best_epoch)
+
+
+def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
+                    seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict],
+                    best_epoch: int) -> dict:
+    """`evaluate_seed` after `fit`: threshold on val, test metrics, the seed's folder; returns metrics.json."""
     from training import classifier_plots as plots
 
-    model, history, best_epoch = fit(config, sets, len(names), positive, seed, device)
     scores = {s: positive_scores(model, sets[s].images, positive, device) for s in ("val", "test")}
     labels = {s: (sets[s].labels == positive).numpy().astype(int) for s in ("val", "test")}
     threshold = choose_threshold(labels["val"], scores["val"], config.train.target_sensitivity)
@@ -315,20 +429,41 @@ def summarise(per_seed: list[dict]) -> dict:
 
 
 def train_classifier(config: ClassifierConfig) -> Path:
-    """Train one model per seed; returns the run folder."""
-    device = resolve_device(config.train.device)
-    sets, names, positive = load_splits(config)
+    """Train one model per seed; returns the run folder.
+
+    Under torchrun every rank calls this: all of them train, rank 0 alone writes the folder and prints.
+    """
+    world, device = init_world(config.train.device)
+    world.local_slice(config.train.batch_size)            # a global batch that does not split is refused here
+    precision, channels_last, note = effective_compute(config.train, device)
+    sets, names, positive = load_splits(config, show_progress=world.is_main)
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
-    run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
-    atomic.write_text(run_dir / "config.yaml", to_yaml(config))
     counts = class_counts(sets, names)
-    atomic.write_json(run_dir / "run_info.json", run_info(config.train.seeds[0], str(device), {"counts": counts}))
-    print(f"{config.output.name}: {config.model.arch}, seeds {list(config.train.seeds)}, {device}; "
-          + ", ".join(f"{s} {c}" for s, c in counts.items()))
-    per_seed = [evaluate_seed(config, sets, names, positive, seed, device, run_dir / f"seed_{seed}")
-                for seed in config.train.seeds]
-    summary = {"name": config.output.name, "positive_class": names[positive], "class_names": names,
-               "seeds": list(config.train.seeds), "data": {**to_dict(config.data), "counts": counts},
-               **summarise(per_seed)}
-    atomic.write_json(run_dir / "summary.json", summary)
+    run_dir = None
+    if world.is_main:
+        run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
+        atomic.write_text(run_dir / "config.yaml", to_yaml(config))
+        compute = {"world_size": world.size, "backend": torch.distributed.get_backend() if world.distributed else None,
+                   "batch_size_per_process": config.train.batch_size // world.size,
+                   "precision": precision, "channels_last": channels_last}     # what ran, not only what was asked
+        atomic.write_json(run_dir / "run_info.json",
+                          run_info(config.train.seeds[0], str(device), {"counts": counts, "compute": compute}))
+        if note:
+            print(note)
+        print(f"{config.output.name}: {config.model.arch}, seeds {list(config.train.seeds)}, {device}"
+              + (f" x {world.size} processes" if world.distributed else "") + "; "
+              + ", ".join(f"{s} {c}" for s, c in counts.items()))
+    run_dir = Path(from_main(str(run_dir) if run_dir else None, world))
+    per_seed = []
+    for seed in config.train.seeds:
+        model, history, best_epoch = fit(config, sets, len(names), positive, seed, device, world=world)
+        if world.is_main:
+            per_seed.append(evaluate_fitted(config, sets, names, positive, seed, device, run_dir / f"seed_{seed}",
+                                            model, history, best_epoch))
+    if world.is_main:
+        summary = {"name": config.output.name, "positive_class": names[positive], "class_names": names,
+                   "seeds": list(config.train.seeds), "data": {**to_dict(config.data), "counts": counts},
+                   **summarise(per_seed)}
+        atomic.write_json(run_dir / "summary.json", summary)
+    shutdown(world)                                       # the others wait here until rank 0 has written
     return run_dir

@@ -3,9 +3,12 @@
     python training/train_classifier.py --config experiments/classifier_baseline.yaml
     python training/train_classifier.py --config experiments/classifier_gan_augmented.yaml train.seeds=[0]
     python training/train_classifier.py --config experiments/classifier_baseline.yaml --dry-run
+    torchrun --standalone --nproc_per_node 2 training/train_classifier.py --config experiments/classifier_baseline.yaml
 
 Values after the flags override the YAML (`section.key=value`) and are validated the same way.
 Each call writes a new results/classifiers/<name>/run_NNN/; compare runs with training/compare.py.
+Under torchrun the N processes train data-parallel (gloo on CPU, nccl on CUDA), each taking 1/N of
+every train.batch_size batch; process 0 alone writes the run folder and prints.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -33,17 +37,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def is_first_process() -> bool:
+    """False in torchrun's processes 1..N-1 (torchrun sets RANK), which train but do not print."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(ClassifierConfig, args.config, args.overrides)
     if args.device:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
     if args.dry_run:
-        print(to_yaml(config), end="")
+        if is_first_process():
+            print(to_yaml(config), end="")
         return 0
     from training.classifier_loop import train_classifier
 
     run_dir = train_classifier(config)
+    if not is_first_process():
+        return 0
     test = json.loads((run_dir / "summary.json").read_text())["test"]
     print("test (mean +- std over seeds): " + ", ".join(
         f"{k} {v['mean']:.3f}+-{v['std']:.3f}" for k, v in test.items() if v["mean"] is not None))
