@@ -11,7 +11,7 @@ import torch
 
 from tests.helpers import write_yaml
 from training.classifier_config import ClassifierConfig, ClassifierTrainConfig
-from training.classifier_loop import effective_compute, rank_share, train_classifier
+from training.classifier_loop import rank_share, train_classifier
 from training.config import build
 from training.distributed import World
 from training.train_classifier import main as classifier_main
@@ -52,7 +52,7 @@ def test_two_processes_train_what_one_process_trains(tiny_demo, tmp_path, capsys
     assert files(two) == files(one)                                      # one set of outputs, no temp files
     compute = json.loads((two / "run_info.json").read_text())["compute"]
     assert compute == {"world_size": 2, "backend": "gloo", "batch_size_per_process": 8,
-                       "precision": "fp32", "channels_last": False}
+                       "precision": "fp32", "channels_last": False, "cudnn_benchmark": False, "tf32": False}
     assert json.loads((one / "run_info.json").read_text())["compute"]["world_size"] == 1
 
     a, b = (torch.load(run / "seed_0" / "best_model.pth", weights_only=False) for run in (two, one))
@@ -70,7 +70,7 @@ def test_cuda_options_on_cpu_run_fp32_with_one_note(tiny_demo, tmp_path, capsys)
     run = train_classifier(build(ClassifierConfig, raw, "test"))
     out = capsys.readouterr().out
     assert out.count("note:") == 1
-    assert "train.precision=bf16 and train.channels_last=true only apply on CUDA; running fp32, contiguous" in out
+    assert "train.precision=bf16, train.channels_last=true apply to CUDA only; on cpu training runs in fp32" in out
     compute = json.loads((run / "run_info.json").read_text())["compute"]
     assert (compute["precision"], compute["channels_last"]) == ("fp32", False)     # what ran
     assert "precision: bf16" in (run / "config.yaml").read_text()                    # what was asked
@@ -78,9 +78,14 @@ def test_cuda_options_on_cpu_run_fp32_with_one_note(tiny_demo, tmp_path, capsys)
 
 
 def test_cuda_keeps_the_requested_options_and_fp32_on_cpu_needs_no_note():
-    asked = ClassifierTrainConfig(precision="fp16", channels_last=True)
-    assert effective_compute(asked, torch.device("cuda", 0)) == ("fp16", True, None)
-    assert effective_compute(ClassifierTrainConfig(), torch.device("cpu")) == ("fp32", False, None)
+    from training.precision import resolve_precision
+
+    if torch.cuda.is_available():
+        precision, record = resolve_precision(ClassifierTrainConfig(precision="fp16", channels_last=True),
+                                              torch.device("cuda", 0))
+        assert precision.dtype is torch.float16 and precision.channels_last and "note" not in record
+    precision, record = resolve_precision(ClassifierTrainConfig(), torch.device("cpu"))
+    assert precision.dtype is None and not precision.channels_last and "note" not in record
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])

@@ -86,3 +86,11 @@ def test_shipped_experiments_load():
         assert cfg.output.name == name
     assert load_config(GANConfig, root / "dcgan_hinge.yaml").train.epochs == 300
     assert load_config(GANConfig, root / "dcgan_wasserstein.yaml").loss.name == "wasserstein"
+
+
+def test_scientific_notation_is_a_number_in_yaml_and_overrides(tmp_path):
+    """YAML 1.1 reads `1e-3` (no dot) as a string; a learning rate written that way must still work."""
+    path = tmp_path / "sci.yaml"
+    path.write_text("train:\n  lr_d: 4e-4\n")
+    config = load_config(GANConfig, path, ["train.lr_g=1e-3"])
+    assert config.train.lr_d == 4e-4 and config.train.lr_g == 1e-3

@@ -52,6 +52,8 @@ class ClassifierTrainConfig:
     precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling; "
                                                                   "fp32 on CPU (with a note)")
     channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
+    cudnn_benchmark: bool = field(False, help="CUDA: let cuDNN time kernels (faster, not bit-reproducible)")
+    tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
         if not self.seeds:

@@ -35,11 +35,13 @@ from training import atomic
 from training.classifier_config import ClassifierConfig, ClassifierTrainConfig
 from training.config import to_dict, to_yaml
 from training.dataset import list_classes, list_images, to_float
-from training.distributed import World, global_batchnorm, init_world, local_copy, seed_for, shutdown
+from training.distributed import (World, from_main, global_batchnorm, init_world, local_copy, seed_for, shutdown,
+                                  sum_over_ranks)
 from training.errors import DataError, TrainingDiverged
 from training.evaluation import METRICS, binary_metrics, choose_threshold
 from training.images import pixel_sha256, read_image, resize, to_channels
 from training.networks.classifiers import build_classifier
+from training.precision import Precision, resolve_precision
 from training.progress import progress
 from training.run_info import run_info
 from training.runtime import seed_everything
@@ -48,7 +50,6 @@ CHECKPOINT_FORMAT = "medgan-classifier/1"
 
 # Purposes of the per-rank seeds, seed_for(seed, rank, purpose): distinct streams for distinct draws.
 _AUGMENT_SEED, _MIXUP_SEED, _DROPOUT_SEED = 1, 2, 3
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -185,20 +186,6 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
-def effective_compute(train: ClassifierTrainConfig, device: torch.device) -> tuple[str, bool, str | None]:
-    """(precision, channels_last) that run on `device`, and a note when the config asked for more.
-
-    Autocast, loss scaling and the NHWC layout are CUDA speed-ups: on the CPU the run is fp32 and
-    contiguous, and the note says so rather than failing.
-    """
-    if device.type == "cuda":
-        return train.precision, train.channels_last, None
-    asked = ([f"train.precision={train.precision}"] if train.precision != "fp32" else []) + \
-        (["train.channels_last=true"] if train.channels_last else [])
-    note = f"note: {' and '.join(asked)} only apply on CUDA; running fp32, contiguous on {device}" if asked else None
-    return "fp32", False, note
-
-
 def rank_share(global_batch: int, world: World) -> slice:
     """This rank's rows of a global batch: `world.local_slice` when it splits evenly, else near-even parts.
 
@@ -208,23 +195,6 @@ def rank_share(global_batch: int, world: World) -> slice:
     if global_batch % world.size == 0:
         return world.local_slice(global_batch)
     return slice(world.rank * global_batch // world.size, (world.rank + 1) * global_batch // world.size)
-
-
-def from_main(value, world: World):
-    """Rank 0's `value` on every rank (pickled; for small things such as a metric or a path)."""
-    if not world.distributed:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
-    """`value` summed over ranks (a copy; `value` itself when there is one process)."""
-    if world.distributed:
-        value = value.clone()
-        torch.distributed.all_reduce(value)
-    return value
 
 
 def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
@@ -240,7 +210,8 @@ def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: 
 
 
 def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int, positive: int, seed: int,
-        device: torch.device, *, world: World = World()) -> tuple[torch.nn.Module, list[dict], int]:
+        device: torch.device, *, world: World = World(), precision: Precision | None = None
+        ) -> tuple[torch.nn.Module, list[dict], int]:
     """Train one seed; returns the model with the best val AUC, the history, and its epoch.
 
     Data-parallel (`world.distributed`): every rank draws the same initial weights and epoch order from
@@ -249,7 +220,7 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
     mixup and dropout draw per-rank streams. Rank 0 scores val and tells the others, so all stop together.
     """
     t = config.train
-    precision, channels_last, _ = effective_compute(t, device)
+    precision = precision or resolve_precision(t, device)[0]
     seed_everything(seed)                                      # the same initial weights on every rank
     order_rng = torch.Generator().manual_seed(seed)            # the same epoch order on every rank
     if world.distributed:
@@ -258,8 +229,7 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
     else:   # one process draws order and augmentation from one generator, as before: the same numbers
         aug_rng, mixup_rng = order_rng, np.random.default_rng(seed)
     model = build_classifier(config.model, config.data.channels, config.data.image_size, num_classes).to(device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
+    model = precision.module(model)
     net = model
     if world.distributed:
         net = DistributedDataParallel(global_batchnorm(model, world),
@@ -267,7 +237,7 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
         torch.manual_seed(seed_for(seed, world.rank, _DROPOUT_SEED))   # dropout masks differ per rank
     optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=t.epochs)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")   # fp16 gradients underflow unscaled
+    scaler = precision.scaler()
     train = sets["train"]
     class_weights = loss_weights(train.labels, t.class_weights, num_classes)
     weights = class_weights.to(device) if class_weights is not None else None
@@ -290,9 +260,9 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
             y = to_device(train.labels[mine], device)
             if t.augment:
                 x = augment(x, aug_rng)
-            x = x.contiguous(memory_format=memory_format)
+            x = precision.images(x)
             share = weight_sum(train.labels[mine]) / weight_sum(train.labels[idx])
-            with torch.autocast(device.type, dtype=_AUTOCAST_DTYPES.get(precision), enabled=precision != "fp32"):
+            with precision.autocast():
                 loss = mixed_loss(net, x, y, weights, t, aug_rng, mixup_rng) * share
             batch_loss = sum_over_ranks(loss.detach(), world)      # the global batch's loss, on every rank
             if not torch.isfinite(batch_loss):
@@ -435,7 +405,7 @@ def train_classifier(config: ClassifierConfig) -> Path:
     """
     world, device = init_world(config.train.device)
     world.local_slice(config.train.batch_size)            # a global batch that does not split is refused here
-    precision, channels_last, note = effective_compute(config.train, device)
+    precision, compute = resolve_precision(config.train, device)
     sets, names, positive = load_splits(config, show_progress=world.is_main)
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
     counts = class_counts(sets, names)
@@ -444,19 +414,18 @@ def train_classifier(config: ClassifierConfig) -> Path:
         run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
         atomic.write_text(run_dir / "config.yaml", to_yaml(config))
         compute = {"world_size": world.size, "backend": torch.distributed.get_backend() if world.distributed else None,
-                   "batch_size_per_process": config.train.batch_size // world.size,
-                   "precision": precision, "channels_last": channels_last}     # what ran, not only what was asked
+                   "batch_size_per_process": config.train.batch_size // world.size, **compute}   # what ran
         atomic.write_json(run_dir / "run_info.json",
                           run_info(config.train.seeds[0], str(device), {"counts": counts, "compute": compute}))
-        if note:
-            print(note)
+        if "note" in compute:
+            print(compute["note"])
         print(f"{config.output.name}: {config.model.arch}, seeds {list(config.train.seeds)}, {device}"
               + (f" x {world.size} processes" if world.distributed else "") + "; "
               + ", ".join(f"{s} {c}" for s, c in counts.items()))
     run_dir = Path(from_main(str(run_dir) if run_dir else None, world))
     per_seed = []
     for seed in config.train.seeds:
-        model, history, best_epoch = fit(config, sets, len(names), positive, seed, device, world=world)
+        model, history, best_epoch = fit(config, sets, len(names), positive, seed, device, world=world, precision=precision)
         if world.is_main:
             per_seed.append(evaluate_fitted(config, sets, names, positive, seed, device, run_dir / f"seed_{seed}",
                                             model, history, best_epoch))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -28,6 +29,8 @@ from training.errors import ConfigError
 # YAML 1.1 reads `off`/`no` as False: for optional settings ("ema_decay: off") both mean "disabled".
 _OFF_WORDS = {"off", "none", "null", "false", "no"}
 
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
           help: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
@@ -89,6 +92,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             fail("an integer")
         return value
     if tp is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):   # YAML 1.1 reads 1e-3 as a string
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
         return float(value)

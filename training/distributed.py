@@ -84,6 +84,23 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def from_main(value, world: World):
+    """Rank 0's `value` on every rank (pickled; for small things such as a metric or a path)."""
+    if not world.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
+    """`value` summed over ranks (a copy; `value` itself when there is one process)."""
+    if world.distributed:
+        value = value.clone()
+        dist.all_reduce(value)
+    return value
+
+
 def seed_for(*parts: int) -> int:
     """A 63-bit seed hashed from integers (config seed, epoch, rank, ...), distinct for distinct tuples."""
     return int(np.random.SeedSequence(list(parts)).generate_state(1, dtype=np.uint64)[0] >> 1)
@@ -149,8 +166,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         var = (sums[channels:2 * channels] / total - mean ** 2).clamp_min(0)
         with torch.no_grad():
             self.num_batches_tracked += 1
-            self.running_mean.lerp_(mean.detach(), self.momentum)
-            self.running_var.lerp_(var.detach() * total / (total - 1), self.momentum)   # unbiased, as BN stores
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.lerp_(mean.detach(), momentum)
+            self.running_var.lerp_(var.detach() * total / (total - 1), momentum)   # unbiased, as BN stores
         scale = (self.weight * torch.rsqrt(var + self.eps)).to(x.dtype)
         shift = (self.bias - mean * self.weight * torch.rsqrt(var + self.eps)).to(x.dtype)
         return x * scale[None, :, None, None] + shift[None, :, None, None]

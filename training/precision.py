@@ -41,7 +41,8 @@ class Precision:
 
 
 def resolve_precision(train, device: torch.device) -> tuple[Precision, dict]:
-    """The Precision for `train.precision`/`train.channels_last`, and a record of requested vs applied.
+    """The Precision for `train.precision`/`train.channels_last`, and a record of what was applied
+    (with a `note` for the user when options were ignored: print it once).
 
     Also sets cuDNN benchmarking and TF32 explicitly (both off unless asked for), so a run never
     inherits them from whatever ran before in the process.
@@ -51,20 +52,19 @@ def resolve_precision(train, device: torch.device) -> tuple[Precision, dict]:
         torch.backends.cudnn.benchmark = bool(train.cudnn_benchmark)
         torch.backends.cuda.matmul.allow_tf32 = bool(train.tf32)
         torch.backends.cudnn.allow_tf32 = bool(train.tf32)
-    dtype = DTYPES[train.precision] if cuda else None
+    dtype, note = DTYPES[train.precision] if cuda else None, None
     if cuda and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-        print(f"note: this GPU has no bf16; training in fp32 (train.precision={train.precision} ignored)")
-        dtype = None
-    ignored = [f"train.{k}={v}" for k, v in (("precision", train.precision), ("channels_last", train.channels_last),
-                                              ("cudnn_benchmark", train.cudnn_benchmark), ("tf32", train.tf32))
+        dtype, note = None, "note: this GPU has no bf16; training in fp32 (train.precision=bf16 ignored)"
+    ignored = [f"train.{k}={str(v).lower()}" for k, v in (("precision", train.precision),
+                                                          ("channels_last", train.channels_last),
+                                                          ("cudnn_benchmark", train.cudnn_benchmark), ("tf32", train.tf32))
                if not cuda and v not in ("fp32", False)]
     if ignored:
-        print(f"note: {', '.join(ignored)} apply to CUDA only; on {device.type} training runs in fp32")
+        note = f"note: {', '.join(ignored)} apply to CUDA only; on {device.type} training runs in fp32, contiguous"
     applied = Precision(device, dtype, cuda and train.channels_last)
-    applied_name = next(name for name, d in DTYPES.items() if d is dtype)
-    record = {"precision": {"requested": train.precision, "applied": applied_name},
+    record = {"precision": next(name for name, d in DTYPES.items() if d is dtype),
               "channels_last": applied.channels_last, "cudnn_benchmark": cuda and bool(train.cudnn_benchmark),
-              "tf32": cuda and bool(train.tf32)}
+              "tf32": cuda and bool(train.tf32), **({"note": note} if note else {})}
     return applied, record
 
 

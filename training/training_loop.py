@@ -203,8 +203,10 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     if world.is_main:
         info = run_info(cfg_t.seed, str(device), {
             "training_images": len(real), "classes": class_names, "resumed_from_epoch": state["epoch"] or None,
-            "processes": world.size, "global_batch_size": batch_size, **precision_record})
+            "processes": world.size, "global_batch_size": batch_size, "compute": precision_record})
         write_run_record(paths.checkpoints, to_yaml(config), info)
+        if "note" in precision_record:
+            print(precision_record["note"])
         space = _feature_space(config, paths, device)
         targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if conditional
                    else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
