@@ -157,3 +157,78 @@ def test_overwrite_refuses_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(DataError, match="not made by prepare_data"):
         prepare(tmp_path, "--source", "demo", "--demo-num-train", "11", "--image-size", "32", "--overwrite")
     assert (target / "my_scan.png").read_bytes() == b"precious"
+
+
+def test_digits_source_is_the_real_sklearn_digits_split_per_class_with_a_seed(tmp_path):
+    from sklearn.datasets import load_digits
+
+    prepare(tmp_path, "--source", "digits", "--image-size", "16")
+    rows = read_manifest(tmp_path / "processed" / "digits")
+    assert len(rows) == 1797 and {r["class"] for r in rows} == {str(d) for d in range(10)}
+    per_split = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
+    assert per_split["val"] == pytest.approx(180, abs=10) and per_split["test"] == pytest.approx(360, abs=10)
+    first = np.asarray(Image.open(tmp_path / "processed" / "digits" / rows[0]["path"]))
+    assert first.shape == (16, 16) and first.max() > 200            # 0..16 scaled to 0..255
+    digits = load_digits()
+    index = int(rows[0]["path"].rsplit("_", 1)[1].removesuffix(".png"))           # digit_NNNN.png
+    assert rows[0]["class"] == str(digits.target[index])
+    prepare(tmp_path, "--source", "digits", "--image-size", "16", "--name", "again")
+    assert [r["path"] for r in read_manifest(tmp_path / "processed" / "again")] == [r["path"] for r in rows]
+    with pytest.raises(DataError, match="does not apply to 'digits'"):
+        prepare(tmp_path, "--source", "digits", "--class-names", "0=zero", "--name", "named")
+
+
+def write_idx(path, array, gz):
+    import gzip
+    import struct
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(struct.pack(">i", n) for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+
+
+def mnist_arrays(rng, n_train=40, n_test=10):
+    return {"x_train": random_images(rng, n_train, size=28, channels=1), "y_train": np.arange(n_train) % 4,
+            "x_test": random_images(rng, n_test, size=28, channels=1), "y_test": np.arange(n_test) % 4}
+
+
+def test_mnist_idx_folder_gz_or_not_carves_val_from_train_and_names_classes(tmp_path):
+    arrays = mnist_arrays(np.random.default_rng(7))
+    src = tmp_path / "fashion"
+    src.mkdir()
+    write_idx(src / "train-images-idx3-ubyte.gz", arrays["x_train"], gz=True)
+    write_idx(src / "train-labels-idx1-ubyte.gz", arrays["y_train"], gz=True)
+    write_idx(src / "t10k-images-idx3-ubyte", arrays["x_test"], gz=False)
+    write_idx(src / "t10k-labels-idx1-ubyte", arrays["y_test"], gz=False)
+    prepare(tmp_path, "--source", str(src), "--val-fraction", "0.2", "--class-names", "0=tshirt,1=trouser")
+    out = tmp_path / "processed" / "fashion"
+    counts = {(s, c): len(list((out / s / c).glob("*.png"))) for s in ("train", "val", "test")
+              for c in ("tshirt", "trouser", "2", "3")}
+    assert all(counts[("train", c)] == 8 and counts[("val", c)] == 2 for c in ("tshirt", "trouser", "2", "3"))
+    assert sum(counts[("test", c)] for c in ("tshirt", "trouser", "2", "3")) == 10      # the official test set
+    test_image = np.asarray(Image.open(out / "test" / "tshirt" / "test_000000.png"))
+    assert np.array_equal(test_image, arrays["x_test"][0])
+
+    (src / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")     # 5 promised, 3 held
+    with pytest.raises(DataError, match="header says"):
+        prepare(tmp_path, "--source", str(src), "--name", "broken")
+    (src / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="has no t10k-labels"):
+        prepare(tmp_path, "--source", str(src), "--name", "broken")
+    assert not (tmp_path / "processed" / "broken").exists()
+
+
+def test_keras_style_mnist_npz_and_the_medmnist_reader_unchanged(tmp_path):
+    arrays = mnist_arrays(np.random.default_rng(8))
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    prepare(tmp_path, "--source", str(tmp_path / "mnist.npz"), "--val-fraction", "0.1")
+    rows = read_manifest(tmp_path / "processed" / "mnist")
+    assert {r["class"] for r in rows} == {"0", "1", "2", "3"}
+    assert sum(r["split"] == "val" for r in rows) == 4 and sum(r["split"] == "test" for r in rows) == 10
+    del arrays["y_test"]
+    np.savez(tmp_path / "partial.npz", **arrays)
+    with pytest.raises(DataError, match="has no 'y_test' array"):
+        prepare(tmp_path, "--source", str(tmp_path / "partial.npz"))
+    np.savez(tmp_path / "other.npz", images=arrays["x_train"])                    # neither layout
+    with pytest.raises(DataError, match="has no 'train_images' array"):
+        prepare(tmp_path, "--source", str(tmp_path / "other.npz"))

@@ -1,6 +1,8 @@
 """Turn a data source into the processed layout `data/processed/<name>/{train,val,test}/<class>/`.
 
     python training/prepare_data.py --source demo
+    python training/prepare_data.py --source digits          # scikit-learn's handwritten digits, 32 px
+    python training/prepare_data.py --source path/to/mnist    # MNIST IDX files (or mnist.npz with x_train, ...)
     python training/prepare_data.py --source breastmnist.npz --class-names 0=malignant,1=benign
     python training/prepare_data.py --source path/to/folder --val-fraction 0.1 --test-fraction 0.2
 """
@@ -21,13 +23,18 @@ from training.sources import open_source
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True, help="'demo', a MedMNIST .npz file, or an ImageFolder")
+    p.add_argument("--source", required=True,
+                   help="'demo', 'digits', a MedMNIST or MNIST-style .npz, a folder of MNIST IDX files, "
+                        "or an ImageFolder")
     p.add_argument("--out", default="data/processed", help="parent folder of the processed dataset")
     p.add_argument("--name", help="dataset name (default: 'demo', or the source's file/folder name)")
-    p.add_argument("--class-names", help=".npz only: label names, e.g. 0=malignant,1=benign")
-    p.add_argument("--image-size", type=int, help="resize to this square size (demo: render size, default 64)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="folder without splits: val share per class")
-    p.add_argument("--test-fraction", type=float, default=0.2, help="folder without splits: test share per class")
+    p.add_argument("--class-names", help=".npz and IDX only: label names, e.g. 0=malignant,1=benign")
+    p.add_argument("--image-size", type=int,
+                   help="resize to this square size (demo: render size, default 64; digits: default 32)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="folder without splits, digits, MNIST: val share per class")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="folder without splits, digits: test share per class")
     p.add_argument("--seed", type=int, default=0, help="demo images and stratified splits")
     p.add_argument("--demo-num-train", type=int, default=2200, help="demo: training images (all classes)")
     p.add_argument("--demo-imbalance", type=int, default=10, help="demo: benign images per malignant one")
