@@ -60,6 +60,15 @@ AUGMENTS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
 }
 
 
+def check_policy(policy: str | None, key: str = "train.diffaugment") -> None:
+    """A one-line config error when `policy` names an op that does not exist."""
+    from training.errors import ConfigError
+
+    for name in (policy or "").split(","):
+        if policy and name.strip() not in AUGMENTS:
+            raise ConfigError(f"'{key}' has unknown op '{name.strip()}' (known: {', '.join(AUGMENTS)})")
+
+
 def diff_augment(x: torch.Tensor, policy: str | None) -> torch.Tensor:
     """Apply the comma-separated `policy` (e.g. 'color,translation,cutout'); None = identity."""
     if not policy:

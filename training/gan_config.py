@@ -76,13 +76,9 @@ class TrainConfig:
     tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
-        from training.augment import AUGMENTS
+        from training.augment import check_policy
 
-        if self.diffaugment:
-            for name in self.diffaugment.split(","):
-                if name.strip() not in AUGMENTS:
-                    raise ConfigError(f"'train.diffaugment' has unknown op '{name.strip()}' "
-                                      f"(known: {', '.join(AUGMENTS)})")
+        check_policy(self.diffaugment)
 
 
 @dataclass(frozen=True)

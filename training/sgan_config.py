@@ -52,17 +52,13 @@ class SGANTrainConfig:
     sample_grid_size: int = field(8, min=1, max=32, help="G's sample grid is N x N images")
 
     def validate(self) -> None:
-        from training.augment import AUGMENTS
+        from training.augment import check_policy
 
         if not self.seeds:
             raise ConfigError("'train.seeds' needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("'train.seeds' has repeated seeds")
-        if self.diffaugment:
-            for name in self.diffaugment.split(","):
-                if name.strip() not in AUGMENTS:
-                    raise ConfigError(f"'train.diffaugment' has unknown op '{name.strip()}' "
-                                      f"(known: {', '.join(AUGMENTS)})")
+        check_policy(self.diffaugment)
 
 
 @dataclass(frozen=True)
