@@ -232,3 +232,14 @@ def test_shipped_configs_load(name):
 
     config = load_config(SGANConfig, ROOT / "experiments" / f"{name}.yaml")
     assert config.output.name == name and config.train.method == "sgan"
+
+
+def test_torchrun_is_refused_in_one_line(monkeypatch, capsys):
+    from training.errors import run_cli
+    from training.train_sgan import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = Path(__file__).resolve().parents[1] / "experiments" / "sgan_digits.yaml"
+    assert run_cli(main, ["--config", str(config), "data.root=/nonexistent"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "runs in one process" in err[0]

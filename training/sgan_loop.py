@@ -25,6 +25,7 @@ import csv
 import hashlib
 import io
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from training.classifier_loop import (CHECKPOINT_FORMAT, LabelledSet, class_coun
                                       summarise, write_predictions)
 from training.config import to_dict, to_yaml
 from training.dataset import list_classes, to_float
-from training.errors import DataError, TrainingDiverged
+from training.errors import DataError, TrainingDiverged, UserError
 from training.evaluation import binary_metrics, choose_threshold
 from training.networks.sgan import build_discriminator, build_generator, classifier_model, split_discriminator
 from training.progress import progress
@@ -405,6 +406,10 @@ def summarise_multiclass(per_seed: list[dict], names: list[str]) -> dict:
 
 def train_sgan(config: SGANConfig) -> Path:
     """Train one model per seed (K+1 GAN or baseline, by `train.method`); returns the run folder."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Feature matching compares batch-mean features, which a data-parallel run would have to gather
+        # across processes; until that exists, refuse rather than train something else than asked.
+        raise UserError("train_sgan.py runs in one process; launch it with python, not torchrun")
     device = resolve_device(config.train.device)
     data = split_labelled(config)
     run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.run_name)
