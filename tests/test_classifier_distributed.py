@@ -11,7 +11,7 @@ import torch
 
 from tests.helpers import write_yaml
 from training.classifier_config import ClassifierConfig, ClassifierTrainConfig
-from training.classifier_loop import rank_share, train_classifier
+from training.classifier_loop import train_classifier
 from training.config import build
 from training.distributed import World
 from training.train_classifier import main as classifier_main
@@ -91,7 +91,7 @@ def test_cuda_keeps_the_requested_options_and_fp32_on_cpu_needs_no_note():
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_rank_shares_partition_every_global_batch(size):
     for batch in range(size, 40):
-        shares = [rank_share(batch, World(rank, size, rank)) for rank in range(size)]
+        shares = [World(rank, size, rank).share(batch) for rank in range(size)]
         rows = [i for s in shares for i in range(batch)[s]]
         assert rows == list(range(batch))                                # disjoint, in order, complete
         lengths = [s.stop - s.start for s in shares]

@@ -234,12 +234,37 @@ def test_shipped_configs_load(name):
     assert config.output.name == name and config.train.method == "sgan"
 
 
-def test_torchrun_is_refused_in_one_line(monkeypatch, capsys):
-    from training.errors import run_cli
-    from training.train_sgan import main
+def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digits, tmp_path):
+    """2 processes (gloo): the K+1 GAN finishes and writes one run folder; the baseline, without
+    augmentation or dropout (per-process randomness by design), reaches the one-process weights."""
+    import os
+    import sys
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    config = Path(__file__).resolve().parents[1] / "experiments" / "sgan_digits.yaml"
-    assert run_cli(main, ["--config", str(config), "data.root=/nonexistent"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "runs in one process" in err[0]
+    from training.checkpoint import load_training_state
+    from training.sgan_loop import train_sgan
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def torchrun(raw: dict, name: str) -> subprocess.CompletedProcess:
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(json.dumps(raw))
+        return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                               "training/train_sgan.py", "--config", str(config)], cwd=repo, capture_output=True,
+                              text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    gan = torchrun(raw_config(tiny_digits, tmp_path / "gan", seeds=[0]), "gan")
+    assert gan.returncode == 0, gan.stderr[-3000:]
+    assert gan.stdout.count("test (mean +- std over seeds)") == 1
+    runs = list((tmp_path / "gan" / "classifiers" / "tiny").iterdir())
+    assert [r.name for r in runs] == ["run_000"] and (runs[0] / "seed_0" / "best_model.pth").is_file()
+    assert json.loads((runs[0] / "run_info.json").read_text())["processes"] == 2
+
+    raw = raw_config(tiny_digits, tmp_path / "base", method="baseline", seeds=[0], diffaugment=None, lr_d=1e-4)
+    raw["model"]["dropout"] = 0.0
+    base = torchrun(raw, "base")
+    assert base.returncode == 0, base.stderr[-3000:]
+    train_sgan(build(SGANConfig, raw, "one"))
+    two, one = (load_training_state(tmp_path / "base" / "classifiers" / "tiny_baseline" / run / "seed_0" / "best_model.pth")
+                for run in ("run_000", "run_001"))
+    for key, value in one["state_dict"].items():
+        assert torch.allclose(value.float(), two["state_dict"][key].float(), rtol=1e-5, atol=5e-5), key

@@ -186,17 +186,6 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
-def rank_share(global_batch: int, world: World) -> slice:
-    """This rank's rows of a global batch: `world.local_slice` when it splits evenly, else near-even parts.
-
-    Only an epoch's last, ragged batch is uneven (`train.batch_size` itself must split evenly); its
-    parts differ by one row at most, and the loss weighting in `fit` keeps the step exact.
-    """
-    if global_batch % world.size == 0:
-        return world.local_slice(global_batch)
-    return slice(world.rank * global_batch // world.size, (world.rank + 1) * global_batch // world.size)
-
-
 def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
                t: ClassifierTrainConfig, generator: torch.Generator, mixup_rng: np.random.Generator) -> torch.Tensor:
     """Cross-entropy of one batch (weighted mean over its images), with mixup when train.mixup_alpha > 0."""
@@ -252,7 +241,7 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
             idx = order[start:start + t.batch_size]                # the global batch, the same on every rank
             if len(idx) < max(2, world.size):                      # batch norm needs two samples, each rank one
                 continue
-            mine = idx[rank_share(len(idx), world)]
+            mine = idx[world.share(len(idx))]
 
             # Forward this rank's rows. Its loss is its share of the global batch's weighted mean loss
             # (exact also for a ragged last batch and class weights); one process: share = 1.

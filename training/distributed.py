@@ -52,6 +52,13 @@ class World:
         per_rank = global_batch // self.size
         return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
 
+    def share(self, global_batch: int) -> slice:
+        """This rank's rows of any global batch: `local_slice` when it splits evenly, else near-even
+        parts (an epoch's ragged last batch), differing by one row at most."""
+        if global_batch % self.size == 0:
+            return self.local_slice(global_batch)
+        return slice(self.rank * global_batch // self.size, (self.rank + 1) * global_batch // self.size)
+
 
 def init_world(device_name: str, timeout_minutes: int = 60) -> tuple[World, torch.device]:
     """Join torchrun's process group when launched by torchrun; returns (world, this process's device)."""
@@ -99,6 +106,18 @@ def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
+
+
+def global_mean(x: torch.Tensor, world: World) -> torch.Tensor:
+    """The mean over dim 0 of every rank's rows together, differentiable.
+
+    Every rank gets the same value; the backward all-reduce hands each rank the gradient of its own
+    rows times the number of ranks, which `average_gradients` then divides out.
+    """
+    if not world.distributed:
+        return x.mean(0)
+    total = _SumOverRanks.apply(torch.cat([x.sum(0), x.new_tensor([len(x)])]))
+    return total[:-1] / total[-1]
 
 
 def seed_for(*parts: int) -> int:

@@ -68,7 +68,7 @@ def resolve_precision(train, device: torch.device) -> tuple[Precision, dict]:
     return applied, record
 
 
-def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
                    params: list[torch.nn.Parameter], world: World) -> None:
     """Backward, average gradients over ranks, step (skipped by the scaler when fp16 gradients overflowed).
 
@@ -76,7 +76,10 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler:
     and all skip or all step: ranks never drift apart.
     """
     optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
+    (scaler.scale(loss) if scaler else loss).backward()
     average_gradients(params, world)
+    if scaler is None:
+        optimizer.step()
+        return
     scaler.step(optimizer)
     scaler.update()

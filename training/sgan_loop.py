@@ -25,7 +25,6 @@ import csv
 import hashlib
 import io
 import math
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -44,12 +43,15 @@ from training.classifier_loop import (CHECKPOINT_FORMAT, LabelledSet, class_coun
                                       summarise, write_predictions)
 from training.config import to_dict, to_yaml
 from training.dataset import list_classes, to_float
-from training.errors import DataError, TrainingDiverged, UserError
+from training.errors import DataError, TrainingDiverged
 from training.evaluation import binary_metrics, choose_threshold
 from training.networks.sgan import build_discriminator, build_generator, classifier_model, split_discriminator
 from training.progress import progress
 from training.run_info import run_info, write_run_record
-from training.runtime import resolve_device, seed_everything
+from training.distributed import (World, broadcast_module, from_main, global_batchnorm, global_mean, init_world,
+                                  local_copy, seed_for, shutdown)
+from training.precision import optimizer_step
+from training.runtime import seed_everything
 from training.sgan_config import SGANConfig
 from training.sgan_losses import feature_matching_loss, supervised_loss, unsupervised_loss
 
@@ -180,11 +182,13 @@ def class_probabilities(model: nn.Module, images: torch.Tensor, device: torch.de
 
 
 def train_step(D: nn.Module, G: nn.Module | None, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer | None,
-               x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor | None, t) -> dict[str, torch.Tensor]:
+               x_l: torch.Tensor, y_l: torch.Tensor, x_u: torch.Tensor | None, t,
+               world: World = World()) -> dict[str, torch.Tensor]:
     """One D update on a labelled batch (and, with G, an unlabelled and a generated one), then one G update.
 
-    Images are float (B, C, S, S) in [-1, 1], already on D's device; `t` is the train section.
-    Returns the step's losses (detached).
+    Images are float (B, C, S, S) in [-1, 1], already on D's device; `t` is the train section. Under
+    torchrun they are this rank's rows; gradients are averaged and feature matching compares the
+    global batch's means. Returns the step's losses (detached).
     """
     # Update D: cross-entropy on labelled images (+ real/fake on unlabelled and generated ones).
     loss_sup = supervised_loss(D(diff_augment(x_l, t.diffaugment)), y_l)
@@ -201,9 +205,7 @@ def train_step(D: nn.Module, G: nn.Module | None, opt_d: torch.optim.Optimizer, 
         loss_d = loss_sup + t.unsupervised_weight * loss_unsup
     if not torch.isfinite(loss_d):
         raise TrainingDiverged(f"D loss became {loss_d.item()}; try a lower train.lr_d")
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
+    optimizer_step(loss_d, opt_d, None, list(D.parameters()), world)
     if G is None:
         return {"supervised": loss_sup.detach()}
 
@@ -213,34 +215,42 @@ def train_step(D: nn.Module, G: nn.Module | None, opt_d: torch.optim.Optimizer, 
         real_features = D_features(x_u)                                        # (B, F)
     with frozen_batchnorm_statistics(D):
         fake_features = D_features(diff_augment(G(torch.randn_like(z)), t.diffaugment))
-    loss_g = feature_matching_loss(real_features, fake_features)
+    loss_g = feature_matching_loss(real_features, fake_features, lambda x: global_mean(x, world))
     if not torch.isfinite(loss_g):
         raise TrainingDiverged(f"G loss became {loss_g.item()}; try a lower train.lr_g")
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
+    optimizer_step(loss_g, opt_g, None, list(G.parameters()), world)
     return {"supervised": loss_sup.detach(), "unsupervised": loss_unsup.detach(), "feature_matching": loss_g.detach()}
 
 
-def fit(config: SGANConfig, data: SemiSupervisedData, seed: int,
-        device: torch.device) -> tuple[nn.Module, nn.Module | None, list[dict], int]:
-    """Train one seed; returns D at its best val accuracy, G of that epoch (sgan), the history and the epoch."""
+def fit(config: SGANConfig, data: SemiSupervisedData, seed: int, device: torch.device,
+        world: World = World()) -> tuple[nn.Module, nn.Module | None, list[dict], int]:
+    """Train one seed; returns D at its best val accuracy, G of that epoch (sgan), the history and the epoch.
+
+    Under torchrun every rank draws the same batches and takes its share of each; batch norm uses
+    global-batch statistics; DiffAugment and latents come from per-rank seeds.
+    """
     t, m, d = config.train, config.model, config.data
     seed_everything(seed)                                   # weights, DiffAugment and latents
-    generator = torch.Generator().manual_seed(seed)         # batch order
-    D = build_discriminator(m, d.channels, d.image_size, len(data.names)).to(device)
-    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+    generator = torch.Generator().manual_seed(seed)         # batch order: the same on every rank
+    D = global_batchnorm(build_discriminator(m, d.channels, d.image_size, len(data.names)), world).to(device)
     G, opt_g = None, None
     if t.method == "sgan":
-        G = build_generator(m, d.channels, d.image_size).to(device)
+        G = global_batchnorm(build_generator(m, d.channels, d.image_size), world).to(device)
         opt_g = torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas)
+    if world.distributed:
+        for net in (D, G):
+            if net is not None:
+                broadcast_module(net, world)
+        torch.manual_seed(seed_for(seed, world.rank))       # augmentation and latents: this rank's own
     train, val = data.sets["train"], data.sets["val"]
     x_lab, y_lab, x_unl = train.images[data.labelled], train.labels[data.labelled], train.images[data.unlabelled]
     # An epoch is one pass over the unlabelled images for both methods, so both take the same D steps.
     steps = math.ceil(max(len(x_unl), len(x_lab)) / t.batch_size)
     labelled_batches = cycle_batches(len(x_lab), t.batch_size, generator)
     history, best_epoch, best_state = [], 0, None
-    bar = progress(range(1, t.epochs + 1), desc=f"{t.method} seed {seed}", unit="epoch")
+    bar = progress(range(1, t.epochs + 1), desc=f"{t.method} seed {seed}", unit="epoch",
+                   disable=None if world.is_main else True)
     for epoch in bar:
         # Train one epoch.
         started, sums = time.perf_counter(), {}
@@ -250,21 +260,25 @@ def fit(config: SGANConfig, data: SemiSupervisedData, seed: int,
         order = torch.randperm(len(x_unl), generator=generator)
         for step in range(steps):
             idx = next(labelled_batches)
+            idx = idx[world.share(len(idx))]
             x_u = None
             if G is not None:
                 batch = order[step * t.batch_size:(step + 1) * t.batch_size]
-                batch = batch if len(batch) >= 2 else order[:t.batch_size]          # batch norm needs two images
-                x_u = to_float(x_unl[batch]).to(device)
+                batch = batch if len(batch) >= 2 * world.size else order[:t.batch_size]   # batch norm: two per rank
+                x_u = to_float(x_unl[batch[world.share(len(batch))]]).to(device)
             try:
                 losses = train_step(D, G, opt_d, opt_g, to_float(x_lab[idx]).to(device), y_lab[idx].to(device),
-                                    x_u, t)
+                                    x_u, t, world)
             except TrainingDiverged as err:
                 raise TrainingDiverged(f"{err} (epoch {epoch}, seed {seed})") from None
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + value.item()
 
         # Validate; keep the best D (and the G of that epoch); stop after `patience` epochs without a better one.
-        val_accuracy = float((class_probabilities(D, val.images, device).argmax(1) == val.labels.numpy()).mean())
+        val_accuracy = None
+        if world.is_main:         # rank 0 decides, every rank follows: they never disagree about stopping
+            val_accuracy = float((class_probabilities(D, val.images, device).argmax(1) == val.labels.numpy()).mean())
+        val_accuracy = from_main(val_accuracy, world)
         history.append({"epoch": epoch, **{f"loss_{k}": v / steps for k, v in sums.items()},
                         "val_accuracy": val_accuracy, "seconds": time.perf_counter() - started})
         bar.set_postfix(sup=f"{history[-1]['loss_supervised']:.3f}", val_acc=f"{val_accuracy:.3f}")
@@ -275,6 +289,8 @@ def fit(config: SGANConfig, data: SemiSupervisedData, seed: int,
     for net, state in zip(nets, best_state):
         net.load_state_dict(state)
         net.eval()
+    if world.distributed:           # plain batch norm again, for evaluation and the saved classifier
+        D, G = local_copy(D), None if G is None else local_copy(G)
     return D, G, history, best_epoch
 
 
@@ -324,9 +340,15 @@ def write_probabilities(path: Path, data: LabelledSet, names: list[str], probs: 
     atomic.write_text(path, buf.getvalue())
 
 
-def evaluate_seed(config: SGANConfig, data: SemiSupervisedData, seed: int, device: torch.device, out: Path) -> dict:
-    """Fit one seed, choose its binary threshold on val, evaluate on test, write its folder; returns metrics.json."""
-    D, G, history, best_epoch = fit(config, data, seed, device)
+def evaluate_seed(config: SGANConfig, data: SemiSupervisedData, seed: int, device: torch.device, out: Path,
+                  world: World = World()) -> dict | None:
+    """Fit one seed, choose its binary threshold on val, evaluate on test, write its folder; returns metrics.json.
+
+    Under torchrun every rank trains and rank 0 alone evaluates and writes (the others return None).
+    """
+    D, G, history, best_epoch = fit(config, data, seed, device, world)
+    if not world.is_main:
+        return None
     probs = {s: class_probabilities(D, data.sets[s].images, device) for s in ("val", "test")}
     labels = {s: data.sets[s].labels.numpy() for s in ("val", "test")}
     scores = {s: probs[s][:, data.positive] for s in ("val", "test")}
@@ -404,26 +426,30 @@ def summarise_multiclass(per_seed: list[dict], names: list[str]) -> dict:
     return out
 
 
-def train_sgan(config: SGANConfig) -> Path:
-    """Train one model per seed (K+1 GAN or baseline, by `train.method`); returns the run folder."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        # Feature matching compares batch-mean features, which a data-parallel run would have to gather
-        # across processes; until that exists, refuse rather than train something else than asked.
-        raise UserError("train_sgan.py runs in one process; launch it with python, not torchrun")
-    device = resolve_device(config.train.device)
+def train_sgan(config: SGANConfig) -> Path | None:
+    """Train one model per seed (K+1 GAN or baseline, by `train.method`); returns the run folder
+    (under torchrun on rank 0; the other ranks return None)."""
+    world, device = init_world(config.train.device)
+    world.local_slice(config.train.batch_size)          # a global batch that does not split is refused here
     data = split_labelled(config)
-    run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.run_name)
     counts = class_counts(data.sets, data.names)
     subset = subset_record(config, data)
-    write_run_record(run_dir, to_yaml(config), run_info(config.train.seeds[0], str(device), {
-        "method": config.train.method, "counts": counts,
-        "labelled_subset": {k: v for k, v in subset.items() if k != "files"}}))
-    atomic.write_json(run_dir / SUBSET_FILE, subset)
-    what = "K+1 GAN" if config.train.method == "sgan" else "baseline (labelled images only)"
-    print(f"{config.run_name}: {what}, {len(data.labelled)} labelled ({config.data.labeled_per_class} per class, "
-          f"split seed {config.data.split_seed}) + {len(data.unlabelled)} unlabelled training images, "
-          f"{len(data.names)} classes, seeds {list(config.train.seeds)}, {device}")
-    per_seed = [evaluate_seed(config, data, seed, device, run_dir / f"seed_{seed}") for seed in config.train.seeds]
+    run_dir = None
+    if world.is_main:
+        run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.run_name)
+        write_run_record(run_dir, to_yaml(config), run_info(config.train.seeds[0], str(device), {
+            "method": config.train.method, "counts": counts, "processes": world.size,
+            "labelled_subset": {k: v for k, v in subset.items() if k != "files"}}))
+        atomic.write_json(run_dir / SUBSET_FILE, subset)
+        what = "K+1 GAN" if config.train.method == "sgan" else "baseline (labelled images only)"
+        print(f"{config.run_name}: {what}, {len(data.labelled)} labelled ({config.data.labeled_per_class} per class, "
+              f"split seed {config.data.split_seed}) + {len(data.unlabelled)} unlabelled training images, "
+              f"{len(data.names)} classes, seeds {list(config.train.seeds)}, {device} x {world.size}")
+    run_dir = Path(from_main(str(run_dir) if run_dir else None, world))
+    per_seed = [evaluate_seed(config, data, seed, device, run_dir / f"seed_{seed}", world) for seed in config.train.seeds]
+    if not world.is_main:
+        shutdown(world)
+        return None
     curves_png([m["history"] for m in per_seed], list(config.train.seeds), [m["best_epoch"] for m in per_seed],
                run_dir / "val_accuracy.png", title=f"{config.run_name}: validation accuracy")
     summary = {"name": config.run_name, "method": config.train.method, "positive_class": data.names[data.positive],
@@ -434,4 +460,5 @@ def train_sgan(config: SGANConfig) -> Path:
                "best_epochs": [m["best_epoch"] for m in per_seed],
                **summarise(per_seed), "multiclass": summarise_multiclass(per_seed, data.names)}
     atomic.write_json(run_dir / "summary.json", summary)
+    shutdown(world)
     return run_dir

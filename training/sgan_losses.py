@@ -11,6 +11,8 @@ Logits are (B, K); features are (B, F).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -31,9 +33,11 @@ def unsupervised_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> t
     return 0.5 * (F.softplus(-real_logit(real_logits)).mean() + F.softplus(real_logit(fake_logits)).mean())
 
 
-def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor) -> torch.Tensor:
+def feature_matching_loss(real_features: torch.Tensor, fake_features: torch.Tensor,
+                          batch_mean: Callable[[torch.Tensor], torch.Tensor] = lambda x: x.mean(dim=0)) -> torch.Tensor:
     """G's loss: squared distance between the batch means of D's intermediate features, mean over features.
 
-    The real side is a target, not something G can move, so it is detached.
+    The real side is a target, not something G can move, so it is detached. `batch_mean` is the
+    mean over the batch; data-parallel runs pass the mean over every process's rows.
     """
-    return (real_features.detach().mean(dim=0) - fake_features.mean(dim=0)).pow(2).mean()
+    return (batch_mean(real_features.detach()) - batch_mean(fake_features)).pow(2).mean()

@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.sgan_loop import train_sgan
 
     run_dir = train_sgan(config)
+    if run_dir is None:             # under torchrun, rank 0 reports
+        return 0
     summary = json.loads((run_dir / "summary.json").read_text())
     test = summary["multiclass"]["test"]
     accuracy, auc = test["accuracy"], test["macro_auc"]
