@@ -41,7 +41,7 @@ from training.errors import DataError, TrainingDiverged
 from training.evaluation import METRICS, binary_metrics, choose_threshold
 from training.images import pixel_sha256, read_image, resize, to_channels
 from training.networks.classifiers import build_classifier
-from training.precision import Precision, resolve_precision
+from training.precision import Precision, resolve_precision, to_device
 from training.progress import progress
 from training.run_info import run_info
 from training.runtime import seed_everything
@@ -174,18 +174,6 @@ def positive_scores(model: torch.nn.Module, images: torch.Tensor, positive: int,
     return torch.cat(probs).numpy().astype(np.float64)
 
 
-def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A CPU batch on `device`; for CUDA through page-locked memory, so the copy runs asynchronously.
-
-    The batch is pinned rather than the whole training tensor: gathering rows (`images[idx]`) from a
-    pinned tensor yields ordinary memory again. PyTorch caches pinned blocks and keeps each one until
-    its copy has finished, as DataLoader(pin_memory=True) relies on.
-    """
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
-
-
 def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
                t: ClassifierTrainConfig, generator: torch.Generator, mixup_rng: np.random.Generator) -> torch.Tensor:
     """Cross-entropy of one batch (weighted mean over its images), with mixup when train.mixup_alpha > 0."""
@@ -309,17 +297,10 @@ def write_predictions(path: Path, data: LabelledSet, positive: int, scores: np.n
     atomic.write_text(path, buf.getvalue())
 
 
-def evaluate_seed(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
-                  seed: int, device: torch.device, out: Path) -> dict:
-    """Fit one seed, choose its threshold on val, evaluate on test, write its folder; returns metrics.json."""
-    model, history, best_epoch = fit(config, sets, len(names), positive, seed, device)
-    return evaluate_fitted(config, sets, names, positive, seed, device, out, model, history, best_epoch)
-
-
 def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
                     seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict],
                     best_epoch: int) -> dict:
-    """`evaluate_seed` after `fit`: threshold on val, test metrics, the seed's folder; returns metrics.json."""
+    """After `fit`: the threshold on val, test metrics, the seed's folder; returns metrics.json."""
     from training import classifier_plots as plots
 
     scores = {s: positive_scores(model, sets[s].images, positive, device) for s in ("val", "test")}
@@ -347,7 +328,7 @@ def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], name
 
 
 def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A classifier saved by `evaluate_seed` (best_model.pth), in eval mode, and its record."""
+    """A classifier saved by `evaluate_fitted` (best_model.pth), in eval mode, and its record."""
     from training.checkpoint import read_record
     from training.config import from_dict
 

@@ -60,10 +60,15 @@ class World:
         return slice(self.rank * global_batch // self.size, (self.rank + 1) * global_batch // self.size)
 
 
+def launched_processes() -> int:
+    """How many processes torchrun started (WORLD_SIZE); 1 for a plain run. Readable before joining."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_world(device_name: str, timeout_minutes: int = 60) -> tuple[World, torch.device]:
     """Join torchrun's process group when launched by torchrun; returns (world, this process's device)."""
     device = resolve_device(device_name)
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = launched_processes()
     if size == 1:
         return World(), device
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
@@ -100,12 +105,18 @@ def from_main(value, world: World):
     return box[0]
 
 
+def gather_objects(value, world: World) -> list:
+    """Every rank's `value` (pickled), on every rank; also waits until all ranks have got here."""
+    if not world.distributed:
+        return [value]
+    parts = [None] * world.size
+    dist.all_gather_object(parts, value)
+    return parts
+
+
 def sum_over_ranks(value: torch.Tensor, world: World) -> torch.Tensor:
-    """`value` summed over ranks (a copy; `value` itself when there is one process)."""
-    if world.distributed:
-        value = value.clone()
-        dist.all_reduce(value)
-    return value
+    """`value` summed over ranks (a copy, differentiable; `value` itself when there is one process)."""
+    return _SumOverRanks.apply(value) if world.distributed else value
 
 
 def global_mean(x: torch.Tensor, world: World) -> torch.Tensor:
@@ -116,7 +127,7 @@ def global_mean(x: torch.Tensor, world: World) -> torch.Tensor:
     """
     if not world.distributed:
         return x.mean(0)
-    total = _SumOverRanks.apply(torch.cat([x.sum(0), x.new_tensor([len(x)])]))
+    total = sum_over_ranks(torch.cat([x.sum(0), x.new_tensor([len(x)])]), world)
     return total[:-1] / total[-1]
 
 

@@ -28,17 +28,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as `python training/generate_samples.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.distributed import launched_processes
 from training.errors import UserError, run_cli
 from training.run_info import run_info
 from training.runtime import resolve_device
-
-if TYPE_CHECKING:
-    from training.distributed import World
 
 # The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
 # resumed or extended job can leave one process (the one whose index range is missing) most of the work.
@@ -117,11 +114,6 @@ def parse_codes(pairs: list[str]) -> dict[str, float]:
     return codes
 
 
-def launched_processes() -> int:
-    """How many processes torchrun started (WORLD_SIZE); 1 for a plain run."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def checkpoints_and_output(args: argparse.Namespace) -> tuple[list[str], Path]:
     """The generator files and the output folder, from the flags or from a training config."""
     from training.config import load_config
@@ -160,19 +152,10 @@ def confirmed(args: argparse.Namespace, output_dir: Path) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
-def gathered(world: World, summary: dict) -> list[dict]:
-    """Every process's summary, on every process (it also waits until all have finished writing)."""
-    import torch.distributed as dist
-
-    parts = [None] * world.size
-    dist.all_gather_object(parts, summary)
-    return parts
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from training import synthesis
-    from training.distributed import barrier, init_world, shutdown
+    from training.distributed import barrier, gather_objects, init_world, shutdown
 
     checkpoints, output_dir = checkpoints_and_output(args)
     if args.sweep_code:
@@ -217,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
                                  confidence=confidence, conf_thresh=args.conf_thresh, shard=shard,
                                  progress_bar=world.is_main, before_writing=lambda: barrier(world))
     if world.distributed:
-        parts = gathered(world, summary)
+        parts = gather_objects(summary, world)
         if world.is_main:
             summary = synthesis.combine_summaries(parts, synthesis.merge_manifests(output_dir))
         shutdown(world)

@@ -35,9 +35,19 @@ class Precision:
         return module.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch on the device, in the layout the networks use (uint8 pinned batches copy asynchronously)."""
-        x = x.to(self.device, non_blocking=True)
+        """A batch of images on the device (see `to_device`), in the layout the networks use."""
+        x = to_device(x, self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`; a CPU tensor bound for CUDA goes through page-locked memory, so the copy
+    runs asynchronously. A batch is pinned rather than the whole training tensor: gathering rows
+    (`images[idx]`) from a pinned tensor yields ordinary memory again. PyTorch keeps each pinned
+    block until its copy has finished, as DataLoader(pin_memory=True) relies on."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 def resolve_precision(train, device: torch.device) -> tuple[Precision, dict]:
