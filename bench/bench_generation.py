@@ -1,4 +1,4 @@
-"""Bulk synthesis speed: `training.synthesis.generate` against a plain save_image loop, same run.
+"""Bulk synthesis speed: `training.synthesis.sampling.generate` against a plain save_image loop, same run.
 
     python bench/bench_generation.py                            # 6,000 images, 64 px RGB, dcgan_hinge G
     python bench/bench_generation.py --config experiments/demo_gan.yaml data.image_size=64
@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from training import synthesis  # noqa: E402
-from training.checkpoint import save_generator  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.gan_config import GANConfig  # noqa: E402
-from training.networks import build_generator  # noqa: E402
-from training.runtime import resolve_device  # noqa: E402
+from training.synthesis import sampling  # noqa: E402
+from training.gan.checkpoint import save_generator  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.gan.config import GANConfig  # noqa: E402
+from training.gan.networks import build_generator  # noqa: E402
+from training.core.runtime import resolve_device  # noqa: E402
 
 
 def timed(fn) -> float:
@@ -97,8 +97,8 @@ def main() -> None:
 
         def ours():
             out = Path(tempfile.mkdtemp(dir=tmp))
-            loaded = synthesis.load_generators([ckpt], device)
-            synthesis.generate(loaded, [1.0], args.num, 0, out, batch_size=args.batch_size, device=device)
+            loaded = sampling.load_generators([ckpt], device)
+            sampling.generate(loaded, [1.0], args.num, 0, out, batch_size=args.batch_size, device=device)
             assert len(list(out.glob("synthetic_*.png"))) == args.num
 
         generator_only()                                   # warm-up (allocator, oneDNN kernels)

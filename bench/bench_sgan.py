@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from training import atomic  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.processed import MANIFEST, write_dataset  # noqa: E402
-from training.sgan_config import SGANConfig  # noqa: E402
-from training.sgan_loop import train_sgan  # noqa: E402
-from training.sources import open_source  # noqa: E402
+from training.core import atomic  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.data.processed import MANIFEST, write_dataset  # noqa: E402
+from training.sgan.config import SGANConfig  # noqa: E402
+from training.sgan.loop import train_sgan  # noqa: E402
+from training.data.sources import open_source  # noqa: E402
 
 
 def prepare_digits(out: Path) -> Path:

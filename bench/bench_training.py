@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from training.config import load_config  # noqa: E402
-from training.dataset import load_class, to_float  # noqa: E402
-from training.gan_config import GANConfig  # noqa: E402
-from training.losses import hinge_d, hinge_g  # noqa: E402
-from training.networks import build_discriminator, build_generator  # noqa: E402
-from training.runtime import resolve_device  # noqa: E402
-from training.training_loop import train_gan  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.data.folders import load_class, to_float  # noqa: E402
+from training.gan.config import GANConfig  # noqa: E402
+from training.gan.losses import LOSSES  # noqa: E402
+from training.gan.networks import build_discriminator, build_generator  # noqa: E402
+from training.core.runtime import resolve_device  # noqa: E402
+from training.gan.loop import train_gan  # noqa: E402
 
 
 def plain_loop(cfg: GANConfig, epochs: int) -> float:
@@ -56,11 +56,11 @@ def plain_loop(cfg: GANConfig, epochs: int) -> float:
         for b in range(batches):
             x = to_float(real[order[b * bs:(b + 1) * bs]]).to(device)
             fake = G(torch.randn(bs, G.z_dim, device=device))
-            d_loss = hinge_d(D(x), D(fake.detach()))
+            d_loss = LOSSES["hinge"].d_loss(D(x), D(fake.detach()))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            g_loss = hinge_g(D(G(torch.randn(bs, G.z_dim, device=device))))
+            g_loss = LOSSES["hinge"].g_loss(D(G(torch.randn(bs, G.z_dim, device=device))))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()

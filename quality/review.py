@@ -23,10 +23,10 @@ from typing import Callable
 if __package__ in (None, ""):  # run as `python quality/review.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import atomic
-from training.errors import DataError, run_cli
-from training.images import file_sha256, is_image_file, read_image
-from training.synthesis import REJECTED as REJECTED_FOLDER
+from training.core import atomic
+from training.core.errors import DataError, run_cli
+from training.data.images import file_sha256, is_image_file, read_image
+from training.synthesis.sampling import REJECTED as REJECTED_FOLDER
 
 REVIEW_FILE = "review.json"
 REJECTED_DIR = REJECTED_FOLDER   # the folder generate_samples.py and build_augmented.py leave out

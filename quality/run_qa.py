@@ -20,7 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python quality/run_qa.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.errors import UserError, run_cli
+from training.core.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,8 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options_from(args: argparse.Namespace) -> "QAOptions":
     """QAOptions from the parsed command line, with range checks."""
-    from quality.image_sets import DEFAULT_MAX_IMAGES
-    from quality.qa import QAOptions
+    from quality.features.image_sets import DEFAULT_MAX_IMAGES
+    from quality.assessment.qa import QAOptions
 
     if args.max_images is not None and args.max_images < 2:
         raise UserError("--max-images must be at least 2")
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     for role, folder in (("real", args.real), ("synthetic", args.synthetic)):
         if not Path(folder).is_dir():   # before the slow imports: a typo should fail at once
             raise UserError(f"{role} folder not found: {folder}")
-    from quality.qa import run_qa
-    from quality.report import summary_lines
+    from quality.assessment.qa import run_qa
+    from quality.assessment.report import summary_lines
 
     report = run_qa(args.real, args.synthetic, args.out, options_from(args))
     print("\n".join(summary_lines(report)))

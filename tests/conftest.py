@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from training.processed import write_dataset
-from training.sources.demo import demo_records
+from training.data.processed import write_dataset
+from training.data.sources.demo import demo_records
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 import torch
 
-from training.augment import cutout, diff_augment, translation
+from training.gan.diffaugment import cutout, diff_augment, translation
 
 
 def test_policy_off_is_identity_and_ops_keep_shape():

@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from training import synthesis
-from training.augmented import build_augmented, verify
+from training.synthesis import sampling
+from training.data.augmented_set import build_augmented, verify
 from training.build_augmented import main as build_main
-from training.checkpoint import save_generator
-from training.config import build
-from training.errors import DataError, UserError
-from training.gan_config import GANConfig
-from training.networks import build_generator
-from training.processed import read_manifest
+from training.gan.checkpoint import save_generator
+from training.core.config import build
+from training.core.errors import DataError, UserError
+from training.gan.config import GANConfig
+from training.gan.networks import build_generator
+from training.data.processed import read_manifest
 from tests.helpers import tiny_gan_raw
 
 
@@ -27,8 +27,8 @@ def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str 
     torch.manual_seed(seed)
     ckpt = out.parent / f"{out.name}.pth"
     save_generator(ckpt, build_generator(config.model, config.data), config, epoch=1)
-    generators = synthesis.load_generators([ckpt], torch.device("cpu"))
-    synthesis.generate(generators, [1.0], num, 0, out, workers=1)
+    generators = sampling.load_generators([ckpt], torch.device("cpu"))
+    sampling.generate(generators, [1.0], num, 0, out, workers=1)
     return out
 
 

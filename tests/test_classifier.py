@@ -6,11 +6,11 @@ import shutil
 import pytest
 import torch
 
-from training.classifier_config import ClassifierConfig
-from training.classifier_loop import augment, epoch_order, train_classifier
-from training.config import build
-from training.errors import ConfigError, DataError
-from training.evaluation import METRICS
+from training.classify.config import ClassifierConfig
+from training.classify.loop import augment, epoch_order, train_classifier
+from training.core.config import build
+from training.core.errors import ConfigError, DataError
+from training.classify.metrics import METRICS
 from training.train_classifier import main as classifier_main
 
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tests.helpers import write_yaml
-from training.classifier_config import ClassifierConfig, ClassifierTrainConfig
-from training.classifier_loop import train_classifier
-from training.config import build
-from training.distributed import World
+from training.classify.config import ClassifierConfig, ClassifierTrainConfig
+from training.classify.loop import train_classifier
+from training.core.config import build
+from training.core.distributed import World
 from training.train_classifier import main as classifier_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def test_cuda_options_on_cpu_run_fp32_with_one_note(tiny_demo, tmp_path, capsys)
 
 
 def test_cuda_keeps_the_requested_options_and_fp32_on_cpu_needs_no_note():
-    from training.precision import resolve_precision
+    from training.core.precision import resolve_precision
 
     if torch.cuda.is_available():
         precision, record = resolve_precision(ClassifierTrainConfig(precision="fp16", channels_last=True),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from training.compare import main as compare_main
-from training.comparison import (IMPROVEMENT, NO_DIFFERENCE, TABLE_METRICS, WORSE, check_comparable,
+from training.analysis.comparison import (IMPROVEMENT, NO_DIFFERENCE, TABLE_METRICS, WORSE, check_comparable,
                                  load_run, paired_bootstrap, resample_counts, resampled_metrics, verdict)
-from training.errors import DataError, run_cli
-from training.evaluation import METRICS, binary_metrics
+from training.core.errors import DataError, run_cli
+from training.classify.metrics import METRICS, binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 import pytest
 
-from training.config import load_config, to_yaml
-from training.errors import ConfigError
-from training.gan_config import GANConfig
+from training.core.config import load_config, to_yaml
+from training.core.errors import ConfigError
+from training.gan.config import GANConfig
 from tests.helpers import write_yaml
 
 

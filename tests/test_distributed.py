@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import load_training_state
-from training.config import build
-from training.distributed import World
-from training.errors import ConfigError
-from training.gan_config import GANConfig
-from training.training_loop import train_gan
+from training.gan.checkpoint import load_training_state
+from training.core.config import build
+from training.core.distributed import World
+from training.core.errors import ConfigError
+from training.gan.config import GANConfig
+from training.gan.loop import train_gan
 from tests.helpers import tiny_gan_raw, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]

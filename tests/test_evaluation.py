@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, f1_score, precision_score, recall_score,
                              roc_auc_score)
 
-from training.evaluation import binary_metrics, choose_threshold, youden_threshold
+from training.classify.metrics import binary_metrics, choose_threshold, youden_threshold
 
 
 def test_metrics_match_scikit_learn():

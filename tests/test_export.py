@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from training.errors import DataError, UserError
+from training.core.errors import DataError, UserError
 from training.export import export, main as export_main
 from tests.test_synthesis import make_generator
 
@@ -21,9 +21,9 @@ def test_generator_torchscript_matches_pytorch(tmp_path):
 
 
 def test_classifier_torchscript_gives_probabilities(tiny_demo, tmp_path):
-    from training.classifier_config import ClassifierConfig
-    from training.classifier_loop import train_classifier
-    from training.config import build
+    from training.classify.config import ClassifierConfig
+    from training.classify.loop import train_classifier
+    from training.core.config import build
 
     raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
                     "test_dir": str(tiny_demo / "test"), "image_size": 16},
@@ -59,10 +59,10 @@ def test_foreign_files_are_refused(tmp_path):
 
 
 def test_conditional_generator_exports_with_a_one_hot_class(tmp_path):
-    from training.checkpoint import load_generator, save_generator
-    from training.config import build
-    from training.gan_config import GANConfig
-    from training.networks import build_generator
+    from training.gan.checkpoint import load_generator, save_generator
+    from training.core.config import build
+    from training.gan.config import GANConfig
+    from training.gan.networks import build_generator
 
     config = build(GANConfig, {"data": {"image_size": 32, "channels": 1, "train_on": "all_classes"},
                                "model": {"conditional": True, "z_dim": 8, "g_channels": 8}}, "test")

@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from quality import feature_extractors
-from quality.domain_encoder import get_domain_encoder, load_domain_encoder
-from quality.feature_extractors import domain_space, resolve_feature_space
-from quality.fidelity import fidelity_metrics
-from training.dataset import load_split
-from training.errors import UserError
+from quality.features import extractors as feature_extractors
+from quality.features.domain_encoder import get_domain_encoder, load_domain_encoder
+from quality.features.extractors import domain_space, resolve_feature_space
+from quality.features.frechet import fidelity_metrics
+from training.data.folders import load_split
+from training.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_fid_matches_the_frechet_formula_on_the_extracted_features(space_and_rea
 
 
 def test_real_feature_cache_key_follows_the_data(space_and_real):
-    from quality.fidelity import real_cache_name
+    from quality.features.frechet import real_cache_name
 
     space, real, _ = space_and_real
     changed = real.clone()
@@ -76,7 +76,7 @@ def test_auto_uses_domain_offline_and_explicit_inception_fails_clearly(tiny_demo
 
 
 def test_configured_inception_file_must_exist(tmp_path):
-    from training.errors import ConfigError
+    from training.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="inception_weights' file not found"):
         feature_extractors.local_inception_weights(str(tmp_path / "missing.pth"))

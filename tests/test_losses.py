@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.losses import LOSSES, gradient_penalty
+from training.gan.losses import LOSSES, gradient_penalty
 
 GOOD_D = (torch.tensor([3.0, 2.0]), torch.tensor([-3.0, -2.0]))   # D separates real (high) from fake (low)
 BAD_D = (torch.tensor([-3.0, -2.0]), torch.tensor([3.0, 2.0]))
@@ -46,10 +46,10 @@ def test_info_term_teaches_q_the_codes_and_g_to_express_them():
     The adversarial part is switched off (a zero loss): on a handful of steps against random "real"
     images it only adds noise; what is tested is that both objectives carry the information term.
     """
-    from training.gan_config import DataConfig, ModelConfig
-    from training.latents import draw
-    from training.losses import GANLoss, d_objective, g_objective, info_loss
-    from training.networks import build_discriminator, build_generator
+    from training.gan.config import DataConfig, ModelConfig
+    from training.gan.latents import draw
+    from training.gan.losses import GANLoss, d_objective, g_objective, info_loss
+    from training.gan.networks import build_discriminator, build_generator
 
     torch.manual_seed(0)
     model, data = ModelConfig(z_dim=16, g_channels=8, d_channels=8, info_categories=3, info_continuous=2), \
@@ -82,7 +82,7 @@ def test_info_term_teaches_q_the_codes_and_g_to_express_them():
 
 
 def test_conditional_gradient_penalty_uses_the_labels():
-    from training.losses import gradient_penalty
+    from training.gan.losses import gradient_penalty
 
     class Scaled(torch.nn.Module):   # a critic whose slope depends on the label: |grad| = label + 1 per pixel
         def forward(self, x, labels):

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.gan_config import DataConfig, ModelConfig
-from training.networks import build_discriminator, build_generator
+from training.gan.config import DataConfig, ModelConfig
+from training.gan.networks import build_discriminator, build_generator
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -35,7 +35,7 @@ def test_depth_follows_image_size():
 
 
 def test_nearest_upsample_equals_torch_interpolate_forward_and_backward():
-    from training.networks.dcgan import NearestUpsample2x
+    from training.gan.dcgan import NearestUpsample2x
 
     x = torch.randn(2, 3, 5, 7, requires_grad=True)
     ours = NearestUpsample2x()(x)

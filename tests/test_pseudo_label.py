@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from training.augmented import build_augmented
-from training.classifier_config import ClassifierConfig
-from training.classifier_loop import train_classifier
-from training.config import build
-from training.errors import UserError
+from training.data.augmented_set import build_augmented
+from training.classify.config import ClassifierConfig
+from training.classify.loop import train_classifier
+from training.core.config import build
+from training.core.errors import UserError
 from training.pseudo_label import classify, main as pseudo_main, source_images
 from tests.test_augmented import synthetic_folder
 

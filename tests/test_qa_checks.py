@@ -7,15 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from quality.artefacts import check_artefacts
-from quality.diversity import check_diversity, pca_components
-from quality.fidelity_check import check_fidelity, split_halves
-from quality.image_sets import load_pair
-from quality.memorisation import check_memorisation
-from quality.neighbours import close_pairs, nearest_neighbours
-from quality.pixel_statistics import check_statistics
-from quality.verdicts import FAIL, PASS, WARN, grade_above, grade_below, worst
-from training.errors import DataError
+from quality.checks.artefacts import check_artefacts
+from quality.checks.diversity import check_diversity, pca_components
+from quality.checks.fidelity import check_fidelity, split_halves
+from quality.features.image_sets import load_pair
+from quality.checks.memorisation import check_memorisation
+from quality.features.neighbours import close_pairs, nearest_neighbours
+from quality.checks.pixel_statistics import check_statistics
+from quality.checks.verdicts import FAIL, PASS, WARN, grade_above, grade_below, worst
+from training.core.errors import DataError
 
 SIZE = 32
 
@@ -196,9 +196,9 @@ def test_artefacts_on_grey_images():
 
 @pytest.fixture(scope="module")
 def domain(tiny_demo, tmp_path_factory):
-    from quality.domain_encoder import get_domain_encoder
-    from quality.feature_extractors import domain_space
-    from training.dataset import load_class, load_split
+    from quality.features.domain_encoder import get_domain_encoder
+    from quality.features.extractors import domain_space
+    from training.data.folders import load_class, load_split
 
     cache = tmp_path_factory.mktemp("cache")
     images, labels, classes = load_split(tiny_demo, "train", 32, 3)
@@ -231,7 +231,7 @@ def test_fidelity_is_skipped_with_a_reason_for_too_few_images(domain):
 
 
 def test_inception_verdict_uses_the_user_guide_thresholds():
-    from quality.fidelity_check import inception_verdict
+    from quality.checks.fidelity import inception_verdict
 
     assert inception_verdict(25.0)[0] == PASS
     assert inception_verdict(35.0)[0] == WARN

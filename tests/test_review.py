@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from quality.review import REVIEW_FILE, main, review_images
-from training.errors import run_cli
+from training.core.errors import run_cli
 
 
 def make_folder(folder: Path, count: int = 5) -> list[Path]:

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from quality.run_qa import main
-from training.errors import run_cli
-from training.sources.demo import demo_records
+from training.core.errors import run_cli
+from training.data.sources.demo import demo_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts", "visual", "summary")

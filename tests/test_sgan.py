@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from training.classifier_loop import load_classifier
-from training.comparison import check_comparable, load_run
-from training.config import build
-from training.dataset import to_float
-from training.errors import ConfigError, DataError, run_cli
-from training.images import read_image
-from training.processed import write_dataset
-from training.sgan_config import SGANConfig
-from training.sgan_loop import choose_labelled, cycle_batches, frozen_batchnorm_statistics, train_sgan
-from training.sgan_losses import feature_matching_loss, real_logit, supervised_loss, unsupervised_loss
-from training.sources.digits import digits_records
+from training.classify.loop import load_classifier
+from training.analysis.comparison import check_comparable, load_run
+from training.core.config import build
+from training.data.folders import to_float
+from training.core.errors import ConfigError, DataError, run_cli
+from training.data.images import read_image
+from training.data.processed import write_dataset
+from training.sgan.config import SGANConfig
+from training.sgan.loop import choose_labelled, cycle_batches, frozen_batchnorm_statistics, train_sgan
+from training.sgan.losses import feature_matching_loss, real_logit, supervised_loss, unsupervised_loss
+from training.data.sources.digits import digits_records
 from training.train_sgan import main as sgan_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,7 +228,7 @@ def test_the_script_reports_bad_input_in_one_line(args, message):
 
 @pytest.mark.parametrize("name", ["sgan_digits", "sgan_breastmnist"])
 def test_shipped_configs_load(name):
-    from training.config import load_config
+    from training.core.config import load_config
 
     config = load_config(SGANConfig, ROOT / "experiments" / f"{name}.yaml")
     assert config.output.name == name and config.train.method == "sgan"
@@ -240,8 +240,8 @@ def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digit
     import os
     import sys
 
-    from training.checkpoint import load_training_state
-    from training.sgan_loop import train_sgan
+    from training.gan.checkpoint import load_training_state
+    from training.sgan.loop import train_sgan
 
     repo = Path(__file__).resolve().parents[1]
 

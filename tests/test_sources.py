@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.errors import DataError
+from training.core.errors import DataError
 from training.prepare_data import main as prepare_main
-from training.processed import read_manifest
-from training.sources.demo import render_lesion
+from training.data.processed import read_manifest
+from training.data.sources.demo import render_lesion
 from tests.helpers import random_images
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from training.errors import ConfigError
+from training.core.errors import ConfigError
 from training.sweep import main as sweep_main, scaled_counts
 from tests.helpers import write_yaml
 from tests.test_augmented import synthetic_folder

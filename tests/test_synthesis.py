@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from training import synthesis
-from training.checkpoint import save_generator
-from training.config import build
-from training.errors import UserError, run_cli
-from training.gan_config import GANConfig
+from training.synthesis import sampling
+from training.gan.checkpoint import save_generator
+from training.core.config import build
+from training.core.errors import UserError, run_cli
+from training.gan.config import GANConfig
 from training.generate_samples import main as generate_main
-from training.images import pixel_sha256, read_image
-from training.networks import build_generator
+from training.data.images import pixel_sha256, read_image
+from training.gan.networks import build_generator
 from tests.helpers import tiny_gan_raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,9 +46,9 @@ def generators(tmp_path_factory):
 
 
 def generate(paths, out, num, **kwargs):
-    loaded = synthesis.load_generators(paths, CPU)
-    weights = synthesis.normalise_weights(kwargs.pop("weights", None), len(loaded))
-    return synthesis.generate(loaded, weights, num, kwargs.pop("seed", 0), out, workers=kwargs.pop("workers", 2), **kwargs)
+    loaded = sampling.load_generators(paths, CPU)
+    weights = sampling.normalise_weights(kwargs.pop("weights", None), len(loaded))
+    return sampling.generate(loaded, weights, num, kwargs.pop("seed", 0), out, workers=kwargs.pop("workers", 2), **kwargs)
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -56,7 +56,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 def manifest(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / synthesis.MANIFEST).read_text().splitlines()]
+    return [json.loads(line) for line in (folder / sampling.MANIFEST).read_text().splitlines()]
 
 
 def test_same_seed_gives_identical_files_whatever_the_batch_size(generators, tmp_path):
@@ -79,7 +79,7 @@ def test_rerun_finishes_missing_indices_without_rewriting_others(generators, tmp
     reference = files(out)
     (out / "synthetic_malignant_000003.png").unlink()                          # lost file
     kept = manifest(out)
-    (out / synthesis.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
+    (out / sampling.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("synthetic_*.png")}
     summary = generate(generators[:1], out, 12)
     assert summary["written"] == 3 and summary["kept"] == 9             # 3 (missing) + 10, 11 (new)
@@ -98,16 +98,16 @@ def test_folder_of_another_generator_is_refused_unless_overwrite(generators, tmp
     assert files(out) == first
     generate(generators[1:], out, 4, overwrite=True)
     assert sorted(files(out)) == [f"synthetic_malignant_{i:06d}.png" for i in range(4)]   # 4, 5 were ours: removed
-    assert {r["generator_sha256"] for r in manifest(out)} == {synthesis.file_sha256(generators[1])}
+    assert {r["generator_sha256"] for r in manifest(out)} == {sampling.file_sha256(generators[1])}
 
 
 def test_blend_splits_by_weight_and_records_the_generator(generators, tmp_path):
     generate(generators, tmp_path / "blend", 9, weights=[2, 1])
     made_by = [Path(r["generator"]).name for r in manifest(tmp_path / "blend")]
     assert made_by.count("g0.pth") == 6 and made_by.count("g1.pth") == 3
-    order = synthesis.assign_generators(300, [1 / 3] * 3)
+    order = sampling.assign_generators(300, [1 / 3] * 3)
     assert order[:6] == [0, 1, 2, 0, 1, 2] and [order.count(g) for g in range(3)] == [100, 100, 100]
-    assert synthesis.assign_generators(10, [0.7, 0.3]) == synthesis.assign_generators(20, [0.7, 0.3])[:10]
+    assert sampling.assign_generators(10, [0.7, 0.3]) == sampling.assign_generators(20, [0.7, 0.3])[:10]
 
 
 def test_grey_generator_writes_grey_pngs(tmp_path):
@@ -116,7 +116,7 @@ def test_grey_generator_writes_grey_pngs(tmp_path):
     image = read_image(tmp_path / "out" / "synthetic_malignant_000000.png")
     assert image.shape == (32, 32) and image.dtype == np.uint8
     with pytest.raises(UserError, match="cannot blend"):
-        synthesis.load_generators([grey, make_generator(tmp_path / "rgb.pth", 0)], CPU)
+        sampling.load_generators([grey, make_generator(tmp_path / "rgb.pth", 0)], CPU)
 
 
 def test_validation_test_and_dataset_folders_are_refused_before_writing(generators, tiny_demo, tmp_path):
@@ -157,8 +157,8 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path):
     result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview", "--yes")
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("synthetic_*.png"))) == 20 and len(manifest(out)) == 20
-    info = json.loads((out / synthesis.INFO).read_text())
-    assert info["seed"] == 0 and info["generators"][0]["sha256"] == synthesis.file_sha256(generators[0])
+    info = json.loads((out / sampling.INFO).read_text())
+    assert info["seed"] == 0 and info["generators"][0]["sha256"] == sampling.file_sha256(generators[0])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -176,33 +176,33 @@ def test_bad_input_is_one_line(args, message, tmp_path):
 def test_images_a_reviewer_rejected_are_not_made_again(generators, tmp_path):
     out = tmp_path / "out"
     generate(generators[:1], out, 5)
-    (out / synthesis.REJECTED).mkdir()
-    (out / "synthetic_malignant_000002.png").rename(out / synthesis.REJECTED / "synthetic_malignant_000002.png")
+    (out / sampling.REJECTED).mkdir()
+    (out / "synthetic_malignant_000002.png").rename(out / sampling.REJECTED / "synthetic_malignant_000002.png")
     assert generate(generators[:1], out, 5)["written"] == 0
     assert not (out / "synthetic_malignant_000002.png").exists()
 
 
 def test_classifier_filter_keeps_confident_images_and_records_the_rest(generators, tiny_demo, tmp_path):
-    from training.classifier_config import ClassifierConfig
-    from training.classifier_loop import train_classifier
+    from training.classify.config import ClassifierConfig
+    from training.classify.loop import train_classifier
 
     raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
                     "test_dir": str(tiny_demo / "test"), "image_size": 16},
            "model": {"arch": "mlp", "width": 4}, "train": {"epochs": 1, "seeds": [0], "device": "cpu"},
            "output": {"name": "filter", "results_dir": str(tmp_path / "results")}}
     classifier = train_classifier(build(ClassifierConfig, raw, "test")) / "seed_0" / "best_model.pth"
-    confidence = synthesis.classifier_confidence(classifier, "malignant", CPU)
+    confidence = sampling.classifier_confidence(classifier, "malignant", CPU)
     out = tmp_path / "out"
-    loaded = synthesis.load_generators(generators[:1], CPU)
-    threshold = float(np.median(confidence(synthesis.render(loaded[0], [synthesis.image_seed(0, i) for i in range(20)], CPU))))
-    summary = synthesis.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
+    loaded = sampling.load_generators(generators[:1], CPU)
+    threshold = float(np.median(confidence(sampling.render(loaded[0], [sampling.image_seed(0, i) for i in range(20)], CPU))))
+    summary = sampling.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
     assert summary["written"] + summary["filtered_out"] == 20 and 0 < summary["written"] < 20
     records = manifest(out)
     kept = [r for r in records if not r.get("filtered_out")]
     assert len(list(out.glob("synthetic_*.png"))) == len(kept) == summary["written"]
     assert all(r["confidence"] >= threshold for r in kept)
     assert all(r["confidence"] < threshold for r in records if r.get("filtered_out"))
-    again = synthesis.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
+    again = sampling.generate(loaded, [1.0], 20, 0, out, workers=1, confidence=confidence, conf_thresh=threshold)
     assert again["written"] == 0 and again["kept"] == 20           # filtered ones are not made again
 
 
@@ -236,24 +236,24 @@ def test_shard_jobs_then_a_merge_give_the_files_and_manifest_of_one_process(gene
     out = tmp_path / "sharded"
     assert generate_main(blend_args(generators, out, "--shard", "1/2")) == 0
     assert sorted(files(out)) == [f"synthetic_malignant_{i:06d}.png" for i in range(BLEND // 2, BLEND)]
-    assert shard_files(out) == ["manifest.shard1of2.jsonl"] and not (out / synthesis.MANIFEST).exists()
-    assert not (out / synthesis.INFO).exists()                      # the merging run records the job
+    assert shard_files(out) == ["manifest.shard1of2.jsonl"] and not (out / sampling.MANIFEST).exists()
+    assert not (out / sampling.INFO).exists()                      # the merging run records the job
     assert generate_main(blend_args(generators, out, "--shard", "0/2")) == 0
-    assert sorted(synthesis.read_manifest(out)) == list(range(BLEND))   # readers see the shards before a merge
+    assert sorted(sampling.read_manifest(out)) == list(range(BLEND))   # readers see the shards before a merge
     assert generate_main(blend_args(generators, out)) == 0              # the merge: nothing left to make
     assert files(out) == files(one_process)
     assert without_times(out) == without_times(one_process) and shard_files(out) == []
-    assert json.loads((out / synthesis.INFO).read_text())["summary"]["kept"] == BLEND
+    assert json.loads((out / sampling.INFO).read_text())["summary"]["kept"] == BLEND
 
 
 def test_a_plain_run_finishes_a_split_job_with_a_missing_shard_and_filter(generators, tmp_path):
-    loaded = synthesis.load_generators(generators, CPU)
+    loaded = sampling.load_generators(generators, CPU)
 
     def brightness(pixels):        # a stand-in classifier: deterministic per image, about half pass
         return pixels.reshape(len(pixels), -1).mean(1) / 255
 
     def run_job(out, shard):
-        return synthesis.generate(loaded, [2 / 3, 1 / 3], BLEND, 0, out, workers=1, shard=shard,
+        return sampling.generate(loaded, [2 / 3, 1 / 3], BLEND, 0, out, workers=1, shard=shard,
                                   confidence=brightness, conf_thresh=0.5)
 
     reference = tmp_path / "one"
@@ -289,10 +289,10 @@ def test_torchrun_processes_write_the_files_of_one_process(generators, one_proce
                             cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert files(out) == files(one_process) and without_times(out) == without_times(one_process)
-    assert shard_files(out) == [] and (out / synthesis.PREVIEW).is_file()
+    assert shard_files(out) == [] and (out / sampling.PREVIEW).is_file()
     reports = [line for line in result.stdout.splitlines() if line.startswith("wrote")]     # rank 0's, once
     assert len(reports) == 1 and reports[0].startswith(f"wrote {BLEND} images (0 already there)")
-    assert json.loads((out / synthesis.INFO).read_text())["processes"] == 2
+    assert json.loads((out / sampling.INFO).read_text())["processes"] == 2
 
 
 @pytest.mark.parametrize("extra, world_size, message", [
@@ -317,23 +317,23 @@ def test_conditional_generator_makes_the_class_asked_for(tmp_path):
     ckpt = make_generator(tmp_path / "cond.pth", 0, classes=["benign", "malignant"])
     assert run_cli(generate_main, ["--checkpoint", str(ckpt), "--num_samples", "3"]) == 2      # no --class
     with pytest.raises(UserError, match="conditional generator of benign, malignant.*'melanoma' is not"):
-        synthesis.load_generators([ckpt], CPU, "melanoma")
+        sampling.load_generators([ckpt], CPU, "melanoma")
     for name in ("benign", "malignant"):
         assert generate_main(["--checkpoint", str(ckpt), "--class", name, "--num_samples", "3", "--workers", "1",
                               "--output_dir", str(tmp_path / name)]) == 0
-        records = [json.loads(line) for line in (tmp_path / name / synthesis.MANIFEST).read_text().splitlines()]
+        records = [json.loads(line) for line in (tmp_path / name / sampling.MANIFEST).read_text().splitlines()]
         assert [r["file"] for r in records] == [f"synthetic_{name}_{i:06d}.png" for i in range(3)]
         assert {r["class"] for r in records} == {name}
     benign, malignant = (read_image(tmp_path / c / f"synthetic_{c}_000000.png") for c in ("benign", "malignant"))
     assert not np.array_equal(benign, malignant)                  # same latent, another class: another image
-    G, = synthesis.load_generators([ckpt], CPU, "malignant")
-    assert np.array_equal(malignant, synthesis.render(G, [synthesis.image_seed(0, 0)], CPU)[0])
+    G, = sampling.load_generators([ckpt], CPU, "malignant")
+    assert np.array_equal(malignant, sampling.render(G, [sampling.image_seed(0, 0)], CPU)[0])
 
 
 def test_class_of_an_unconditional_generator_must_be_its_own(generators, tmp_path):
-    assert synthesis.load_generators(generators[:1], CPU, "malignant")[0].class_name == "malignant"
+    assert sampling.load_generators(generators[:1], CPU, "malignant")[0].class_name == "malignant"
     with pytest.raises(UserError, match="makes 'malignant' images only"):
-        synthesis.load_generators(generators[:1], CPU, "benign")
+        sampling.load_generators(generators[:1], CPU, "benign")
 
 
 def test_folder_of_another_class_or_code_is_refused(tmp_path):
@@ -347,15 +347,15 @@ def test_folder_of_another_class_or_code_is_refused(tmp_path):
 def test_infogan_codes_can_be_fixed_and_swept(tmp_path):
     from PIL import Image
 
-    from training.latents import split_codes
+    from training.gan.latents import split_codes
 
     ckpt = make_generator(tmp_path / "info.pth", 0, info_categories=3, info_continuous=1)
-    G, = synthesis.load_generators([ckpt], CPU, codes={"cat": 2, "cont0": 0.5})
-    z = synthesis.latents(G, [11, 12, 13])
+    G, = sampling.load_generators([ckpt], CPU, codes={"cat": 2, "cont0": 0.5})
+    z = sampling.latents(G, [11, 12, 13])
     category, continuous = split_codes(G.model.latent, z)
     assert category.tolist() == [2, 2, 2] and continuous.flatten().tolist() == [0.5, 0.5, 0.5]
-    plain, = synthesis.load_generators([ckpt], CPU)
-    assert torch.equal(z[:, :16], synthesis.latents(plain, [11, 12, 13])[:, :16])    # the noise is untouched
+    plain, = sampling.load_generators([ckpt], CPU)
+    assert torch.equal(z[:, :16], sampling.latents(plain, [11, 12, 13])[:, :16])    # the noise is untouched
 
     assert generate_main(["--checkpoint", str(ckpt), "--sweep_code", "cat", "--output_dir", str(tmp_path)]) == 0
     width, height = Image.open(tmp_path / "code_sweep_cat.png").size

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from training.checkpoint import list_checkpoints, load_generator, load_training_state
-from training.config import build
-from training.errors import TrainingDiverged, UserError
-from training.gan_config import GANConfig
-from training.training_loop import train_gan
+from training.gan.checkpoint import list_checkpoints, load_generator, load_training_state
+from training.core.config import build
+from training.core.errors import TrainingDiverged, UserError
+from training.gan.config import GANConfig
+from training.gan.loop import train_gan
 from tests.helpers import tiny_gan_raw
 
 
@@ -83,8 +83,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_demo, 
 
 def _diverge(tiny_demo, tmp_path):
     """Resume the 1-epoch run with a loss that turns NaN, as a real divergence would."""
-    import training.training_loop as loop
-    from training.losses import LOSSES, GANLoss
+    import training.gan.loop as loop
+    from training.gan.losses import LOSSES, GANLoss
 
     nan_loss = GANLoss(lambda r, f: (r.mean() + f.mean()) * float("nan"), LOSSES["hinge"].g_loss)
     original = loop.LOSSES
@@ -120,7 +120,7 @@ def test_conditional_gan_learns_every_class_and_reports_per_class_fid(tiny_demo,
 
 
 def test_conditional_needs_all_classes(tiny_demo, tmp_path):
-    from training.errors import ConfigError
+    from training.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="data.train_on"):
         config(tiny_demo, tmp_path, model={"conditional": True})

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/build_augmented.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.errors import UserError, run_cli
+from training.core.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.augmented import build_augmented, composition_markdown
+    from training.data.augmented_set import build_augmented, composition_markdown
 
     if not Path(args.baseline).is_dir():
         raise UserError(f"baseline dataset not found: {args.baseline}")

@@ -18,7 +18,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/compare.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.errors import UserError, run_cli
+from training.core.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def run_labels(names: list[str], dirs: list[Path], given: list[str] | None) -> l
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.comparison import TABLE_METRICS, load_run, pair_table, runs_table, write_comparison
+    from training.analysis.comparison import TABLE_METRICS, load_run, pair_table, runs_table, write_comparison
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise UserError(f"--out is a file, not a folder: {args.out}")

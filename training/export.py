@@ -22,9 +22,9 @@ if __package__ in (None, ""):  # run as `python training/export.py`
 import numpy as np
 import torch
 
-from training import atomic
-from training.errors import DataError, UserError, run_cli
-from training.latents import LatentSpec, draw
+from training.core import atomic
+from training.core.errors import DataError, UserError, run_cli
+from training.gan.latents import LatentSpec, draw
 
 TOLERANCE = 1e-4
 
@@ -54,8 +54,8 @@ class Probabilities(torch.nn.Module):
 
 def load_for_export(path: Path) -> tuple[torch.nn.Module, torch.Tensor, dict]:
     """The model in eval mode, an example input, and what the sidecar JSON says about it."""
-    from training.checkpoint import GENERATOR_FORMAT, load_generator, load_training_state
-    from training.classifier_loop import CHECKPOINT_FORMAT, load_classifier
+    from training.gan.checkpoint import GENERATOR_FORMAT, load_generator, load_training_state
+    from training.classify.loop import CHECKPOINT_FORMAT, load_classifier
 
     if not path.is_file():
         raise DataError(f"checkpoint not found: {path}")

@@ -32,10 +32,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/generate_samples.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.distributed import launched_processes
-from training.errors import UserError, run_cli
-from training.run_info import run_info
-from training.runtime import resolve_device
+from training.core.distributed import launched_processes
+from training.core.errors import UserError, run_cli
+from training.core.run_info import run_info
+from training.core.runtime import resolve_device
 
 # The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
 # resumed or extended job can leave one process (the one whose index range is missing) most of the work.
@@ -116,9 +116,9 @@ def parse_codes(pairs: list[str]) -> dict[str, float]:
 
 def checkpoints_and_output(args: argparse.Namespace) -> tuple[list[str], Path]:
     """The generator files and the output folder, from the flags or from a training config."""
-    from training.config import load_config
-    from training.gan_config import GANConfig
-    from training.training_loop import RunPaths
+    from training.core.config import load_config
+    from training.gan.config import GANConfig
+    from training.gan.loop import RunPaths
 
     checkpoints, output_dir = args.checkpoint, args.output_dir
     if args.config:
@@ -154,28 +154,28 @@ def confirmed(args: argparse.Namespace, output_dir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training import synthesis
-    from training.distributed import barrier, gather_objects, init_world, shutdown
+    from training.synthesis import sampling
+    from training.core.distributed import barrier, gather_objects, init_world, shutdown
 
     checkpoints, output_dir = checkpoints_and_output(args)
     if args.sweep_code:
         device = resolve_device(args.device)
-        generator = synthesis.load_generators(checkpoints[:1], device, args.class_name, args.codes)[0]
+        generator = sampling.load_generators(checkpoints[:1], device, args.class_name, args.codes)[0]
         output_dir.mkdir(parents=True, exist_ok=True)
-        print(f"code sweep: {synthesis.write_code_sweep(generator, args.sweep_code, args.seed, output_dir, device)}")
+        print(f"code sweep: {sampling.write_code_sweep(generator, args.sweep_code, args.seed, output_dir, device)}")
         return 0
     if not args.preview_only and args.num_samples is None:
         raise UserError("--num_samples N is needed for a bulk run (or use --preview_only)")
-    synthesis.check_output_dir(output_dir)
+    sampling.check_output_dir(output_dir)
     # Under torchrun: one process per rank (on CUDA, GPU LOCAL_RANK); a plain run is a world of one.
     world, device = init_world(args.device, timeout_minutes=WAIT_FOR_OTHERS_MINUTES)
-    generators = synthesis.load_generators(checkpoints, device, args.class_name, args.codes)
-    weights = synthesis.normalise_weights(args.weights, len(generators))
+    generators = sampling.load_generators(checkpoints, device, args.class_name, args.codes)
+    weights = sampling.normalise_weights(args.weights, len(generators))
 
     if args.preview or args.preview_only:
         if world.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
-            print(f"preview: {synthesis.write_preview(generators, weights, args.seed, output_dir, device)}")
+            print(f"preview: {sampling.write_preview(generators, weights, args.seed, output_dir, device)}")
         if args.preview_only:
             shutdown(world)
             return 0
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             print("nothing generated")
             return 0
 
-    confidence = (synthesis.classifier_confidence(args.filter_classifier, generators[0].class_name, device)
+    confidence = (sampling.classifier_confidence(args.filter_classifier, generators[0].class_name, device)
                   if args.filter_classifier else None)
     # One mechanism, two ways to set it: --shard K/N for separate jobs, or torchrun's rank and world size.
     shard = args.shard or (world.rank, world.size)
@@ -192,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         if workers is None:     # the machine's cores are shared by the processes torchrun started on it
             workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
         if args.overwrite and world.is_main:
-            synthesis.clear_folder(output_dir)
+            sampling.clear_folder(output_dir)
         barrier(world)          # the folder is cleared (and the preview written) before any process writes
-    summary = synthesis.generate(generators, weights, args.num_samples, args.seed, output_dir,
+    summary = sampling.generate(generators, weights, args.num_samples, args.seed, output_dir,
                                  batch_size=args.batch_size, device=device,
                                  overwrite=args.overwrite and not world.distributed, workers=workers,
                                  confidence=confidence, conf_thresh=args.conf_thresh, shard=shard,
@@ -202,20 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     if world.distributed:
         parts = gather_objects(summary, world)
         if world.is_main:
-            summary = synthesis.combine_summaries(parts, synthesis.merge_manifests(output_dir))
+            summary = sampling.combine_summaries(parts, sampling.merge_manifests(output_dir))
         shutdown(world)
         if not world.is_main:
             return 0
     if shard[1] > 1 and not world.distributed:      # one of several separate jobs: the merging run records the job
-        report(args, summary, output_dir, synthesis.shard_manifest(output_dir, shard))
+        report(args, summary, output_dir, sampling.shard_manifest(output_dir, shard))
         print(f"shard {shard[0]}/{shard[1]} done; when every shard is, run the same command without --shard to merge "
               "the manifests (it also makes any images a failed shard left out)")
         return 0
-    synthesis.write_generation_info(output_dir, run_info(args.seed, str(device), {
+    sampling.write_generation_info(output_dir, run_info(args.seed, str(device), {
         "num_samples": args.num_samples, "weights": weights, "processes": world.size, "summary": summary,
         "generators": [{"path": str(g.path), "sha256": g.sha256, "run": g.run_name, "epoch": g.epoch,
                         "class": g.class_name, "fixed_codes": dict(g.codes)} for g in generators]}))
-    report(args, summary, output_dir, output_dir / synthesis.MANIFEST)
+    report(args, summary, output_dir, output_dir / sampling.MANIFEST)
     return 0
 
 

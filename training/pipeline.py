@@ -24,10 +24,10 @@ from typing import Any, Callable
 if __package__ in (None, ""):  # run as `python training/pipeline.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import atomic
-from training.config import load_config, to_dict
-from training.errors import UserError, run_cli
-from training.pipeline_config import PipelineConfig
+from training.core import atomic
+from training.core.config import load_config, to_dict
+from training.core.errors import UserError, run_cli
+from training.study.config import PipelineConfig
 
 
 def stage_key(*parts: Any) -> str:
@@ -56,14 +56,14 @@ class Stages:
 
 def run_pipeline(config: PipelineConfig) -> dict:
     """Run every stage of `config`; returns the outputs of each stage."""
-    from training.augmented import build_augmented
-    from training.classifier_config import ClassifierConfig
-    from training.classifier_loop import train_classifier
-    from training.gan_config import GANConfig
+    from training.data.augmented_set import build_augmented
+    from training.classify.config import ClassifierConfig
+    from training.classify.loop import train_classifier
+    from training.gan.config import GANConfig
     from training.prepare_data import main as prepare_main
-    from training.processed import read_manifest
-    from training.runtime import resolve_device
-    from training import synthesis
+    from training.data.processed import read_manifest
+    from training.core.runtime import resolve_device
+    from training.synthesis import sampling
 
     name, results = config.output.name, Path(config.output.results_dir)
     for arm in config.classifiers.parsed():       # a typo in a classifier config fails now, not after the GAN
@@ -95,8 +95,8 @@ def run_pipeline(config: PipelineConfig) -> dict:
     checkpoints = results / "checkpoints" / f"{name}_gan"
 
     def train() -> dict:
-        from training.training_loop import train_gan
-        from training.checkpoint import list_checkpoints
+        from training.gan.loop import train_gan
+        from training.gan.checkpoint import list_checkpoints
 
         resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
         try:
@@ -113,7 +113,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
 
     # 3-4. Preview, then bulk synthesis (itself resumable, file by file).
     device = resolve_device(gan.train.device)
-    generators = synthesis.load_generators([gan_out["generator"]], device)
+    generators = sampling.load_generators([gan_out["generator"]], device)
     synthetic = Path(gan.output.synthetic_dir) / f"{name}_gan"
     rows = read_manifest(root)
     real_train = Counter(r["class"] for r in rows if r["split"] == "train")
@@ -122,20 +122,20 @@ def run_pipeline(config: PipelineConfig) -> dict:
     key = stage_key(key, wanted, s.seed, generators[0].sha256)
 
     def synthesise() -> dict:
-        synthesis.check_output_dir(synthetic)
+        sampling.check_output_dir(synthetic)
         synthetic.mkdir(parents=True, exist_ok=True)
-        preview = synthesis.write_preview(generators, [1.0], s.seed, synthetic, device)
+        preview = sampling.write_preview(generators, [1.0], s.seed, synthetic, device)
         # A retrained GAN makes the folder's images stale: replace them; otherwise finish or extend it.
-        stale = any(r["generator_sha256"] != generators[0].sha256 or r["seed"] != synthesis.image_seed(s.seed, i)
-                    for i, r in synthesis.read_manifest(synthetic).items())
-        summary = synthesis.generate(generators, [1.0], wanted, s.seed, synthetic, device=device, overwrite=stale)
+        stale = any(r["generator_sha256"] != generators[0].sha256 or r["seed"] != sampling.image_seed(s.seed, i)
+                    for i, r in sampling.read_manifest(synthetic).items())
+        summary = sampling.generate(generators, [1.0], wanted, s.seed, synthetic, device=device, overwrite=stale)
         return {"folder": str(synthetic), "preview": str(preview), "images": wanted, "written": summary["written"]}
 
-    stages.run("synthesis", key, lambda o: (synthetic / synthesis.MANIFEST).is_file(), synthesise)
+    stages.run("synthesis", key, lambda o: (synthetic / sampling.MANIFEST).is_file(), synthesise)
 
     # 5. Quality assurance.
     def qa() -> dict:
-        from quality.qa import QAOptions, run_qa
+        from quality.assessment.qa import QAOptions, run_qa
 
         report = run_qa(root / "train" / gan.data.minority_class, synthetic, results / "qa" / name,
                         QAOptions(seed=s.seed, max_images=s.qa_max_images, cache_dir=str(results / "cache")))
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = load_config(PipelineConfig, args.config, args.overrides)
     if args.dry_run:
-        from training.config import to_yaml
+        from training.core.config import to_yaml
 
         print(to_yaml(config), end="")
         return 0

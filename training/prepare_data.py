@@ -16,9 +16,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/prepare_data.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.errors import DataError, run_cli
-from training.processed import MANIFEST, format_summary, write_dataset
-from training.sources import open_source
+from training.core.errors import DataError, run_cli
+from training.data.processed import MANIFEST, format_summary, write_dataset
+from training.data.sources import open_source
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

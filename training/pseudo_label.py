@@ -26,16 +26,16 @@ if __package__ in (None, ""):  # run as `python training/pseudo_label.py`
 import numpy as np
 import torch
 
-from training import atomic
-from training.errors import UserError, run_cli
+from training.core import atomic
+from training.core.errors import UserError, run_cli
 
 LOW_ACCEPTANCE = 0.2     # below this share, suggest a lower threshold
 
 
 def source_images(synth_dir: Path) -> list[Path]:
     """The generated images: those of the folder's manifest when it has one, else every image in it."""
-    from training.dataset import list_images
-    from training.synthesis import MANIFEST, OWN_FILES, read_manifest
+    from training.data.folders import list_images
+    from training.synthesis.sampling import MANIFEST, OWN_FILES, read_manifest
 
     if not synth_dir.is_dir():
         raise UserError(f"synthetic folder not found: {synth_dir}")
@@ -48,9 +48,9 @@ def source_images(synth_dir: Path) -> list[Path]:
 @torch.no_grad()
 def classify(files: list[Path], model_path: Path, batch_size: int = 256) -> tuple[np.ndarray, list[str], list[str]]:
     """Class probabilities (N, K) of each file under the classifier, the class names, the pixel hashes."""
-    from training.classifier_loop import load_classifier
-    from training.dataset import to_float
-    from training.images import pixel_sha256, read_image, resize, to_channels
+    from training.classify.loop import load_classifier
+    from training.data.folders import to_float
+    from training.data.images import pixel_sha256, read_image, resize, to_channels
 
     model, record = load_classifier(model_path)
     data = record["config"]["data"]
@@ -70,7 +70,7 @@ def classify(files: list[Path], model_path: Path, batch_size: int = 256) -> tupl
 def pseudo_label(synth_dir: str | Path, model_path: str | Path, out_dir: str | Path, conf_thresh: float,
                  overwrite: bool = False) -> dict:
     """Sort the confident images of `synth_dir` into `out_dir/<class>/`; returns the report."""
-    from training.synthesis import MANIFEST, check_output_dir
+    from training.synthesis.sampling import MANIFEST, check_output_dir
 
     synth_dir, out_dir = Path(synth_dir), Path(out_dir)
     check_output_dir(out_dir)

@@ -30,9 +30,9 @@ from typing import Literal, Optional
 if __package__ in (None, ""):  # run as `python training/sweep.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training import atomic
-from training.config import field, load_config, to_dict
-from training.errors import ConfigError, run_cli
+from training.core import atomic
+from training.core.config import field, load_config, to_dict
+from training.core.errors import ConfigError, run_cli
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class SweepConfig:
 
 def scaled_counts(counts: tuple[int, ...], available: int, real: int) -> tuple[list[int], str | None]:
     """The counts, scaled down together when the largest exceeds what is available or 10x the real images."""
-    from training.augmented import MAX_SYNTHETIC_PER_REAL
+    from training.data.augmented_set import MAX_SYNTHETIC_PER_REAL
 
     limit = min(available, MAX_SYNTHETIC_PER_REAL * real)
     if max(counts) <= limit:
@@ -108,18 +108,18 @@ def plan_points(config: SweepConfig, available: int, real: int) -> tuple[list[di
 def synthetic_digest(folder: str) -> str:
     """A hash of a synthetic folder's manifest: regenerated images make finished points stale."""
     import hashlib
-    from training.synthesis import MANIFEST
+    from training.synthesis.sampling import MANIFEST
 
     return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()[:16]
 
 
 def run_sweep(config: SweepConfig) -> dict:
     """Assemble and train every point (resuming finished ones), then compare and plot."""
-    from training.augmented import build_augmented, read_synthetic
-    from training.classifier_config import ClassifierConfig
-    from training.classifier_loop import train_classifier
-    from training.comparison import load_run, write_comparison
-    from training.processed import read_manifest
+    from training.data.augmented_set import build_augmented, read_synthetic
+    from training.classify.config import ClassifierConfig
+    from training.classify.loop import train_classifier
+    from training.analysis.comparison import load_run, write_comparison
+    from training.data.processed import read_manifest
 
     d, name = config.data, config.output.name
     out_dir = Path(config.output.results_dir) / "sweeps" / name
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = load_config(SweepConfig, args.config, args.overrides)
     if args.dry_run:
-        from training.config import to_yaml
+        from training.core.config import to_yaml
 
         print(to_yaml(config), end="")
         return 0

@@ -23,9 +23,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/train_classifier.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.classifier_config import ClassifierConfig
-from training.config import load_config, to_yaml
-from training.errors import run_cli
+from training.classify.config import ClassifierConfig
+from training.core.config import load_config, to_yaml
+from training.core.errors import run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         if is_first_process():
             print(to_yaml(config), end="")
         return 0
-    from training.classifier_loop import train_classifier
+    from training.classify.loop import train_classifier
 
     run_dir = train_classifier(config)
     if not is_first_process():

@@ -18,10 +18,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/train_dcgan.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.config import load_config, to_yaml
-from training.errors import run_cli
-from training.gan_config import GANConfig
-from training.training_loop import train_gan, with_device
+from training.core.config import load_config, to_yaml
+from training.core.errors import run_cli
+from training.gan.config import GANConfig
+from training.gan.loop import train_gan, with_device
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -21,9 +21,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/train_sgan.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.config import load_config, to_yaml
-from training.errors import run_cli
-from training.sgan_config import SGANConfig
+from training.core.config import load_config, to_yaml
+from training.core.errors import run_cli
+from training.sgan.config import SGANConfig
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(to_yaml(config), end="")
         return 0
-    from training.sgan_loop import train_sgan
+    from training.sgan.loop import train_sgan
 
     run_dir = train_sgan(config)
     if run_dir is None:             # under torchrun, rank 0 reports

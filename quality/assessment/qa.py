@@ -1,0 +1,188 @@
+"""Quality assurance of a folder of synthetic images against the real images they imitate.
+
+    report = run_qa("data/processed/demo/train/malignant", "data/synthetic/demo_gan", "results/qa/demo_gan")
+
+Each check is a pure chain in its own module (load -> features/statistics -> score -> verdict) and
+is found here by name in `CHECKS`; `run_qa` loads both folders once, resolves the feature space,
+runs every check, draws the contact sheet and writes report.json / report.md / report.html.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from quality.checks.artefacts import check_artefacts
+from quality.checks.diversity import check_diversity
+from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
+from quality.checks.fidelity import check_fidelity
+from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
+from quality.checks.memorisation import check_memorisation, extract_features
+from quality.assessment.report import write_report
+from quality.checks.pixel_statistics import check_statistics
+from quality.checks.verdicts import VERDICTS, worst
+from quality.assessment.contact_sheet import contact_sheet
+from training.core.errors import UserError
+from training.core.registry import Registry
+from training.gan.config import MetricsConfig
+from training.data.processed import MANIFEST
+from training.core.progress import progress
+from training.core.run_info import run_info
+from training.core.runtime import resolve_device
+
+REPORT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class QAOptions:
+    """Everything `run_qa` can be told besides the two folders and the output folder."""
+
+    feature_extractor: str = "auto"          # auto | inception-v3-compat | domain
+    data_root: str | None = None             # processed dataset whose train split trains the domain encoder
+    image_size: int | None = None            # pixels; default: the synthetic images'
+    channels: int | None = None              # 1 | 3; default: the first real image's
+    device: str = "auto"
+    max_images: int | None = DEFAULT_MAX_IMAGES   # per set
+    seed: int = 0
+    cache_dir: str = "results/cache"         # shared with training: encoders and real features are reused
+    encoder_epochs: int = field(default_factory=lambda: MetricsConfig().domain_encoder_epochs)
+    inception_weights: str | None = None
+
+
+# The graded checks, by report section name, in report order (the order they are registered below).
+CHECKS = Registry("QA check", "check")
+
+
+@dataclass(frozen=True)
+class QAContext:
+    """What the checks run on: both sets (uint8 and [0, 1]), the feature space and where to write."""
+
+    real: ImageSet
+    synthetic: ImageSet
+    real_unit: np.ndarray          # float32 (N, C, H, W) in [0, 1]
+    synthetic_unit: np.ndarray
+    space: FeatureSpace
+    out_dir: Path
+    cache_dir: Path
+    device: str
+    seed: int
+
+
+@CHECKS.register("statistics")
+def _statistics(ctx: QAContext) -> dict:
+    return check_statistics(ctx.real_unit, ctx.synthetic_unit, ctx.out_dir)
+
+
+@CHECKS.register("diversity")
+def _diversity(ctx: QAContext) -> dict:
+    return check_diversity(ctx.real_unit, ctx.synthetic_unit, ctx.out_dir, seed=ctx.seed)
+
+
+@CHECKS.register("fidelity")
+def _fidelity(ctx: QAContext) -> dict:
+    return check_fidelity(ctx.real.images, ctx.synthetic.images, ctx.space, ctx.cache_dir / "fidelity", ctx.device,
+                          rng=purpose_rng(ctx.seed, "fidelity-baseline"))
+
+
+@CHECKS.register("memorisation")
+def _memorisation(ctx: QAContext) -> dict:
+    real_features = extract_features(ctx.real.images, ctx.space, ctx.device)
+    synthetic_features = extract_features(ctx.synthetic.images, ctx.space, ctx.device)
+    result = check_memorisation(ctx.real.images, ctx.synthetic.images, ctx.out_dir, real_features=real_features,
+                                synthetic_features=synthetic_features, real_names=ctx.real.names(),
+                                synthetic_names=ctx.synthetic.names())
+    return {"feature_extractor": ctx.space.kind, **result}
+
+
+@CHECKS.register("artefacts")
+def _artefacts(ctx: QAContext) -> dict:
+    return check_artefacts(ctx.real_unit, ctx.synthetic_unit, ctx.out_dir)
+
+
+def infer_data_root(real_dir: str | Path) -> Path | None:
+    """data/processed/<dataset> for a real folder data/processed/<dataset>/<split>/<class>, else None."""
+    candidate = Path(real_dir).resolve().parent.parent
+    return candidate if (candidate / MANIFEST).is_file() and (candidate / "train").is_dir() else None
+
+
+def needs_domain_encoder(options: QAOptions) -> bool:
+    """Whether the feature extractor will resolve to the domain encoder (auto: no Inception weights on disk)."""
+    if options.feature_extractor == "domain":
+        return True
+    return options.feature_extractor == "auto" and local_inception_weights(options.inception_weights) is None
+
+
+def resolve_space(options: QAOptions, real_dir: str | Path, image_size: int, channels: int,
+                  device: str) -> tuple[FeatureSpace, Path | None]:
+    """The feature space for fidelity and memorisation, and the dataset root it was trained on (if any)."""
+    if options.feature_extractor not in ("auto", INCEPTION, "domain"):
+        raise UserError(f"unknown feature extractor '{options.feature_extractor}' (use auto, {INCEPTION} or domain)")
+    data_root = Path(options.data_root) if options.data_root else infer_data_root(real_dir)
+    if data_root is None and needs_domain_encoder(options):
+        raise UserError(f"the domain feature extractor is trained on a processed dataset's train split, and none "
+                        f"was found above {real_dir}: pass --data-root data/processed/<dataset>")
+    space = resolve_feature_space(options.feature_extractor, data_root=data_root or "", image_size=image_size,
+                                  channels=channels, inception_weights=options.inception_weights,
+                                  encoder_epochs=options.encoder_epochs, cache_dir=Path(options.cache_dir),
+                                  device=device)
+    return space, data_root if space.kind == "domain" else None
+
+
+def input_warnings(real: ImageSet, synthetic: ImageSet, image_size: int) -> list[str]:
+    """Things about the inputs a reader of the report should know."""
+    notes = []
+    for images in (real, synthetic):
+        if images.skipped:
+            notes.append(f"{len(images.skipped)} unreadable {images.role} file(s) skipped, e.g. {images.skipped[0]['path']}")
+        if len(images.files) + len(images.skipped) < images.num_found:
+            notes.append(f"{images.role}: a random {len(images.files) + len(images.skipped)} of {images.num_found} "
+                         "images were used (--max-images)")
+        if images.num_resized:
+            notes.append(f"{images.num_resized} {images.role} image(s) of size {', '.join(images.sizes_found)} were "
+                         f"resized to {image_size}x{image_size}")
+    return notes
+
+
+def summarise(results: dict[str, dict]) -> dict:
+    """Overall verdict (the worst), and each check's verdict and reason."""
+    verdicts = [r["verdict"] for r in results.values()]
+    return {"verdict": worst(verdicts),
+            "counts": {v: verdicts.count(v) for v in VERDICTS},
+            "checks": {name: {"verdict": r["verdict"], "reason": r["reason"]} for name, r in results.items()}}
+
+
+def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
+           options: QAOptions = QAOptions()) -> dict:
+    """Run every check of `CHECKS` on two image folders; write the reports into `out_dir` and return report.json's content."""
+    out_dir = Path(out_dir)
+    if out_dir.resolve() in (Path(real_dir).resolve(), Path(synthetic_dir).resolve()):
+        # The report's PNGs would be read as images by the next run.
+        raise UserError(f"--out {out_dir} is one of the image folders; write the report elsewhere, e.g. results/qa/<name>")
+    device = str(resolve_device(options.device))
+    real, synthetic = load_pair(real_dir, synthetic_dir, image_size=options.image_size, channels=options.channels,
+                                max_images=options.max_images, seed=options.seed)
+    image_size, channels = real.images.shape[-1], real.images.shape[1]
+    space, data_root = resolve_space(options, real_dir, image_size, channels, device)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = QAContext(real, synthetic, to_unit(real.images), to_unit(synthetic.images), space, out_dir,
+                    Path(options.cache_dir), device, options.seed)
+    results = {}
+    for name, check in progress(CHECKS.items(), desc="QA checks", unit="check", total=len(CHECKS)):
+        results[name] = check(ctx)
+    visual = contact_sheet(real.images, synthetic.images, out_dir, purpose_rng(options.seed, "contact-sheet"))
+    report = {
+        "report_version": REPORT_VERSION,
+        "inputs": {"real": str(real_dir), "synthetic": str(synthetic_dir), "out": str(out_dir),
+                   "data_root": str(data_root) if data_root else None, "options": asdict(options)},
+        "images": {"real": real.describe(), "synthetic": synthetic.describe(), "image_size": int(image_size),
+                   "channels": int(channels)},
+        "feature_space": {"kind": space.kind, "extractor": space.extractor, "weights": space.weights_path},
+        "warnings": input_warnings(real, synthetic, image_size),
+        **results,
+        "visual": visual,
+        "summary": summarise(results),
+        "run_info": run_info(options.seed, device),
+    }
+    return write_report(report, out_dir)

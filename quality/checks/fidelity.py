@@ -1,0 +1,120 @@
+"""Fidelity check: FID/KID (and IS, precision/recall) of synthetic vs real, with a verdict.
+
+The numbers come from `quality.features.frechet.fidelity_metrics` (torch-fidelity) in the feature space of
+`quality.features.extractors`. How they are judged depends on that space:
+
+* Inception: the user guide's thresholds, FID < 30 good and < 40 acceptable; these are only
+  meaningful in Inception space, where published FIDs live.
+* Domain encoder: its features are standardised by the real training statistics, so its FID has
+  no absolute scale. It is judged against a real-vs-real baseline instead: the real set is split in
+  two halves A and B, and FID(A', B) is compared with FID(S', B), where A' and S' are equal-sized
+  samples of half A and of the synthetic set. Both use the same number of images against the same
+  reference, so FID's small-sample bias is the same on both sides and the ratio shows how much
+  further the synthetic images are from real ones than another real sample is.
+
+The baseline is reported for Inception too, as context.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from quality.features.extractors import FeatureSpace
+from quality.features.frechet import fidelity_metrics
+from quality.checks.verdicts import WARN, grade_above
+
+INCEPTION_FID_GOOD = 30.0          # user guide: "< 30 is excellent"
+INCEPTION_FID_ACCEPTABLE = 40.0    # user guide: "FID score < 40"
+# Domain space: synthetic FID within 2x the real-vs-real FID is within what a second real sample of
+# this size could show; beyond 4x the synthetic set is clearly further from the real one than any
+# resampling explains. These are our heuristics, not published calibrations; the report says so.
+BASELINE_RATIO_WARN = 2.0
+BASELINE_RATIO_FAIL = 4.0
+MIN_IMAGES = 2                     # FID needs a covariance, i.e. two images on each side
+MIN_REAL_FOR_BASELINE = 2 * MIN_IMAGES
+
+
+def split_halves(num_images: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random split of range(num_images) into two halves (the first gets the odd one out)."""
+    order = rng.permutation(num_images)
+    middle = (num_images + 1) // 2
+    return np.sort(order[:middle]), np.sort(order[middle:])
+
+
+def real_baseline(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: Path,
+                  device: str, rng: np.random.Generator) -> dict:
+    """FID of real half A vs real half B, and of an equal-sized synthetic sample vs half B."""
+    half_a, half_b = split_halves(len(real), rng)
+    matched = min(len(half_a), len(synthetic))
+    real_sample = torch.from_numpy(half_a[:matched])
+    synthetic_sample = torch.from_numpy(np.sort(rng.choice(len(synthetic), matched, replace=False)))
+    reference = real[torch.from_numpy(half_b)]
+    real_fid = fidelity_metrics(real[real_sample], reference, space, cache_dir=cache_dir, device=device,
+                                isc=False)["fid"]
+    synthetic_fid = fidelity_metrics(synthetic[synthetic_sample], reference, space, cache_dir=cache_dir,
+                                     device=device, isc=False)["fid"]
+    ratio = None if real_fid is None or synthetic_fid is None else synthetic_fid / max(real_fid, 1e-6)
+    return {"images_per_side": matched, "reference_images": len(reference),
+            "real_vs_real_fid": real_fid, "synthetic_vs_real_fid": synthetic_fid, "ratio": ratio}
+
+
+def inception_verdict(fid: float) -> tuple[str, str]:
+    """The user guide's FID thresholds (Inception features only)."""
+    verdict = grade_above(fid, INCEPTION_FID_GOOD, INCEPTION_FID_ACCEPTABLE)
+    return verdict, (f"Inception FID {fid:.1f} (user guide: < {INCEPTION_FID_GOOD:g} good, "
+                     f"< {INCEPTION_FID_ACCEPTABLE:g} acceptable)")
+
+
+def domain_verdict(baseline: dict) -> tuple[str, str]:
+    """Domain features: the synthetic FID relative to the real-vs-real FID at the same sample size."""
+    ratio = baseline["ratio"]
+    if ratio is None:
+        return WARN, "domain FID relative to the real-vs-real baseline could not be computed"
+    verdict = grade_above(ratio, BASELINE_RATIO_WARN, BASELINE_RATIO_FAIL)
+    return verdict, (f"domain-feature FID is {ratio:.2f}x the real-vs-real baseline "
+                     f"({baseline['synthetic_vs_real_fid']:.2f} vs {baseline['real_vs_real_fid']:.2f} at "
+                     f"{baseline['images_per_side']} images per side; warn > {BASELINE_RATIO_WARN:g}x, "
+                     f"fail > {BASELINE_RATIO_FAIL:g}x); domain FIDs are not comparable with Inception FIDs")
+
+
+def thresholds_for(space: FeatureSpace) -> dict:
+    """The thresholds that apply in this feature space, for the report."""
+    if space.kind == "inception":
+        return {"fid_good_below": INCEPTION_FID_GOOD, "fid_acceptable_below": INCEPTION_FID_ACCEPTABLE}
+    return {"baseline_ratio_warn_above": BASELINE_RATIO_WARN, "baseline_ratio_fail_above": BASELINE_RATIO_FAIL}
+
+
+def check_fidelity(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,
+                   device: str = "cpu", rng: np.random.Generator | None = None) -> dict:
+    """FID/KID/IS/precision/recall of uint8 (N, C, H, W) `synthetic` vs `real`, with a verdict."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    cache_dir = Path(cache_dir)
+    base = {"feature_extractor": space.kind, "extractor_name": space.extractor,
+            "thresholds": thresholds_for(space), "figures": []}
+    if min(len(real), len(synthetic)) < MIN_IMAGES:
+        return {**base, "verdict": WARN,
+                "reason": f"skipped: FID needs at least {MIN_IMAGES} real and {MIN_IMAGES} synthetic images"}
+    metrics = fidelity_metrics(synthetic, real, space, cache_dir=cache_dir, device=device, prc=True)
+    skipped = {}
+    if len(real) >= MIN_REAL_FOR_BASELINE:
+        baseline = real_baseline(real, synthetic, space, cache_dir, device, rng)
+    else:
+        baseline = None
+        skipped["baseline"] = f"needs at least {MIN_REAL_FOR_BASELINE} real images"
+    for key, why in (("kid_mean", "KID needs 2 images per subset"),
+                     ("precision", "precision/recall need more images than their neighbourhood size"),
+                     ("is_mean", "IS needs Inception's ImageNet classes")):
+        if metrics[key] is None:
+            skipped[key.split("_")[0]] = why
+    if metrics["fid"] is None:
+        verdict, reason = WARN, "FID is not finite (too few or degenerate images)"
+    elif space.kind == "inception":
+        verdict, reason = inception_verdict(metrics["fid"])
+    elif baseline is not None:
+        verdict, reason = domain_verdict(baseline)
+    else:
+        verdict, reason = WARN, "domain FID cannot be judged without a real-vs-real baseline (too few real images)"
+    return {**base, **metrics, "real_baseline": baseline, "skipped": skipped, "verdict": verdict, "reason": reason}

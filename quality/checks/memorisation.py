@@ -1,0 +1,240 @@
+"""Memorisation: is any synthetic image a copy of a real (patient) training image?
+
+For each synthetic image we find its nearest real training image, in pixel space (L2 on [0, 1]
+pixels) and in the QA feature space. What counts as "too close" comes from the real set itself:
+the leave-one-out nearest-neighbour distances between real images, i.e. how close two different
+real images (patients) come. A synthetic image closer to a real image than the 1st percentile of
+those distances is flagged as a possible copy.
+
+An independent draw from the real distribution falls below that threshold by chance about as
+often as a real image does: if k of the n real distances lie below the threshold, the chance is
+(k + 1) / (n + 1), about 1-2 % (more for small real sets, where the 1st percentile is the smallest
+distance or two). The flagged share must be clearly above chance: we warn above 2 % (and twice the
+chance) and fail above 5 % (and five times the chance), each only when a binomial test says so
+too (p < 0.01; for a fail p < 0.001 against the 95 % upper bound of the chance rate, which is itself
+estimated from the few real distances below the threshold). Real images cluster (similar lesions,
+frames of one patient), so flags come in groups and a small synthetic set can show 5-7 of 50 on
+luck alone; the tests keep that from being called memorisation.
+A pixel-identical copy of a real image fails the check on its own: it is a patient image in the
+synthetic set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import beta, binom
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+from quality.features.extractors import FeatureSpace
+from quality.features.frechet import UInt8Images
+from quality.features.image_sets import flatten, to_unit
+from quality.features.neighbours import nearest_neighbours
+from quality.checks.verdicts import FAIL, PASS, WARN, worst
+from training.core import atomic
+
+COPY_PERCENTILE = 1.0       # of real-to-real nearest-neighbour distances
+FLAGGED_WARN_ABOVE = 0.02   # chance is ~1-2 %
+FLAGGED_FAIL_ABOVE = 0.05
+WARN_TIMES_CHANCE = 2.0     # small real sets have a higher chance rate; the thresholds follow it
+FAIL_TIMES_CHANCE = 5.0
+WARN_P_VALUE = 0.01         # binomial test of the flagged count against the chance rate
+FAIL_P_VALUE = 0.001
+CLOSEST_PAIRS_SHOWN = 8
+PAIRS_FIGURE = "memorisation_closest_pairs.png"
+HISTOGRAM_FIGURE = "memorisation_distances.png"
+
+
+def extract_features(images: torch.Tensor, space: FeatureSpace, device: str = "cpu",
+                     batch_size: int = 100) -> np.ndarray:
+    """Features of uint8 (N, C, H, W) images in the layer torch-fidelity uses for FID: (N, D)."""
+    cuda = torch.device(device).type == "cuda"
+    layer = FEATURE_EXTRACTORS_REGISTRY[space.extractor].get_default_feature_layer_for_metric("fid")
+    extractor = create_feature_extractor(space.extractor, [layer], cuda=cuda, verbose=False,
+                                         feature_extractor_weights_path=space.weights_path)
+    features = get_featuresdict_from_dataset(UInt8Images(images, rgb=space.kind == "inception"), extractor,
+                                             batch_size, cuda, save_cpu_ram=True, verbose=False)
+    return features[layer].double().numpy()
+
+
+def pixel_hashes(images: torch.Tensor) -> list[str]:
+    """Content hash of each uint8 image, for exact-copy detection."""
+    return [hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest() for image in images]
+
+
+def count_exact_copies(real: torch.Tensor, synthetic: torch.Tensor) -> int:
+    """How many synthetic images are pixel-identical to some real image."""
+    real_hashes = set(pixel_hashes(real))
+    return sum(h in real_hashes for h in pixel_hashes(synthetic))
+
+
+def copy_threshold(real_to_real: np.ndarray) -> float:
+    """The distance below which a synthetic image is flagged: the real 1st percentile."""
+    return float(np.percentile(real_to_real, COPY_PERCENTILE))
+
+
+def distance_summary(distances: np.ndarray) -> dict:
+    """Min, 1st percentile, median and max of a distance distribution."""
+    return {"min": float(distances.min()), "p01": float(np.percentile(distances, 1)),
+            "median": float(np.median(distances)), "max": float(distances.max())}
+
+
+@dataclass(frozen=True)
+class NearestReal:
+    """Nearest-neighbour distances in one space (pixels or features)."""
+
+    real_to_real: np.ndarray        # (n,) leave-one-out distance of each real image to another real one
+    synthetic_to_real: np.ndarray   # (m,) distance of each synthetic image to its nearest real one
+    nearest: np.ndarray             # (m,) index of that real image
+    threshold: float                # flagged below this
+
+    @property
+    def flagged(self) -> np.ndarray:
+        """(m,) True where a synthetic image is closer to a real one than the threshold."""
+        return self.synthetic_to_real < self.threshold
+
+    @property
+    def chance_share(self) -> float:
+        """Share of an independent draw expected below the threshold: (k + 1) / (n + 1), k real below it."""
+        return (self._num_real_below() + 1) / (len(self.real_to_real) + 1)
+
+    @property
+    def chance_share_upper(self) -> float:
+        """95 % upper confidence bound of the chance share (Clopper-Pearson on k + 1 of n + 1)."""
+        below, n = self._num_real_below() + 1, len(self.real_to_real) + 1
+        return float(beta.ppf(0.95, below + 1, n - below))
+
+    def _num_real_below(self) -> int:
+        return int((self.real_to_real < self.threshold).sum())
+
+    def p_value(self, chance: float | None = None) -> float:
+        """Probability of at least this many flagged images by chance (binomial tail)."""
+        chance = self.chance_share if chance is None else chance
+        return float(binom.sf(int(self.flagged.sum()) - 1, len(self.flagged), chance))
+
+    def share_limits(self) -> tuple[float, float]:
+        """(warn above, fail above) for the flagged share."""
+        return (max(FLAGGED_WARN_ABOVE, WARN_TIMES_CHANCE * self.chance_share),
+                max(FLAGGED_FAIL_ABOVE, FAIL_TIMES_CHANCE * self.chance_share))
+
+    def verdict(self) -> str:
+        """pass / warn / fail for this space (see the module docstring)."""
+        share = float(self.flagged.mean())
+        warn, fail = self.share_limits()
+        if share > fail and self.p_value(self.chance_share_upper) < FAIL_P_VALUE:
+            return FAIL
+        return WARN if share > warn and self.p_value() < WARN_P_VALUE else PASS
+
+    def summary(self) -> dict:
+        """JSON-ready numbers of this space."""
+        warn, fail = self.share_limits()
+        return {"threshold": self.threshold, "num_flagged": int(self.flagged.sum()),
+                "flagged_share": float(self.flagged.mean()), "chance_share": self.chance_share,
+                "chance_share_upper_95": self.chance_share_upper, "p_value": self.p_value(),
+                "p_value_at_upper_chance": self.p_value(self.chance_share_upper),
+                "flagged_share_warn_above": warn, "flagged_share_fail_above": fail, "verdict": self.verdict(),
+                "real_to_real": distance_summary(self.real_to_real),
+                "synthetic_to_real": distance_summary(self.synthetic_to_real)}
+
+
+def nearest_real(real: np.ndarray, synthetic: np.ndarray) -> NearestReal:
+    """Distances of (m, d) synthetic vectors to (n, d) real ones, and the real-to-real reference."""
+    real_to_real, _ = nearest_neighbours(real, real, leave_one_out=True)
+    synthetic_to_real, nearest = nearest_neighbours(synthetic, real)
+    return NearestReal(real_to_real, synthetic_to_real, nearest, copy_threshold(real_to_real))
+
+
+def closest_pairs(found: NearestReal, real_names: list[str], synthetic_names: list[str], count: int) -> list[dict]:
+    """The `count` synthetic images nearest to a real one, with that real image and the distance."""
+    order = np.argsort(found.synthetic_to_real, kind="stable")[:count]
+    return [{"synthetic": synthetic_names[i], "real": real_names[found.nearest[i]],
+             "distance": float(found.synthetic_to_real[i]), "flagged": bool(found.flagged[i]),
+             "synthetic_index": int(i), "real_index": int(found.nearest[i])} for i in order]
+
+
+def plot_closest_pairs(real: torch.Tensor, synthetic: torch.Tensor, pairs: list[dict], path: Path) -> None:
+    """Synthetic | nearest real, one row per pair."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 2 * len(pairs)))
+    axes = fig.subplots(len(pairs), 2, squeeze=False)
+    for row, pair in zip(axes, pairs):
+        for ax, image, title in ((row[0], synthetic[pair["synthetic_index"]], f"synthetic {pair['synthetic']}"),
+                                 (row[1], real[pair["real_index"]], f"real {pair['real']}")):
+            pixels = image.permute(1, 2, 0).numpy()
+            ax.imshow(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+        flag = "  FLAGGED" if pair["flagged"] else ""
+        row[0].text(1.05, 0.5, f"L2 {pair['distance']:.2f}{flag}", transform=row[0].transAxes, fontsize=7,
+                    ha="center", va="center", rotation=90)
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=100)
+
+
+def plot_distance_histograms(found: dict[str, NearestReal], path: Path) -> None:
+    """Real-to-real vs synthetic-to-real nearest-neighbour distances, one panel per space."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5 * len(found), 3.5))
+    for ax, (space, distances) in zip(fig.subplots(1, len(found), squeeze=False)[0], found.items()):
+        bins = np.histogram_bin_edges(np.concatenate([distances.real_to_real, distances.synthetic_to_real]), bins=30)
+        ax.hist(distances.real_to_real, bins=bins, alpha=0.6, density=True, label="real to nearest other real")
+        ax.hist(distances.synthetic_to_real, bins=bins, alpha=0.6, density=True, label="synthetic to nearest real")
+        ax.axvline(distances.threshold, color="k", linestyle="--", label=f"real {COPY_PERCENTILE:g}st percentile")
+        ax.set(xlabel=f"nearest-neighbour distance ({space})", ylabel="density")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=100)
+
+
+def memorisation_verdict(found: dict[str, NearestReal], exact_copies: int) -> tuple[str, str]:
+    """Worst verdict over the spaces, and any exact copy fails."""
+    verdicts = [distances.verdict() for distances in found.values()]
+    if exact_copies:
+        verdicts.append(FAIL)   # a pixel-identical copy of a patient image is never acceptable
+    listed = "; ".join(f"{space} {d.flagged.mean():.1%} (chance {d.chance_share:.1%}, p = {d.p_value():.2g})"
+                       for space, d in found.items())
+    return worst(verdicts), (f"synthetic images closer to a real image than the real {COPY_PERCENTILE:g}st "
+                             f"percentile: {listed}; exact pixel copies: {exact_copies}")
+
+
+def check_memorisation(real: torch.Tensor, synthetic: torch.Tensor, out_dir: str | Path | None = None, *,
+                       real_features: np.ndarray | None = None, synthetic_features: np.ndarray | None = None,
+                       real_names: list[str] | None = None, synthetic_names: list[str] | None = None) -> dict:
+    """Nearest-real-image analysis of uint8 (N, C, H, W) sets, in pixels and (when given) features."""
+    if len(real) < 2 or len(synthetic) < 1:
+        return {"verdict": WARN, "reason": "skipped: needs at least 2 real images and 1 synthetic image",
+                "thresholds": {}, "figures": []}
+    real_names = real_names or [f"real[{i}]" for i in range(len(real))]
+    synthetic_names = synthetic_names or [f"synthetic[{i}]" for i in range(len(synthetic))]
+    found = {"pixel": nearest_real(flatten(to_unit(real)), flatten(to_unit(synthetic)))}
+    if real_features is not None and synthetic_features is not None:
+        found["feature"] = nearest_real(real_features, synthetic_features)
+    exact_copies = count_exact_copies(real, synthetic)
+    verdict, reason = memorisation_verdict(found, exact_copies)
+    pairs = closest_pairs(found["pixel"], real_names, synthetic_names, min(CLOSEST_PAIRS_SHOWN, len(synthetic)))
+    figures = []
+    if out_dir is not None:
+        plot_closest_pairs(real, synthetic, pairs, Path(out_dir) / PAIRS_FIGURE)
+        plot_distance_histograms(found, Path(out_dir) / HISTOGRAM_FIGURE)
+        figures = [PAIRS_FIGURE, HISTOGRAM_FIGURE]
+    return {
+        **{space: distances.summary() for space, distances in found.items()},
+        "exact_copies": exact_copies,
+        "closest_pairs_pixel": [{k: v for k, v in p.items() if not k.endswith("_index")} for p in pairs],
+        "thresholds": {"copy_percentile_of_real_to_real": COPY_PERCENTILE,
+                       "flagged_share_warn_above": FLAGGED_WARN_ABOVE, "flagged_share_fail_above": FLAGGED_FAIL_ABOVE,
+                       "warn_times_chance": WARN_TIMES_CHANCE, "fail_times_chance": FAIL_TIMES_CHANCE,
+                       "warn_p_value_below": WARN_P_VALUE, "fail_p_value_below": FAIL_P_VALUE,
+                       "exact_copies_fail_above": 0},
+        "verdict": verdict,
+        "reason": reason,
+        "figures": figures,
+    }

@@ -1,0 +1,141 @@
+"""Feature spaces for FID/KID/precision-recall, all computed through torch-fidelity.
+
+* `inception-v3-compat`: torch-fidelity's own Inception, comparable with published FIDs; needs its
+  weights file (downloaded once by torch-fidelity, or a local file from `metrics.inception_weights`).
+* `domain`: `quality.features.domain_encoder` trained on the dataset's real training split, registered with
+  torch-fidelity as a custom `FeatureExtractorBase`, so the metrics work offline.
+* `auto`: Inception when its weights are on disk, the domain encoder otherwise.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from training.core.errors import ConfigError, UserError
+from quality.features.domain_encoder import load_domain_encoder
+
+INCEPTION = "inception-v3-compat"
+DOMAIN = "medgan-domain"          # the name under which the domain encoder is registered
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class FeatureSpace:
+    """A resolved feature extractor: its torch-fidelity name, weights file, and a cache tag."""
+
+    kind: str                 # "inception" or "domain"
+    extractor: str            # name in torch-fidelity's registry
+    weights_path: str | None
+    cache_tag: str            # changes whenever the features would change
+
+    @property
+    def supports_isc(self) -> bool:
+        return self.kind == "inception"   # IS needs ImageNet class logits
+
+
+class DomainFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity adapter for `DomainEncoder`: uint8 (B, C, H, W) in, 128-d embeddings out."""
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
+                 **kwargs):
+        super().__init__(name, features_list)
+        if not feature_extractor_weights_path:
+            raise UserError("the domain feature extractor needs its encoder weights file")
+        self.encoder = load_domain_encoder(feature_extractor_weights_path)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("embedding", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits"}.get(metric, "embedding")
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raw = self.encoder.raw_embedding(x)
+        features = {"embedding": (raw - self.encoder.feature_mean) / self.encoder.feature_std,
+                    "logits": self.encoder.classify(raw)}
+        return tuple(features[name] for name in self.features_list)
+
+
+def register_domain_extractor() -> None:
+    if DOMAIN not in FEATURE_EXTRACTORS_REGISTRY:
+        torch_fidelity.register_feature_extractor(DOMAIN, DomainFeatureExtractor)
+
+
+def local_inception_weights(configured: str | None) -> Path | None:
+    """The Inception weights file on disk: the configured one, or torch-fidelity's download cache."""
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise ConfigError(f"'metrics.inception_weights' file not found: {path}")
+        return path
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    return cached if cached.is_file() else None
+
+
+def download_inception_weights() -> Path:
+    """Let torch-fidelity download its Inception weights, with a timeout instead of a hang."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False)
+    except Exception as err:  # any network failure means the same thing to the user
+        raise UserError(f"Inception weights are not on this machine and could not be downloaded ({err.__class__.__name__}); "
+                        f"put {INCEPTION_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'} or set "
+                        "metrics.inception_weights=PATH, or use metrics.feature_extractor=domain") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+
+
+def inception_space(configured_weights: str | None, allow_download: bool) -> FeatureSpace | None:
+    path = local_inception_weights(configured_weights)
+    if path is None and allow_download:
+        path = download_inception_weights()
+    if path is None:
+        return None
+    return FeatureSpace("inception", INCEPTION, str(path), "inception")
+
+
+def domain_space(encoder_path: str | Path) -> FeatureSpace:
+    register_domain_extractor()
+    return FeatureSpace("domain", DOMAIN, str(encoder_path), "domain-" + Path(encoder_path).stem.split("_", 2)[-1])
+
+
+def resolve_feature_space(choice: str, *, data_root: str | Path, image_size: int, channels: int,
+                          inception_weights: str | None, encoder_epochs: int, cache_dir: str | Path,
+                          device: str = "cpu") -> FeatureSpace:
+    """Turn `metrics.feature_extractor` (auto | inception-v3-compat | domain) into a ready feature space.
+
+    `auto` never touches the network: Inception only when its weights are already on disk. An explicit
+    `inception-v3-compat` may download them (with a timeout) through torch-fidelity.
+    """
+    if choice in ("auto", INCEPTION):
+        space = inception_space(inception_weights, allow_download=choice == INCEPTION)
+        if space is not None:
+            return space
+    from training.data.folders import load_split
+    from quality.features.domain_encoder import get_domain_encoder
+
+    images, labels, class_names = load_split(data_root, "train", image_size, channels)
+    path = get_domain_encoder(images, labels, class_names, encoder_epochs, Path(cache_dir), device)
+    return domain_space(path)

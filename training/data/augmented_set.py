@@ -1,0 +1,281 @@
+"""Assembling an augmented dataset: every real image, plus chosen synthetic images in train only.
+
+    <out>/train/<class>/real_<name>.png        every real training image (hard link, else copy)
+    <out>/train/<class>/synthetic_<...>.png    the chosen synthetic images of that class
+    <out>/val/<class>/real_<name>.png          real only
+    <out>/test/<class>/real_<name>.png         real only
+    <out>/manifest.csv                         path, split, class, sha256, source (real|synthetic), origin
+    <out>/composition.json, composition.md     counts and imbalance ratio before and after
+
+The folder is built beside its target and moved into place only after `verify` has proved that no
+synthetic image (by pixel SHA-256, over every given synthetic manifest) is in val/test, that no
+content is shared between train and val/test, and that the counts are what was asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training.core import atomic
+from training.core.errors import DataError, UserError
+from training.data.processed import MANIFEST, SPLITS, read_manifest
+from training.synthesis.sampling import MANIFEST as SYNTHETIC_MANIFEST, REJECTED, read_manifest as read_synthetic_manifest
+
+MAX_SYNTHETIC_PER_REAL = 10     # the user guide's ceiling: beyond 10x the real minority, the GAN's biases dominate
+COMPOSITION = "composition.json"
+
+
+@dataclass(frozen=True)
+class SyntheticImage:
+    path: Path
+    class_name: str
+    sha256: str
+    index: int
+
+
+def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
+    """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order."""
+    folders = []
+    for folder in map(Path, dirs):
+        if not (folder / SYNTHETIC_MANIFEST).is_file():
+            raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
+        records = read_synthetic_manifest(folder)
+        kept = {i: r for i, r in records.items()                 # less filtered-out and reviewed-out images
+                if not r.get("filtered_out") and not (folder / REJECTED / r["file"]).is_file()}
+        images = [SyntheticImage(folder / r["file"], r["class"], r["sha256"], i) for i, r in sorted(kept.items())]
+        missing = [img.path.name for img in images if not img.path.is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} files listed in {folder / SYNTHETIC_MANIFEST} are missing (e.g. {missing[0]}); "
+                            "re-run generate_samples.py to finish the folder")
+        folders.append(images)
+    return folders
+
+
+def synthetic_counts(real_train: dict[str, int], available: dict[str, int], *, num_synthetic: int | None,
+                     target_ratio: float | None) -> dict[str, int]:
+    """How many synthetic images each class with synthetic images gets.
+
+    `num_synthetic` per class; or `target_ratio` R = majority : (class after augmentation), so the
+    class gets ceil(majority / R) - real; or, with neither, all that are available.
+    """
+    majority = max(real_train.values())
+    counts = {}
+    for class_name, have in available.items():
+        if num_synthetic is not None:
+            want = num_synthetic
+        elif target_ratio is not None:
+            want = max(0, math.ceil(majority / target_ratio) - real_train[class_name])
+        else:
+            want = have
+        if want > have:
+            raise UserError(f"{want} synthetic '{class_name}' images are needed but the synthetic folders hold {have}; "
+                            "generate more with generate_samples.py --num_samples")
+        counts[class_name] = want
+    return counts
+
+
+def check_cap(counts: dict[str, int], real_train: dict[str, int], force: bool) -> None:
+    for class_name, n in counts.items():
+        limit = MAX_SYNTHETIC_PER_REAL * real_train[class_name]
+        if n > limit and not force:
+            raise UserError(f"{n} synthetic '{class_name}' images is more than {MAX_SYNTHETIC_PER_REAL}x its "
+                            f"{real_train[class_name]} real ones: the classifier would mostly learn the generator's "
+                            "artefacts; use fewer, or --force if you mean it")
+
+
+def choose(folders: list[list[SyntheticImage]], counts: dict[str, int]) -> list[tuple[int, SyntheticImage]]:
+    """The first images of each class, taken from the folders in turn (a blend of every folder);
+    each with the position of its folder."""
+    chosen = []
+    for class_name, n in counts.items():
+        queues = [[img for img in folder if img.class_name == class_name] for folder in folders]
+        taken, position = 0, 0
+        while taken < n:
+            for k, queue in enumerate(queues):
+                if position < len(queue) and taken < n:
+                    chosen.append((k, queue[position]))
+                    taken += 1
+            position += 1
+    return chosen
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` as `dst` (copy where links are impossible); never writes onto an existing file,
+    which could be a link back into an input folder."""
+    if dst.exists():
+        raise DataError(f"two inputs map to the same file {dst.name}; nothing was written")
+    try:
+        os.link(src, dst)
+    except OSError:            # another filesystem, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def _synthetic_name(image: SyntheticImage, folder_position: int, several_folders: bool) -> str:
+    name = image.path.name
+    if not name.startswith("synthetic_"):
+        name = f"synthetic_{name}"
+    # Two folders both hold synthetic_<class>_000000.png: prefix the folder's position and name.
+    return f"synthetic_{folder_position}_{image.path.parent.name}_{name[len('synthetic_'):]}" if several_folders else name
+
+
+def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], overwrite: bool) -> None:
+    out = out_dir.resolve()
+    for protected in (baseline, *synthetic_dirs):
+        protected = protected.resolve()
+        if out == protected or protected in out.parents or out in protected.parents:
+            raise UserError(f"--out {out_dir} overlaps {protected}; inputs are never modified")
+    if out_dir.exists():
+        if not overwrite:
+            raise UserError(f"{out_dir} already exists: pass --overwrite to rebuild it")
+        if not (out_dir / COMPOSITION).is_file():
+            raise UserError(f"{out_dir} exists and was not made by build_augmented.py (no {COMPOSITION}); refusing to replace it")
+
+
+def _check_format(chosen: list[SyntheticImage], reference: Path) -> list[str]:
+    """Synthetic images must match the real ones in channel mode; a size difference is noted.
+
+    A GAN often runs below the data's resolution (64 px data, 32 px GAN). Mixing sizes is fine as
+    long as the classifier trains at the smaller size, which `train_classifier` enforces: upsampling
+    only the synthetic images would teach it that blurry means minority.
+    """
+    with Image.open(reference) as img:
+        want = (img.size, img.mode)
+    sizes = set()
+    for image in chosen:
+        with Image.open(image.path) as img:
+            got = (img.size, img.mode)
+        if got[1] != want[1]:
+            raise DataError(f"{image.path} is {got[1]} but the real images are {want[1]} "
+                            "(generate with the dataset's channel count)")
+        sizes.add(got[0])
+    return [f"synthetic images are {w}x{h} px, real ones {want[0][0]}x{want[0][1]}: train classifiers at "
+            f"data.image_size <= {min(w, want[0][0])}" for w, h in sorted(sizes) if (w, h) != want[0]]
+
+
+def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,
+                    num_synthetic: int | None = None, target_ratio: float | None = None, force: bool = False,
+                    overwrite: bool = False, real_fraction: float = 1.0, seed: int = 0) -> dict:
+    """Assemble, verify and move the augmented dataset into place; returns its composition.
+
+    `real_fraction` < 1 keeps only that share (a seeded subset) of the real training images of each
+    class that receives synthetic images: the mixing experiments, where synthetic images replace real
+    ones at a fixed total. The default keeps every real image.
+    """
+    baseline, out_dir, synthetic_dirs = Path(baseline), Path(out_dir), [Path(d) for d in synthetic_dirs]
+    check_out_dir(out_dir, baseline, synthetic_dirs, overwrite)
+    if len({d.resolve() for d in synthetic_dirs}) < len(synthetic_dirs):
+        raise UserError("the same synthetic folder is given twice")
+    if (baseline / COMPOSITION).is_file():
+        raise UserError(f"{baseline} is itself an augmented dataset (it has {COMPOSITION}); use the real-only "
+                        "dataset it was built from as --baseline")
+    rows = read_manifest(baseline)
+    real_train = Counter(r["class"] for r in rows if r["split"] == "train")
+    folders = read_synthetic(synthetic_dirs)
+    available = Counter(img.class_name for folder in folders for img in folder)
+    unknown = sorted(set(available) - set(real_train))
+    if unknown:
+        raise DataError(f"synthetic class '{unknown[0]}' is not a class of {baseline} (classes: {', '.join(sorted(real_train))})")
+    counts = synthetic_counts(dict(real_train), dict(available), num_synthetic=num_synthetic, target_ratio=target_ratio)
+    check_cap(counts, dict(real_train), force)
+    chosen = choose(folders, counts)
+    notes = _check_format([image for _, image in chosen], baseline / next(r["path"] for r in rows if r["split"] == "train"))
+    if not 0 < real_fraction <= 1:
+        raise UserError(f"real_fraction must be in (0, 1], got {real_fraction}")
+    rows = _keep_real(rows, set(counts), real_fraction, seed)
+
+    out_rows = []
+    with atomic.staged_directory(out_dir) as staging:
+        for r in rows:
+            rel = Path(r["split"]) / r["class"] / f"real_{Path(r['path']).name}"
+            (staging / rel.parent).mkdir(parents=True, exist_ok=True)
+            _link_or_copy(baseline / r["path"], staging / rel)
+            out_rows.append({"path": rel.as_posix(), "split": r["split"], "class": r["class"], "sha256": r["sha256"],
+                             "source": "real", "origin": str(baseline / r["path"])})
+        for position, image in chosen:
+            rel = Path("train") / image.class_name / _synthetic_name(image, position, len(folders) > 1)
+            _link_or_copy(image.path, staging / rel)
+            out_rows.append({"path": rel.as_posix(), "split": "train", "class": image.class_name, "sha256": image.sha256,
+                             "source": "synthetic", "origin": str(image.path)})
+        all_synthetic = {img.sha256 for folder in folders for img in folder}
+        verify(staging, out_rows, all_synthetic, expected_rows=len(rows) + len(chosen))
+        composition = {**describe(out_rows, baseline, synthetic_dirs), "notes": notes}
+        _write_manifest(out_rows, staging / MANIFEST)
+        (staging / COMPOSITION).write_text(json.dumps(composition, indent=2) + "\n")
+        (staging / "composition.md").write_text(composition_markdown(composition))
+    return composition
+
+
+def _keep_real(rows: list[dict], classes: set[str], fraction: float, seed: int) -> list[dict]:
+    """All val/test rows; of train, a seeded `fraction` of each class in `classes` and all others."""
+    if fraction == 1:
+        return rows
+    rng = np.random.default_rng(seed)
+    kept = [r for r in rows if r["split"] != "train" or r["class"] not in classes]
+    for class_name in sorted(classes):
+        mine = [r for r in rows if r["split"] == "train" and r["class"] == class_name]
+        keep = max(1, round(fraction * len(mine)))
+        kept += [mine[i] for i in sorted(rng.choice(len(mine), keep, replace=False))]
+    return kept
+
+
+def verify(root: Path, rows: list[dict], synthetic_hashes: set[str], expected_rows: int) -> None:
+    """Prove the assembled folder is sound before it is moved into place (raises DataError if not)."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    if files != sorted(r["path"] for r in rows) or len(rows) != expected_rows:
+        raise DataError(f"assembled dataset holds {len(files)} files, expected {expected_rows}")
+    held_out = [r for r in rows if r["split"] != "train"]
+    bad = [r["path"] for r in held_out if r["source"] != "real" or r["sha256"] in synthetic_hashes]
+    if bad:
+        raise DataError(f"synthetic image in a validation/test split: {bad[0]}")
+    train_hashes = {r["sha256"] for r in rows if r["split"] == "train"}
+    shared = [r["path"] for r in held_out if r["sha256"] in train_hashes]
+    if shared:
+        raise DataError(f"{len(shared)} val/test images have the same content as train images (e.g. {shared[0]})")
+
+
+def describe(rows: list[dict], baseline: Path, synthetic_dirs: list[Path]) -> dict:
+    """Counts per split, class and source, and the train imbalance ratio before and after."""
+    counts: dict = defaultdict(lambda: defaultdict(lambda: {"real": 0, "synthetic": 0}))
+    for r in rows:
+        counts[r["split"]][r["class"]][r["source"]] += 1
+    train = counts["train"]
+    real = {c: v["real"] for c, v in train.items()}
+    total = {c: v["real"] + v["synthetic"] for c, v in train.items()}
+    return {
+        "baseline": str(baseline), "synthetic_dirs": [str(d) for d in synthetic_dirs],
+        "counts": {s: {c: dict(v) for c, v in sorted(counts[s].items())} for s in SPLITS},
+        "train_ratio_before": max(real.values()) / min(real.values()),
+        "train_ratio_after": max(total.values()) / min(total.values()),
+    }
+
+
+def composition_markdown(composition: dict) -> str:
+    lines = ["# Augmented dataset composition\n", f"Baseline: `{composition['baseline']}`  ",
+             f"Synthetic: {', '.join(f'`{d}`' for d in composition['synthetic_dirs'])}\n",
+             "| split | class | real | synthetic | total |", "|---|---|---:|---:|---:|"]
+    for split in SPLITS:
+        for class_name, v in composition["counts"][split].items():
+            lines.append(f"| {split} | {class_name} | {v['real']:,} | {v['synthetic']:,} | {v['real'] + v['synthetic']:,} |")
+    lines.append(f"\nTrain imbalance (largest : smallest class): {composition['train_ratio_before']:.1f}:1 before, "
+                 f"{composition['train_ratio_after']:.1f}:1 after. Validation and test are real only.")
+    lines += [f"\nNote: {note}." for note in composition.get("notes", [])]
+    return "\n".join(lines) + "\n"
+
+
+def _write_manifest(rows: list[dict], path: Path) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["path", "split", "class", "sha256", "source", "origin"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue())

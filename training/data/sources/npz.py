@@ -1,0 +1,70 @@
+"""MedMNIST-style `.npz` files: `{train,val,test}_images` and `{train,val,test}_labels`.
+
+Images are uint8 (N, H, W) grey or (N, H, W, 3) RGB; labels are (N,) or (N, 1) integers.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from training.core.errors import DataError
+from training.data.processed import SPLITS, Record
+
+
+def parse_class_names(text: str | None) -> dict[int, str]:
+    """'0=malignant,1=benign' -> {0: 'malignant', 1: 'benign'}."""
+    if not text:
+        return {}
+    names = {}
+    for part in text.split(","):
+        label, sep, name = part.partition("=")
+        if not sep or not label.strip().lstrip("-").isdigit() or not name.strip():
+            raise DataError(f"--class-names: '{part}' must look like 0=malignant")
+        if "/" in name or name.strip() in (".", ".."):
+            raise DataError(f"--class-names: '{name}' cannot be a folder name")
+        names[int(label)] = name.strip()
+    if len(set(names.values())) != len(names):
+        raise DataError(f"--class-names: two labels share a name in '{text}'")
+    return names
+
+
+def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator[Record], int]:
+    """Records of every split in the file, and their total count."""
+    path = Path(path)
+    try:
+        data = np.load(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataError(f"cannot read {path} as .npz: {err}") from None
+    arrays = {}
+    for split in SPLITS:
+        for kind in ("images", "labels"):
+            key = f"{split}_{kind}"
+            if key not in data.files:
+                raise DataError(f"{path} has no '{key}' array (found: {', '.join(data.files)})")
+            arrays[key] = data[key]
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = arrays[f"{split}_labels"] = labels[:, 0]
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{path}: '{split}_labels' must have shape (N,) or (N, 1) with "
+                            f"N = {len(images)} images, got {tuple(arrays[f'{split}_labels'].shape)}")
+        if not (images.ndim == 3 or (images.ndim == 4 and images.shape[3] == 3)):
+            raise DataError(f"{path}: '{split}_images' must be (N, H, W) or (N, H, W, 3), "
+                            f"got {tuple(images.shape)}")
+        if images.dtype != np.uint8:
+            raise DataError(f"{path}: '{split}_images' must be uint8, got {images.dtype}")
+    unknown = sorted({int(v) for s in SPLITS for v in np.unique(arrays[f"{s}_labels"])} - set(class_names))
+    names = {**{label: f"class_{label}" for label in unknown}, **class_names}
+    total = sum(len(arrays[f"{s}_labels"]) for s in SPLITS)
+
+    def generate() -> Iterator[Record]:
+        for split in SPLITS:
+            for index, (pixels, label) in enumerate(zip(arrays[f"{split}_images"], arrays[f"{split}_labels"])):
+                yield Record(split, names[int(label)], f"{split}_{index:06d}", pixels,
+                             origin=f"{path.name}:{split}[{index}]")
+
+    return generate(), total

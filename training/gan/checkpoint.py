@@ -1,0 +1,95 @@
+"""The two checkpoint kinds, both written atomically.
+
+* Training state (`checkpoint_epoch_NNNN.pth`): G, D, EMA, optimisers, epoch, step counters, RNG
+  states, histories and the resolved config, everything `--resume` needs.
+* Generator (`final_generator.pth`, `best_generator.pth`): the EMA generator's weights plus the
+  model/data config and class name, so generation needs no YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.core import atomic
+from training.core.config import from_dict, to_dict
+from training.core.errors import DataError
+
+GENERATOR_FORMAT = "medgan-generator/1"
+_EPOCH_FILE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
+
+
+def checkpoint_path(ckpt_dir: str | Path, epoch: int) -> Path:
+    return Path(ckpt_dir) / f"checkpoint_epoch_{epoch:04d}.pth"
+
+
+def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
+    """Training-state checkpoints in `ckpt_dir`, oldest first."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _EPOCH_FILE.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
+    atomic.torch_save(state, path)
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file: say which
+        raise DataError(f"cannot read checkpoint {path}: {err}") from None
+
+
+def generated_class(config: Any) -> str | None:
+    """The class a generator makes: the minority class, `all` for one trained on every class, None
+    for a conditional one (which makes any class on demand)."""
+    if config.model.conditional:
+        return None
+    return config.data.minority_class if config.data.train_on == "minority" else "all"
+
+
+def save_generator(path: str | Path, generator: torch.nn.Module, config: Any, *, epoch: int,
+                   metrics: dict | None = None, class_names: list[str] | None = None) -> None:
+    """Save a lean, self-describing generator (weights on CPU + what is needed to rebuild it)."""
+    atomic.torch_save({
+        "format": GENERATOR_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in generator.state_dict().items()},
+        "model": to_dict(config.model),
+        "data": to_dict(config.data),
+        "class_name": generated_class(config),
+        "class_names": class_names or [config.data.minority_class],   # what it learned (a conditional G's labels)
+        "run_name": config.output.name,
+        "epoch": epoch,
+        "metrics": metrics or {},
+        "config": to_dict(config),
+    }, path)
+
+
+def read_record(path: Path, fmt: str, what: str, expected: str) -> dict:
+    """A self-describing checkpoint of format `fmt`, with one-line errors when it is missing or something else."""
+    if not path.is_file():
+        raise DataError(f"{what} not found: {path}")
+    record = load_training_state(path)
+    if not isinstance(record, dict) or record.get("format") != fmt:
+        raise DataError(f"{path} is not a {what.split()[0]} file (expected {expected})")
+    return record
+
+
+def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a generator saved by `save_generator`; returns (G in eval mode, its record)."""
+    from training.gan.config import DataConfig, ModelConfig
+    from training.gan.networks import build_generator
+
+    path = Path(path)
+    record = read_record(path, GENERATOR_FORMAT, "generator checkpoint", "final_generator.pth or best_generator.pth")
+    model = from_dict(ModelConfig, record["model"], source=str(path))
+    data = from_dict(DataConfig, record["data"], source=str(path))
+    generator = build_generator(model, data, len(record.get("class_names") or []))
+    generator.load_state_dict(record["state_dict"])
+    return generator.to(device).eval(), record

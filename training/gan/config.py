@@ -1,0 +1,119 @@
+"""The schema of a GAN training config (`experiments/dcgan_*.yaml`).
+
+Each section is a frozen dataclass; `training.core.config.load_config(GANConfig, path, overrides)`
+builds and validates it. Units are in the names: epochs, pixels, images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from training.core.config import field
+from training.core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: str = field("data/processed/demo", help="processed dataset with train/val/test/<class>/ folders")
+    minority_class: str = field("malignant", help="the class folder the GAN learns (and the headline FID's class)")
+    train_on: Literal["minority", "all_classes"] = field(
+        "minority", help="all_classes: every class of train/ (conditional GANs; pseudo-labelling route)")
+    image_size: Literal[32, 64, 128] = 64
+    channels: Literal[1, 3] = 3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: Literal["dcgan"] = "dcgan"
+    z_dim: int = field(128, min=1, max=4096)
+    g_channels: int = field(64, min=4, max=1024, help="G width at the output resolution; doubles per level")
+    d_channels: int = field(64, min=4, max=1024, help="D width at the input resolution; doubles per level")
+    spectral_norm: bool = True
+    d_norm: Literal["auto", "batch", "none"] = field("auto", help="auto: batch norm unless SN or Wasserstein")
+    upsample: Literal["resize_conv", "transposed"] = "resize_conv"
+    conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
+    info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
+    info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
+
+    def latent_spec(self, num_classes: int = 0):
+        """What G takes as input (training.gan.latents.LatentSpec); `num_classes` counts for conditional models."""
+        from training.gan.latents import LatentSpec
+
+        return LatentSpec(self.z_dim, num_classes if self.conditional else 0, self.info_categories, self.info_continuous)
+
+    def resolved_d_norm(self, loss_name: str) -> str:
+        if self.d_norm != "auto":
+            return self.d_norm
+        return "none" if self.spectral_norm or loss_name == "wasserstein" else "batch"
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: Literal["hinge", "wasserstein", "bce"] = "hinge"
+    gp_weight: float = field(0.0, min=0.0, help="gradient-penalty weight (WGAN-GP uses 10)")
+    info_weight: float = field(1.0, min=0.0, help="InfoGAN: weight of the mutual-information term")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(300, min=1, help="passes of D over the minority images")
+    batch_size: int = field(64, min=1)
+    lr_g: float = field(2e-4, min=0.0, max=1.0)
+    lr_d: float = field(2e-4, min=0.0, max=1.0)
+    betas: tuple[float, float] = field((0.0, 0.9), min=0.0, max=0.9999)
+    n_critic: int = field(1, min=1, max=100, help="D updates per G update")
+    seed: int = field(0, min=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = field(50, min=1, help="epochs between full-state checkpoints")
+    ema_decay: Optional[float] = field(0.999, min=0.0, max=1.0, help="EMA of G weights, or off")
+    ema_rampup_steps: int = field(100, min=0, help="EMA decay ramps up over this many G steps")
+    diffaugment: Optional[str] = field("color,translation,cutout", help="DiffAugment policy, or off")
+    sample_grid_size: int = field(8, min=1, max=32, help="grids are N x N images")
+    precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling")
+    channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
+    cudnn_benchmark: bool = field(False, help="CUDA: let cuDNN time kernels (faster, not bit-reproducible)")
+    tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
+
+    def validate(self) -> None:
+        from training.gan.diffaugment import check_policy
+
+        check_policy(self.diffaugment)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    every: int = field(10, min=0, help="epochs between FID/KID evaluations; 0 = only at the end")
+    num_samples: int = field(1000, min=2, help="generated images per evaluation")
+    feature_extractor: Literal["auto", "inception-v3-compat", "domain"] = "auto"
+    inception_weights: Optional[str] = field(None, help="local torch-fidelity Inception weights (.pth)")
+    domain_encoder_epochs: int = field(15, min=1, help="training epochs of the domain feature encoder")
+    batch_size: int = field(100, min=1)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    name: Optional[str] = field(None, help="run name; default: the config file's stem")
+    results_dir: str = "results"
+    synthetic_dir: str = field("data/synthetic", help="final_samples.png goes to <synthetic_dir>/<name>/")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        if self.loss.name == "wasserstein" and self.loss.gp_weight <= 0:
+            raise ConfigError("'loss.name' = wasserstein needs 'loss.gp_weight' > 0 "
+                              "(the critic is kept 1-Lipschitz by the gradient penalty)")
+        if self.model.conditional and self.data.train_on != "all_classes":
+            raise ConfigError("'model.conditional' = true needs 'data.train_on' = all_classes "
+                              "(a conditional GAN learns every class)")
+        if self.loss.name == "wasserstein" and self.model.d_norm == "batch":
+            raise ConfigError("'loss.name' = wasserstein conflicts with 'model.d_norm' = batch "
+                              "(batch norm breaks the per-sample gradient penalty)")

@@ -1,0 +1,53 @@
+"""PNG outputs people would rather look at than read: sample grids and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+from training.core import atomic  # noqa: E402
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
+    """Save float images in [-1, 1], (N, C, H, W), as one PNG grid."""
+    with atomic.atomic_path(path) as tmp:
+        save_image(images.detach().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2,
+                   format="png")
+
+
+def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    epochs = [h["epoch"] for h in history]
+    ax.plot(epochs, [h["d_loss"] for h in history], label="D loss")
+    ax.plot(epochs, [h["g_loss"] for h in history], label="G loss")
+    ax.set(xlabel="epoch", ylabel="loss (mean over epoch)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    atomic.save_figure(fig, path, dpi=100, bbox_inches="tight")
+
+
+def plot_fidelity(history: list[dict], path: str | Path, title: str) -> None:
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_fid, ax_kid) = plt.subplots(1, 2, figsize=(10, 4))
+    per_class = history[-1].get("per_class")        # a conditional GAN: the mean, and each class's FID
+    ax_fid.plot(epochs, [h["fid"] for h in history], marker="o", label="mean over classes" if per_class else None)
+    for name in per_class or []:
+        fids = [h.get("per_class", {}).get(name, {}).get("fid") for h in history]
+        ax_fid.plot(epochs, [float("nan") if f is None else f for f in fids], lw=1, alpha=0.7, label=name)
+    if per_class:
+        ax_fid.legend()
+    ax_fid.set(xlabel="epoch", ylabel=f"FID ({history[-1]['feature_extractor']} features)", title=title)
+    kid = [(e, h["kid_mean"], h["kid_std"]) for e, h in zip(epochs, history) if h["kid_mean"] is not None]
+    if kid:
+        e, m, s = zip(*kid)
+        ax_kid.errorbar(e, m, yerr=s, marker="o", capsize=3)
+    ax_kid.set(xlabel="epoch", ylabel="KID", title="KID (mean +- std over subsets)")
+    for ax in (ax_fid, ax_kid):
+        ax.grid(alpha=0.3)
+    atomic.save_figure(fig, path, dpi=100, bbox_inches="tight")
