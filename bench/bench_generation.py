@@ -32,12 +32,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
-from training.synthesis import sampling  # noqa: E402
-from training.gan.checkpoint import save_generator  # noqa: E402
 from training.core.config import load_config  # noqa: E402
+from training.core.runtime import resolve_device  # noqa: E402
+from training.gan.checkpoint import save_generator  # noqa: E402
 from training.gan.config import GANConfig  # noqa: E402
 from training.gan.networks import build_generator  # noqa: E402
-from training.core.runtime import resolve_device  # noqa: E402
+from training.synthesis import sampling  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -30,16 +30,16 @@ import torch  # noqa: E402
 
 from training.core import atomic  # noqa: E402
 from training.core.config import load_config  # noqa: E402
-from training.data.processed import MANIFEST, write_dataset  # noqa: E402
+from training.data.processed import SPLITS_MANIFEST, write_dataset  # noqa: E402
+from training.data.sources import open_source  # noqa: E402
 from training.sgan.config import SGANConfig  # noqa: E402
 from training.sgan.loop import train_sgan  # noqa: E402
-from training.data.sources import open_source  # noqa: E402
 
 
 def prepare_digits(out: Path) -> Path:
     """<out>/digits as `prepare_data.py --source digits` makes it (made once, then reused)."""
     root = out / "digits"
-    if not (root / MANIFEST).is_file():
+    if not (root / SPLITS_MANIFEST).is_file():
         records, total, _ = open_source("digits")
         write_dataset(records, root, total=total)
     return root

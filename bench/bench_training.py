@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from training.core.config import load_config  # noqa: E402
+from training.core.runtime import resolve_device  # noqa: E402
 from training.data.folders import load_class, to_float  # noqa: E402
 from training.gan.config import GANConfig  # noqa: E402
+from training.gan.loop import train_gan  # noqa: E402
 from training.gan.losses import LOSSES  # noqa: E402
 from training.gan.networks import build_discriminator, build_generator  # noqa: E402
-from training.core.runtime import resolve_device  # noqa: E402
-from training.gan.loop import train_gan  # noqa: E402
 
 
 def plain_loop(cfg: GANConfig, epochs: int) -> float:

@@ -17,42 +17,45 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python quality/run_qa.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python quality/run_qa.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from quality.assessment.qa import QAOptions, run_qa
+from quality.assessment.report import summary_lines
+from quality.features.image_sets import DEFAULT_MAX_IMAGES
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--real", required=True, help="folder of real minority-class training images")
     p.add_argument("--synthetic", required=True, help="folder of generated images (sub-folders are ignored)")
-    p.add_argument("--out", required=True, help="report folder, e.g. results/qa/<name>")
-    p.add_argument("--data-root", help="processed dataset for the domain encoder (default: inferred from --real)")
-    p.add_argument("--feature-extractor", choices=["auto", "inception-v3-compat", "domain"], default="auto",
+    p.add_argument(*OUTPUT_DIR_FLAGS, dest="output_dir", required=True, help="report folder, e.g. results/qa/<name>")
+    p.add_argument("--data_root", help="processed dataset for the domain encoder (default: inferred from --real)")
+    p.add_argument("--feature_extractor", choices=["auto", "inception-v3-compat", "domain"], default="auto",
                    help="auto: Inception when its weights are on disk, else the domain encoder")
-    p.add_argument("--inception-weights", help="local torch-fidelity Inception weights (.pth)")
-    p.add_argument("--encoder-epochs", type=int, help="domain encoder training epochs (default: as in training)")
-    p.add_argument("--image-size", type=int, help="compare at this size (default: the synthetic images', i.e. the generator's resolution)")
+    p.add_argument("--inception_weights", help="local torch-fidelity Inception weights (.pth)")
+    p.add_argument("--encoder_epochs", type=int, help="domain encoder training epochs (default: as in training)")
+    p.add_argument("--image_size", type=int,
+                   help="compare at this size (default: the synthetic images', i.e. the generator's resolution)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="default: the first real image's")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--max-images", type=int, default=None,
+    p.add_argument("--max_images", type=int, default=None,
                    help="at most this many images per set, a seeded random subset (default: 2000)")
-    p.add_argument("--cache-dir", default="results/cache", help="domain encoders and real features, shared with training")
+    p.add_argument("--cache_dir", default="results/cache", help="domain encoders and real features, shared with training")
     p.add_argument("--seed", type=int, default=0, help="subsets, the real split of the FID baseline, the contact sheet")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check fails")
     return p.parse_args(argv)
 
 
-def options_from(args: argparse.Namespace) -> "QAOptions":
+def options_from(args: argparse.Namespace) -> QAOptions:
     """QAOptions from the parsed command line, with range checks."""
-    from quality.features.image_sets import DEFAULT_MAX_IMAGES
-    from quality.assessment.qa import QAOptions
 
     if args.max_images is not None and args.max_images < 2:
-        raise UserError("--max-images must be at least 2")
+        raise UserError("--max_images must be at least 2")
     if args.encoder_epochs is not None and args.encoder_epochs < 1:
-        raise UserError("--encoder-epochs must be at least 1")
+        raise UserError("--encoder_epochs must be at least 1")
     extra = {"encoder_epochs": args.encoder_epochs} if args.encoder_epochs else {}
     return QAOptions(feature_extractor=args.feature_extractor, data_root=args.data_root, image_size=args.image_size,
                      channels=args.channels, device=args.device, max_images=args.max_images or DEFAULT_MAX_IMAGES,
@@ -62,12 +65,10 @@ def options_from(args: argparse.Namespace) -> "QAOptions":
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for role, folder in (("real", args.real), ("synthetic", args.synthetic)):
-        if not Path(folder).is_dir():   # before the slow imports: a typo should fail at once
+        if not Path(folder).is_dir():   # before any work: a typo should fail at once
             raise UserError(f"{role} folder not found: {folder}")
-    from quality.assessment.qa import run_qa
-    from quality.assessment.report import summary_lines
 
-    report = run_qa(args.real, args.synthetic, args.out, options_from(args))
+    report = run_qa(args.real, args.synthetic, args.output_dir, options_from(args))
     print("\n".join(summary_lines(report)))
     for warning in report["warnings"]:
         print(f"warning: {warning}")

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.synthesis import sampling
-from training.data.augmented_set import build_augmented, verify
+from tests.helpers import tiny_gan_raw
 from training.build_augmented import main as build_main
-from training.gan.checkpoint import save_generator
 from training.core.config import build
 from training.core.errors import DataError, UserError
+from training.data.augmented_set import build_augmented, verify
+from training.data.processed import read_splits_manifest
+from training.gan.checkpoint import save_generator
 from training.gan.config import GANConfig
 from training.gan.networks import build_generator
-from training.data.processed import read_manifest
-from tests.helpers import tiny_gan_raw
+from training.synthesis import sampling
 
 
 def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0,
@@ -53,7 +53,7 @@ def test_target_ratio_adds_synthetic_to_train_only_and_keeps_inputs(tiny_demo, s
         names = [p.name for p in (out / split).rglob("*.png")]
         assert names and all(n.startswith("real_") for n in names)
     assert len(list((out / "train" / "malignant").glob("synthetic_*.png"))) == 15
-    rows = read_manifest(out)
+    rows = read_splits_manifest(out)
     assert {r["source"] for r in rows if r["split"] != "train"} == {"real"}
     real_row = next(r for r in rows if r["source"] == "real")
     assert os.path.samefile(out / real_row["path"], real_row["origin"])        # hard link, not a copy
@@ -132,7 +132,7 @@ def test_refusals_write_nothing(tiny_demo, synthetic, tmp_path):
 
 
 def test_script_prints_the_composition(tiny_demo, synthetic, tmp_path, capsys):
-    assert build_main(["--baseline", str(tiny_demo), "--synthetic", str(synthetic), "--out", str(tmp_path / "a"),
+    assert build_main(["--baseline", str(tiny_demo), "--synthetic", str(synthetic), "--output_dir", str(tmp_path / "a"),
                        "--target_ratio", "1.5"]) == 0
     out = capsys.readouterr().out
     assert "| train | malignant | 15 | 5 | 20 |" in out and "2.0:1 before, 1.5:1 after" in out

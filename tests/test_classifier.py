@@ -8,9 +8,9 @@ import torch
 
 from training.classify.config import ClassifierConfig
 from training.classify.loop import augment, epoch_order, train_classifier
+from training.classify.metrics import METRICS
 from training.core.config import build
 from training.core.errors import ConfigError, DataError
-from training.classify.metrics import METRICS
 from training.train_classifier import main as classifier_main
 
 
@@ -88,6 +88,6 @@ def test_oversampling_balances_classes_and_augment_keeps_range():
 def test_config_errors_and_dry_run(capsys):
     with pytest.raises(ConfigError, match="unknown key 'train.epohcs'"):
         classifier_main(["--config", "experiments/classifier_baseline.yaml", "train.epohcs=2"])
-    assert classifier_main(["--config", "experiments/classifier_oversampled.yaml", "train.seeds=[4]", "--dry-run"]) == 0
+    assert classifier_main(["--config", "experiments/classifier_oversampled.yaml", "train.seeds=[4]", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "oversample: true" in out and "- 4" in out and "name: classifier_oversampled" in out

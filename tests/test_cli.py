@@ -14,7 +14,7 @@ def run(*args, cwd=ROOT):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "train.epohcs=2", "--dry-run"],
+    (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "train.epohcs=2", "--dry_run"],
      "unknown key 'train.epohcs'"),
     (["training/train_dcgan.py", "--config", "experiments/missing.yaml"], "config file not found"),
     (["training/train_dcgan.py", "--config", "experiments/dcgan_hinge.yaml", "data.root=/nonexistent/x",
@@ -30,15 +30,15 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 
 
 def test_dry_run_prints_resolved_config():
-    result = run("training/train_dcgan.py", "--config", "experiments/dcgan_bce.yaml", "train.epochs=3", "--dry-run")
+    result = run("training/train_dcgan.py", "--config", "experiments/dcgan_bce.yaml", "train.epochs=3", "--dry_run")
     assert result.returncode == 0
     assert "epochs: 3" in result.stdout and "name: dcgan_bce" in result.stdout
 
 
 def test_end_to_end_prepare_and_train(tmp_path):
     data = tmp_path / "processed"
-    result = run("training/prepare_data.py", "--source", "demo", "--out", str(data), "--image-size", "32",
-                 "--demo-num-train", "44", "--demo-imbalance", "3")
+    result = run("training/prepare_data.py", "--source", "demo", "--output_dir", str(data), "--image_size", "32",
+                 "--demo_num_train", "44", "--demo_imbalance", "3")
     assert result.returncode == 0, result.stderr
     result = run("training/train_dcgan.py", "--config", "experiments/demo_gan.yaml", f"data.root={data / 'demo'}",
                  "train.epochs=1", "train.batch_size=4", "model.g_channels=8", "model.d_channels=8",

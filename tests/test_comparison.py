@@ -9,11 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.compare import main as compare_main
-from training.analysis.comparison import (IMPROVEMENT, NO_DIFFERENCE, TABLE_METRICS, WORSE, check_comparable,
-                                 load_run, paired_bootstrap, resample_counts, resampled_metrics, verdict)
-from training.core.errors import DataError, run_cli
+from training.analysis.comparison import (
+    IMPROVEMENT,
+    NO_DIFFERENCE,
+    TABLE_METRICS,
+    WORSE,
+    check_comparable,
+    load_run,
+    paired_bootstrap,
+    resample_counts,
+    resampled_metrics,
+    verdict,
+)
 from training.classify.metrics import METRICS, binary_metrics
+from training.compare import main as compare_main
+from training.core.errors import DataError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +203,7 @@ def three_runs(root: Path) -> list[Path]:
 def test_end_to_end_three_runs(tmp_path, capsys):
     runs = three_runs(tmp_path / "runs")
     out = tmp_path / "comparison" / "demo"
-    assert compare_main([*map(str, runs), "--out", str(out), "--bootstrap", "300"]) == 0
+    assert compare_main([*map(str, runs), "--output_dir", str(out), "--bootstrap", "300"]) == 0
     stdout = capsys.readouterr().out
     assert "| Metric | Baseline | classifier_gan_aug | Improvement | 95 % CI of the difference | Verdict |" in stdout
     assert f"wrote {out}" in stdout
@@ -225,7 +235,7 @@ def test_end_to_end_three_runs(tmp_path, capsys):
 def test_baseline_option_and_labels_order_the_runs(tmp_path, capsys):
     base, weighted, gan = three_runs(tmp_path / "runs")
     out = tmp_path / "cmp"
-    argv = [str(gan), str(weighted), "--baseline", str(base), "--labels", "B", "G", "W", "--out", str(out),
+    argv = [str(gan), str(weighted), "--baseline", str(base), "--labels", "B", "G", "W", "--output_dir", str(out),
             "--bootstrap", "50", "--seed", "3"]
     assert compare_main(argv) == 0
     report = json.loads((out / "comparison.json").read_text())
@@ -233,7 +243,7 @@ def test_baseline_option_and_labels_order_the_runs(tmp_path, capsys):
     assert [r["run_dir"] for r in report["runs"]] == [str(base), str(gan), str(weighted)]
     assert report["bootstrap"]["seed"] == 3
     capsys.readouterr()
-    assert run_cli(compare_main, [str(gan), "--baseline", str(base), "--labels", "only_one", "--out", str(out)]) == 2
+    assert run_cli(compare_main, [str(gan), "--baseline", str(base), "--labels", "only_one", "--output_dir", str(out)]) == 2
     assert "--labels gives 1 names for 2 runs" in capsys.readouterr().err
 
 
@@ -244,7 +254,7 @@ def test_stale_summary_and_small_test_sets_are_flagged(tmp_path, capsys):
     summary = json.loads((b / "summary.json").read_text())
     summary["test"]["sensitivity"]["mean"] = 0.123
     (b / "summary.json").write_text(json.dumps(summary))
-    assert compare_main([str(a), str(b), "--out", str(tmp_path / "out"), "--bootstrap", "20"]) == 0
+    assert compare_main([str(a), str(b), "--output_dir", str(tmp_path / "out"), "--bootstrap", "20"]) == 0
     md = (tmp_path / "out" / "comparison.md").read_text()
     assert "b: summary.json says test sensitivity 0.1230, the predictions give 1.0000" in md
     assert "only 10 test images of one class" in md and "summary.json says" in capsys.readouterr().err
@@ -258,7 +268,7 @@ def test_missing_files_are_one_line_errors(tmp_path, capsys, remove, message):
     root = tmp_path / "runs"
     runs = three_runs(root)
     (root / remove).unlink()
-    assert run_cli(compare_main, [*map(str, runs), "--out", str(tmp_path / "out")]) == 2
+    assert run_cli(compare_main, [*map(str, runs), "--output_dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message.format(root=root) in err[0]
     assert not (tmp_path / "out").exists()
@@ -266,6 +276,6 @@ def test_missing_files_are_one_line_errors(tmp_path, capsys, remove, message):
 
 def test_script_reports_a_missing_run_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "training/compare.py", str(tmp_path / "nope"), str(tmp_path / "x"),
-                             "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                             "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: run folder not found: {tmp_path / 'nope'}"]

@@ -1,9 +1,9 @@
 import pytest
 
+from tests.helpers import write_yaml
 from training.core.config import load_config, to_yaml
 from training.core.errors import ConfigError
 from training.gan.config import GANConfig
-from tests.helpers import write_yaml
 
 
 def load(tmp_path, raw, overrides=()):

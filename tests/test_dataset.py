@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from training.data.folders import load_class, load_split, to_float, to_uint8
 from training.core.errors import DataError
+from training.data.folders import load_class, load_split, to_float, to_uint8
 
 
 def test_load_minority_class(tiny_demo):

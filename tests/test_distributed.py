@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.gan.checkpoint import load_training_state
+from tests.helpers import tiny_gan_raw, write_yaml
 from training.core.config import build
 from training.core.distributed import World
 from training.core.errors import ConfigError
+from training.gan.checkpoint import load_training_state
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
-from tests.helpers import tiny_gan_raw, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,10 @@ import json
 import pytest
 import torch
 
-from training.core.errors import DataError, UserError
-from training.export import export, main as export_main
 from tests.test_synthesis import make_generator
+from training.core.errors import DataError, UserError
+from training.deploy.export import export
+from training.export import main as export_main
 
 
 def test_generator_torchscript_matches_pytorch(tmp_path):
@@ -59,8 +60,8 @@ def test_foreign_files_are_refused(tmp_path):
 
 
 def test_conditional_generator_exports_with_a_one_hot_class(tmp_path):
-    from training.gan.checkpoint import load_generator, save_generator
     from training.core.config import build
+    from training.gan.checkpoint import load_generator, save_generator
     from training.gan.config import GANConfig
     from training.gan.networks import build_generator
 

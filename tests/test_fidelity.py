@@ -5,8 +5,8 @@ from quality.features import extractors as feature_extractors
 from quality.features.domain_encoder import get_domain_encoder, load_domain_encoder
 from quality.features.extractors import domain_space, resolve_feature_space
 from quality.features.frechet import fidelity_metrics
-from training.data.folders import load_split
 from training.core.errors import UserError
+from training.data.folders import load_split
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,8 @@
 import json
 import shutil
 
-from training.pipeline import main as pipeline_main
 from tests.helpers import write_yaml
+from training.pipeline import main as pipeline_main
 
 
 def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):

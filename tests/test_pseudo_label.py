@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from training.data.augmented_set import build_augmented
+from tests.test_augmented import synthetic_folder
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core.config import build
 from training.core.errors import UserError
-from training.pseudo_label import classify, main as pseudo_main, source_images
-from tests.test_augmented import synthetic_folder
+from training.data.augmented_set import build_augmented
+from training.synthesis.pseudo_label import classify, source_images
+from training.pseudo_label import main as pseudo_main
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_confident_images_are_sorted_by_class_and_usable_for_augmentation(tiny_d
     probabilities, _, _ = classify(source_images(synthetic), classifier)
     threshold = float(np.median(probabilities.max(1)))
     out = tmp_path / "labelled"
-    assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--out_dir", str(out),
+    assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--output_dir", str(out),
                         "--conf_thresh", str(threshold)]) == 0
     report = json.loads((out / "pseudo_label_report.json").read_text())
     assert report["images"] == 30 and 15 <= report["accepted"] < 30
@@ -47,19 +48,19 @@ def test_confident_images_are_sorted_by_class_and_usable_for_augmentation(tiny_d
 def test_low_acceptance_suggests_a_lower_threshold_and_refusals(tiny_demo, classifier, tmp_path, capsys):
     synthetic = synthetic_folder(tmp_path / "gan", 5)
     assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier),
-                        "--out_dir", str(tmp_path / "out"), "--conf_thresh", "1.0"]) == 0
+                        "--output_dir", str(tmp_path / "out"), "--conf_thresh", "1.0"]) == 0
     assert "try a lower --conf_thresh" in capsys.readouterr().out
     with pytest.raises(UserError, match="not empty"):
-        pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--out_dir", str(tmp_path / "out")])
+        pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--output_dir", str(tmp_path / "out")])
     with pytest.raises(UserError, match="split of"):
         pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier),
-                     "--out_dir", str(tiny_demo / "val" / "new")])
+                     "--output_dir", str(tiny_demo / "val" / "new")])
 
 
 def test_classifier_trains_on_a_pseudo_labelled_folder_via_synthetic_dir(tiny_demo, classifier, tmp_path):
     synthetic = synthetic_folder(tmp_path / "gan", 12)
     out = tmp_path / "labelled"
-    assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--out_dir", str(out),
+    assert pseudo_main(["--synth_dir", str(synthetic), "--model_path", str(classifier), "--output_dir", str(out),
                         "--conf_thresh", "0"]) == 0
     raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
                     "test_dir": str(tiny_demo / "test"), "image_size": 16, "synthetic_dir": str(out)},

@@ -10,11 +10,11 @@ from PIL import Image
 from quality.checks.artefacts import check_artefacts
 from quality.checks.diversity import check_diversity, pca_components
 from quality.checks.fidelity import check_fidelity, split_halves
-from quality.features.image_sets import load_pair
 from quality.checks.memorisation import check_memorisation
-from quality.features.neighbours import close_pairs, nearest_neighbours
 from quality.checks.pixel_statistics import check_statistics
 from quality.checks.verdicts import FAIL, PASS, WARN, grade_above, grade_below, worst
+from quality.features.image_sets import load_pair
+from quality.features.neighbours import close_pairs, nearest_neighbours
 from training.core.errors import DataError
 
 SIZE = 32

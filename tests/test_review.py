@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from quality.review import REVIEW_FILE, main, review_images
+from quality.assessment.review import REVIEW_FILE, review_images
+from quality.review import main
 from training.core.errors import run_cli
 
 
@@ -109,14 +110,14 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     assert err == [f"error: folder not found: {tmp_path / 'missing'}"]
     make_folder(tmp_path / "syn", count=1)
     (tmp_path / "syn" / REVIEW_FILE).write_text("{not json")
-    assert run_cli(main, [str(tmp_path / "syn"), "--no-show"]) == 2
+    assert run_cli(main, [str(tmp_path / "syn"), "--no_show"]) == 2
     assert "is not a review file" in capsys.readouterr().err
 
 
 def test_command_line_review_reads_stdin(tmp_path, monkeypatch, capsys):
     paths = make_folder(tmp_path / "syn", count=2)
     monkeypatch.setattr("builtins.input", scripted("n", "y"))
-    assert run_cli(main, [str(tmp_path / "syn"), "--no-show"]) == 0
+    assert run_cli(main, [str(tmp_path / "syn"), "--no_show"]) == 0
     assert "accepted 1, rejected 1" in capsys.readouterr().out
     assert (tmp_path / "syn" / "rejected" / paths[0].name).is_file()
 

@@ -51,8 +51,8 @@ def cache(tmp_path_factory) -> Path:
 
 
 def qa_args(real: Path, synthetic: Path, out: Path, cache: Path, *extra: str) -> list[str]:
-    return ["--real", str(real), "--synthetic", str(synthetic), "--out", str(out), "--cache-dir", str(cache),
-            "--feature-extractor", "domain", "--encoder-epochs", "1", "--device", "cpu", *extra]
+    return ["--real", str(real), "--synthetic", str(synthetic), "--output_dir", str(out), "--cache_dir", str(cache),
+            "--feature_extractor", "domain", "--encoder_epochs", "1", "--device", "cpu", *extra]
 
 
 def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, independent_draw, cache, tmp_path):
@@ -112,7 +112,7 @@ def one_line_error(argv: list[str], capsys) -> str:
 
 def test_missing_folder_is_one_line_and_exit_2_from_the_command_line(tmp_path):
     result = subprocess.run([sys.executable, "quality/run_qa.py", "--real", str(tmp_path / "nope"),
-                             "--synthetic", str(tmp_path), "--out", str(tmp_path / "out")],
+                             "--synthetic", str(tmp_path), "--output_dir", str(tmp_path / "out")],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: real folder not found: {tmp_path / 'nope'}"
@@ -122,7 +122,7 @@ def test_domain_features_without_a_dataset_ask_for_data_root(independent_draw, t
     real = tmp_path / "loose"
     shutil.copytree(independent_draw, real)
     line = one_line_error(qa_args(real, independent_draw, tmp_path / "out", tmp_path / "cache"), capsys)
-    assert "--data-root" in line
+    assert "--data_root" in line
 
 
 def test_grey_against_colour_names_both_folders(tiny_demo, tmp_path, capsys):

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from training.classify.loop import load_classifier
 from training.analysis.comparison import check_comparable, load_run
+from training.classify.checkpoint import load_classifier
 from training.core.config import build
-from training.data.folders import to_float
 from training.core.errors import ConfigError, DataError, run_cli
+from training.data.folders import to_float
 from training.data.images import read_image
 from training.data.processed import write_dataset
+from training.data.sources.digits import digits_records
 from training.sgan.config import SGANConfig
 from training.sgan.loop import choose_labelled, cycle_batches, frozen_batchnorm_statistics, train_sgan
 from training.sgan.losses import feature_matching_loss, real_logit, supervised_loss, unsupervised_loss
-from training.data.sources.digits import digits_records
 from training.train_sgan import main as sgan_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_sgan_and_baseline_share_the_subset_and_write_comparable_classifier_runs
 
     # compare.py's loader and pseudo_label.py's classifier take them as they are.
     assert len(check_comparable([load_run(base), load_run(sgan)])) == 2
-    from training.pseudo_label import classify
+    from training.synthesis.pseudo_label import classify
 
     classified, names, _ = classify([Path(r["path"]) for r in rows[:4]], sgan / "seed_0" / "best_model.pth")
     assert names == list(CLASSES) and np.allclose(classified, probs[:4].numpy(), atol=1e-5)
@@ -204,18 +204,18 @@ def test_too_many_labels_and_a_missing_dataset_are_one_line_errors_and_write_not
     config = tmp_path / "sgan.yaml"
     config.write_text(json.dumps(raw_config(tiny_digits, results)))       # JSON is YAML
     assert run_cli(sgan_main, ["--config", str(config), "data.labeled_per_class=40"]) == 2
-    assert run_cli(sgan_main, ["--config", str(config), "train.diffaugment=blur", "--dry-run"]) == 2
+    assert run_cli(sgan_main, ["--config", str(config), "train.diffaugment=blur", "--dry_run"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and "labeled_per_class' = 40 but class '0' has only 16" in errors[0]
     assert "unknown op 'blur'" in errors[1]
-    assert run_cli(sgan_main, ["--config", str(config), "--baseline", "--dry-run"]) == 0
+    assert run_cli(sgan_main, ["--config", str(config), "--baseline", "--dry_run"]) == 0
     assert "method: baseline" in capsys.readouterr().out and not results.exists()
 
 
 @pytest.mark.parametrize("args, message", [
     (["experiments/sgan_digits.yaml", "data.root=/nonexistent/digits", "output.results_dir=/nonexistent/r"],
      "dataset folder not found: /nonexistent/digits"),
-    (["experiments/sgan_digits.yaml", "data.labeled_per_clas=5", "--dry-run"],
+    (["experiments/sgan_digits.yaml", "data.labeled_per_clas=5", "--dry_run"],
      "unknown key 'data.labeled_per_clas' (did you mean 'data.labeled_per_class'?)"),
 ])
 def test_the_script_reports_bad_input_in_one_line(args, message):
@@ -240,7 +240,7 @@ def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digit
     import os
     import sys
 
-    from training.gan.checkpoint import load_training_state
+    from training.core.checkpoint_io import load_checkpoint
     from training.sgan.loop import train_sgan
 
     repo = Path(__file__).resolve().parents[1]
@@ -264,7 +264,7 @@ def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digit
     base = torchrun(raw, "base")
     assert base.returncode == 0, base.stderr[-3000:]
     train_sgan(build(SGANConfig, raw, "one"))
-    two, one = (load_training_state(tmp_path / "base" / "classifiers" / "tiny_baseline" / run / "seed_0" / "best_model.pth")
+    two, one = (load_checkpoint(tmp_path / "base" / "classifiers" / "tiny_baseline" / run / "seed_0" / "best_model.pth")
                 for run in ("run_000", "run_001"))
     for key, value in one["state_dict"].items():
         assert torch.allclose(value.float(), two["state_dict"][key].float(), rtol=1e-5, atol=5e-5), key

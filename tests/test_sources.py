@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.core.errors import DataError
-from training.prepare_data import main as prepare_main
-from training.data.processed import read_manifest
-from training.data.sources.demo import render_lesion
 from tests.helpers import random_images
+from training.core.errors import DataError
+from training.data.processed import read_splits_manifest
+from training.data.sources.demo import render_lesion
+from training.prepare_data import main as prepare_main
 
 
 def prepare(tmp_path, *args):
-    return prepare_main(["--out", str(tmp_path / "processed"), *args])
+    return prepare_main(["--output_dir", str(tmp_path / "processed"), *args])
 
 
 def tree_bytes(root):
@@ -19,10 +19,10 @@ def tree_bytes(root):
 
 def test_demo_same_seed_same_bytes_and_layout(tmp_path):
     for name in ("a", "b"):
-        prepare(tmp_path, "--source", "demo", "--name", name, "--image-size", "32", "--demo-num-train", "33")
+        prepare(tmp_path, "--source", "demo", "--name", name, "--image_size", "32", "--demo_num_train", "33")
     a, b = tree_bytes(tmp_path / "processed" / "a"), tree_bytes(tmp_path / "processed" / "b")
     assert a == b
-    rows = read_manifest(tmp_path / "processed" / "a")
+    rows = read_splits_manifest(tmp_path / "processed" / "a")
     counts = {(r["split"], r["class"]) for r in rows}
     assert counts == {(s, c) for s in ("train", "val", "test") for c in ("benign", "malignant")}
     train = [r for r in rows if r["split"] == "train"]
@@ -52,7 +52,7 @@ def test_npz_source_with_class_names_and_n1_labels(tmp_path):
         arrays[f"{split}_images"] = random_images(rng, n, size=28, channels=1)
         arrays[f"{split}_labels"] = (np.arange(n) % 3 == 0).astype(np.int64).reshape(n, 1)
     np.savez(tmp_path / "mini.npz", **arrays)
-    prepare(tmp_path, "--source", str(tmp_path / "mini.npz"), "--class-names", "1=malignant,0=benign")
+    prepare(tmp_path, "--source", str(tmp_path / "mini.npz"), "--class_names", "1=malignant,0=benign")
     out = tmp_path / "processed" / "mini"
     assert len(list((out / "train" / "malignant").glob("*.png"))) == 4
     assert len(list((out / "train" / "benign").glob("*.png"))) == 8
@@ -84,11 +84,11 @@ def test_leakage_is_refused_naming_files_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "processed" / "leaky").exists()
     assert not any(p.name.startswith(".leaky") for p in (tmp_path / "processed").iterdir())
 
-    prepare(tmp_path, "--source", str(tmp_path / "leaky.npz"), "--drop-leaked")
+    prepare(tmp_path, "--source", str(tmp_path / "leaky.npz"), "--drop_leaked")
     out = tmp_path / "processed" / "leaky"
     assert not (out / "val" / "class_0" / "val_000000.png").exists()
     assert "val/class_0/val_000000.png" in (out / "leakage_dropped.csv").read_text()
-    assert len(read_manifest(out)) == 6
+    assert len(read_splits_manifest(out)) == 6
 
 
 def make_folder(root, classes, rng, n=10, grey=False, size=20):
@@ -103,7 +103,7 @@ def test_imagefolder_without_splits_is_stratified_and_source_untouched(tmp_path)
     src = tmp_path / "src"
     make_folder(src, ["benign", "malignant"], np.random.default_rng(3), n=10, grey=True)
     before = tree_bytes(src)
-    prepare(tmp_path, "--source", str(src), "--val-fraction", "0.2", "--test-fraction", "0.2", "--image-size", "16")
+    prepare(tmp_path, "--source", str(src), "--val_fraction", "0.2", "--test_fraction", "0.2", "--image_size", "16")
     out = tmp_path / "processed" / "src"
     for c in ("benign", "malignant"):
         assert [len(list((out / s / c).glob("*.png"))) for s in ("train", "val", "test")] == [6, 2, 2]
@@ -118,7 +118,7 @@ def test_imagefolder_duplicates_stay_in_one_split(tmp_path):
         (src / "a" / f"copy_{i}.png").write_bytes((src / "a" / f"img_{i}.png").read_bytes() if i % 2 == 0
                                                   else (src / "a" / f"img_{i}.jpg").read_bytes())
     prepare(tmp_path, "--source", str(src))  # would raise on leakage
-    rows = read_manifest(tmp_path / "processed" / "dups")
+    rows = read_splits_manifest(tmp_path / "processed" / "dups")
     splits_by_hash = {}
     for r in rows:
         splits_by_hash.setdefault(r["sha256"], set()).add(r["split"])
@@ -131,7 +131,7 @@ def test_imagefolder_with_split_folders_and_errors(tmp_path):
     for s in ("train", "val", "test"):
         make_folder(src / s, ["x", "y"], rng, n=3)
     prepare(tmp_path, "--source", str(src))
-    assert len(read_manifest(tmp_path / "processed" / "split")) == 18
+    assert len(read_splits_manifest(tmp_path / "processed" / "split")) == 18
     manifest = (tmp_path / "processed" / "split" / "manifest.csv").stat().st_mtime_ns
     assert prepare(tmp_path, "--source", str(src)) == 0           # already prepared: kept
     assert (tmp_path / "processed" / "split" / "manifest.csv").stat().st_mtime_ns == manifest
@@ -155,15 +155,15 @@ def test_overwrite_refuses_a_folder_it_did_not_make(tmp_path):
     target.mkdir(parents=True)
     (target / "my_scan.png").write_bytes(b"precious")
     with pytest.raises(DataError, match="not made by prepare_data"):
-        prepare(tmp_path, "--source", "demo", "--demo-num-train", "11", "--image-size", "32", "--overwrite")
+        prepare(tmp_path, "--source", "demo", "--demo_num_train", "11", "--image_size", "32", "--overwrite")
     assert (target / "my_scan.png").read_bytes() == b"precious"
 
 
 def test_digits_source_is_the_real_sklearn_digits_split_per_class_with_a_seed(tmp_path):
     from sklearn.datasets import load_digits
 
-    prepare(tmp_path, "--source", "digits", "--image-size", "16")
-    rows = read_manifest(tmp_path / "processed" / "digits")
+    prepare(tmp_path, "--source", "digits", "--image_size", "16")
+    rows = read_splits_manifest(tmp_path / "processed" / "digits")
     assert len(rows) == 1797 and {r["class"] for r in rows} == {str(d) for d in range(10)}
     per_split = {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")}
     assert per_split["val"] == pytest.approx(180, abs=10) and per_split["test"] == pytest.approx(360, abs=10)
@@ -172,10 +172,10 @@ def test_digits_source_is_the_real_sklearn_digits_split_per_class_with_a_seed(tm
     digits = load_digits()
     index = int(rows[0]["path"].rsplit("_", 1)[1].removesuffix(".png"))           # digit_NNNN.png
     assert rows[0]["class"] == str(digits.target[index])
-    prepare(tmp_path, "--source", "digits", "--image-size", "16", "--name", "again")
-    assert [r["path"] for r in read_manifest(tmp_path / "processed" / "again")] == [r["path"] for r in rows]
+    prepare(tmp_path, "--source", "digits", "--image_size", "16", "--name", "again")
+    assert [r["path"] for r in read_splits_manifest(tmp_path / "processed" / "again")] == [r["path"] for r in rows]
     with pytest.raises(DataError, match="does not apply to 'digits'"):
-        prepare(tmp_path, "--source", "digits", "--class-names", "0=zero", "--name", "named")
+        prepare(tmp_path, "--source", "digits", "--class_names", "0=zero", "--name", "named")
 
 
 def write_idx(path, array, gz):
@@ -200,7 +200,7 @@ def test_mnist_idx_folder_gz_or_not_carves_val_from_train_and_names_classes(tmp_
     write_idx(src / "train-labels-idx1-ubyte.gz", arrays["y_train"], gz=True)
     write_idx(src / "t10k-images-idx3-ubyte", arrays["x_test"], gz=False)
     write_idx(src / "t10k-labels-idx1-ubyte", arrays["y_test"], gz=False)
-    prepare(tmp_path, "--source", str(src), "--val-fraction", "0.2", "--class-names", "0=tshirt,1=trouser")
+    prepare(tmp_path, "--source", str(src), "--val_fraction", "0.2", "--class_names", "0=tshirt,1=trouser")
     out = tmp_path / "processed" / "fashion"
     counts = {(s, c): len(list((out / s / c).glob("*.png"))) for s in ("train", "val", "test")
               for c in ("tshirt", "trouser", "2", "3")}
@@ -221,8 +221,8 @@ def test_mnist_idx_folder_gz_or_not_carves_val_from_train_and_names_classes(tmp_
 def test_keras_style_mnist_npz_and_the_medmnist_reader_unchanged(tmp_path):
     arrays = mnist_arrays(np.random.default_rng(8))
     np.savez(tmp_path / "mnist.npz", **arrays)
-    prepare(tmp_path, "--source", str(tmp_path / "mnist.npz"), "--val-fraction", "0.1")
-    rows = read_manifest(tmp_path / "processed" / "mnist")
+    prepare(tmp_path, "--source", str(tmp_path / "mnist.npz"), "--val_fraction", "0.1")
+    rows = read_splits_manifest(tmp_path / "processed" / "mnist")
     assert {r["class"] for r in rows} == {"0", "1", "2", "3"}
     assert sum(r["split"] == "val" for r in rows) == 4 and sum(r["split"] == "test" for r in rows) == 10
     del arrays["y_test"]

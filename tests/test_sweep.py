@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from training.core.errors import ConfigError
-from training.sweep import main as sweep_main, scaled_counts
 from tests.helpers import write_yaml
 from tests.test_augmented import synthetic_folder
+from training.analysis.sweep import scaled_counts
+from training.core.errors import ConfigError
+from training.sweep import main as sweep_main
 
 
 def test_counts_scale_down_together_and_say_why():

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from training.synthesis import sampling
-from training.gan.checkpoint import save_generator
+from tests.helpers import tiny_gan_raw
 from training.core.config import build
 from training.core.errors import UserError, run_cli
-from training.gan.config import GANConfig
-from training.generate_samples import main as generate_main
 from training.data.images import pixel_sha256, read_image
+from training.gan.checkpoint import save_generator
+from training.gan.config import GANConfig
 from training.gan.networks import build_generator
-from tests.helpers import tiny_gan_raw
+from training.generate_samples import main as generate_main
+from training.data import synthetic_folder as folder_layout
+from training.synthesis import sampling
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
@@ -56,7 +57,7 @@ def files(folder: Path) -> dict[str, bytes]:
 
 
 def manifest(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / sampling.MANIFEST).read_text().splitlines()]
+    return [json.loads(line) for line in (folder / folder_layout.SYNTHETIC_MANIFEST).read_text().splitlines()]
 
 
 def test_same_seed_gives_identical_files_whatever_the_batch_size(generators, tmp_path):
@@ -79,7 +80,7 @@ def test_rerun_finishes_missing_indices_without_rewriting_others(generators, tmp
     reference = files(out)
     (out / "synthetic_malignant_000003.png").unlink()                          # lost file
     kept = manifest(out)
-    (out / sampling.MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
+    (out / folder_layout.SYNTHETIC_MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("synthetic_*.png")}
     summary = generate(generators[:1], out, 12)
     assert summary["written"] == 3 and summary["kept"] == 9             # 3 (missing) + 10, 11 (new)
@@ -157,14 +158,14 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path):
     result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview", "--yes")
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("synthetic_*.png"))) == 20 and len(manifest(out)) == 20
-    info = json.loads((out / sampling.INFO).read_text())
+    info = json.loads((out / folder_layout.GENERATION_INFO).read_text())
     assert info["seed"] == 0 and info["generators"][0]["sha256"] == sampling.file_sha256(generators[0])
 
 
 @pytest.mark.parametrize("args, message", [
     (["--checkpoint", "/nonexistent/g.pth", "--num_samples", "3"], "generator checkpoint not found"),
     (["--num_samples", "3"], "give --checkpoint"),
-    (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be at least 1"),
+    (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be between 1 and"),
     (["--checkpoint", "g.pth", "--num_samples", "3", "--shard", "2/2"], "--shard must be K/N with 0 <= K < N"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path):
@@ -176,8 +177,8 @@ def test_bad_input_is_one_line(args, message, tmp_path):
 def test_images_a_reviewer_rejected_are_not_made_again(generators, tmp_path):
     out = tmp_path / "out"
     generate(generators[:1], out, 5)
-    (out / sampling.REJECTED).mkdir()
-    (out / "synthetic_malignant_000002.png").rename(out / sampling.REJECTED / "synthetic_malignant_000002.png")
+    (out / folder_layout.REJECTED).mkdir()
+    (out / "synthetic_malignant_000002.png").rename(out / folder_layout.REJECTED / "synthetic_malignant_000002.png")
     assert generate(generators[:1], out, 5)["written"] == 0
     assert not (out / "synthetic_malignant_000002.png").exists()
 
@@ -236,14 +237,14 @@ def test_shard_jobs_then_a_merge_give_the_files_and_manifest_of_one_process(gene
     out = tmp_path / "sharded"
     assert generate_main(blend_args(generators, out, "--shard", "1/2")) == 0
     assert sorted(files(out)) == [f"synthetic_malignant_{i:06d}.png" for i in range(BLEND // 2, BLEND)]
-    assert shard_files(out) == ["manifest.shard1of2.jsonl"] and not (out / sampling.MANIFEST).exists()
-    assert not (out / sampling.INFO).exists()                      # the merging run records the job
+    assert shard_files(out) == ["manifest.shard1of2.jsonl"] and not (out / folder_layout.SYNTHETIC_MANIFEST).exists()
+    assert not (out / folder_layout.GENERATION_INFO).exists()                      # the merging run records the job
     assert generate_main(blend_args(generators, out, "--shard", "0/2")) == 0
-    assert sorted(sampling.read_manifest(out)) == list(range(BLEND))   # readers see the shards before a merge
+    assert sorted(folder_layout.read_synthetic_manifest(out)) == list(range(BLEND))   # readers see the shards before a merge
     assert generate_main(blend_args(generators, out)) == 0              # the merge: nothing left to make
     assert files(out) == files(one_process)
     assert without_times(out) == without_times(one_process) and shard_files(out) == []
-    assert json.loads((out / sampling.INFO).read_text())["summary"]["kept"] == BLEND
+    assert json.loads((out / folder_layout.GENERATION_INFO).read_text())["summary"]["kept"] == BLEND
 
 
 def test_a_plain_run_finishes_a_split_job_with_a_missing_shard_and_filter(generators, tmp_path):
@@ -289,10 +290,10 @@ def test_torchrun_processes_write_the_files_of_one_process(generators, one_proce
                             cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr
     assert files(out) == files(one_process) and without_times(out) == without_times(one_process)
-    assert shard_files(out) == [] and (out / sampling.PREVIEW).is_file()
+    assert shard_files(out) == [] and (out / folder_layout.PREVIEW).is_file()
     reports = [line for line in result.stdout.splitlines() if line.startswith("wrote")]     # rank 0's, once
     assert len(reports) == 1 and reports[0].startswith(f"wrote {BLEND} images (0 already there)")
-    assert json.loads((out / sampling.INFO).read_text())["processes"] == 2
+    assert json.loads((out / folder_layout.GENERATION_INFO).read_text())["processes"] == 2
 
 
 @pytest.mark.parametrize("extra, world_size, message", [
@@ -321,7 +322,7 @@ def test_conditional_generator_makes_the_class_asked_for(tmp_path):
     for name in ("benign", "malignant"):
         assert generate_main(["--checkpoint", str(ckpt), "--class", name, "--num_samples", "3", "--workers", "1",
                               "--output_dir", str(tmp_path / name)]) == 0
-        records = [json.loads(line) for line in (tmp_path / name / sampling.MANIFEST).read_text().splitlines()]
+        records = [json.loads(line) for line in (tmp_path / name / folder_layout.SYNTHETIC_MANIFEST).read_text().splitlines()]
         assert [r["file"] for r in records] == [f"synthetic_{name}_{i:06d}.png" for i in range(3)]
         assert {r["class"] for r in records} == {name}
     benign, malignant = (read_image(tmp_path / c / f"synthetic_{c}_000000.png") for c in ("benign", "malignant"))

@@ -3,12 +3,12 @@ import json
 import pytest
 import torch
 
-from training.gan.checkpoint import list_checkpoints, load_generator, load_training_state
+from tests.helpers import tiny_gan_raw
 from training.core.config import build
 from training.core.errors import TrainingDiverged, UserError
+from training.gan.checkpoint import list_checkpoints, load_generator, load_training_state
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
-from tests.helpers import tiny_gan_raw
 
 
 def config(tiny_demo, tmp_path, loss="hinge", **sections):

@@ -15,17 +15,20 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/build_augmented.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python training/build_augmented.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli
+from training.data.augmented_set import build_augmented, composition_markdown
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--baseline", required=True, help="processed dataset (data/processed/<name>)")
     p.add_argument("--synthetic", nargs="+", required=True, metavar="DIR", help="folder(s) from generate_samples.py")
-    p.add_argument("--out", required=True, help="where the augmented dataset goes, e.g. data/processed/<name>_augmented")
+    p.add_argument(*OUTPUT_DIR_FLAGS, dest="output_dir", required=True,
+                   help="where the augmented dataset goes, e.g. data/processed/<name>_augmented")
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--num_synthetic", type=int, help="synthetic images per class that has some")
     amount.add_argument("--target_ratio", type=float, help="largest class : augmented class after adding, e.g. 1.4")
@@ -41,14 +44,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.data.augmented_set import build_augmented, composition_markdown
-
     if not Path(args.baseline).is_dir():
         raise UserError(f"baseline dataset not found: {args.baseline}")
-    composition = build_augmented(args.baseline, args.synthetic, args.out, num_synthetic=args.num_synthetic,
+    composition = build_augmented(args.baseline, args.synthetic, args.output_dir, num_synthetic=args.num_synthetic,
                                   target_ratio=args.target_ratio, force=args.force, overwrite=args.overwrite)
     print(composition_markdown(composition), end="")
-    print(f"wrote {args.out} (composition.md, composition.json, manifest.csv)")
+    print(f"wrote {args.output_dir} (composition.md, composition.json, manifest.csv)")
     return 0
 
 

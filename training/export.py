@@ -12,149 +12,24 @@ and out (shapes, class names, scaling).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/export.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: the repository root, not this folder, goes on sys.path
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import numpy as np
-import torch
-
-from training.core import atomic
-from training.core.errors import DataError, UserError, run_cli
-from training.gan.latents import LatentSpec, draw
-
-TOLERANCE = 1e-4
-
-
-class OneHotConditioned(torch.nn.Module):
-    """A conditional generator with one input, z followed by the one-hot class: every exporter and
-    runtime handles a single float tensor, and the sidecar JSON says how to build it."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model, self.z_dim = model, model.z_dim
-
-    def forward(self, z_and_class: torch.Tensor) -> torch.Tensor:
-        return self.model(z_and_class[:, :self.z_dim], z_and_class[:, self.z_dim:].argmax(1))
-
-
-class Probabilities(torch.nn.Module):
-    """A classifier whose output is softmax probabilities, which is what a deployment wants."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(images), dim=1)
-
-
-def load_for_export(path: Path) -> tuple[torch.nn.Module, torch.Tensor, dict]:
-    """The model in eval mode, an example input, and what the sidecar JSON says about it."""
-    from training.gan.checkpoint import GENERATOR_FORMAT, load_generator, load_training_state
-    from training.classify.loop import CHECKPOINT_FORMAT, load_classifier
-
-    if not path.is_file():
-        raise DataError(f"checkpoint not found: {path}")
-    state = load_training_state(path)
-    kind = state.get("format") if isinstance(state, dict) else None
-    if kind == GENERATOR_FORMAT:
-        model, record = load_generator(path)
-        spec = model.latent
-        example = draw(spec, 4, torch.Generator().manual_seed(0))
-        info = {"kind": "generator", "class": record["class_name"], "input": "z", "input_shape": ["batch", spec.z_dim],
-                "input_distribution": describe(spec), "output": "images",
-                "output_shape": ["batch", model.channels, model.image_size, model.image_size],
-                "output_range": [-1, 1], "to_uint8": "(x + 1) * 127.5, rounded"}
-        if spec.num_classes:
-            names = record["class_names"]
-            example = torch.cat([example, torch.nn.functional.one_hot(torch.arange(4) % len(names), len(names))], 1)
-            info.update(input="z followed by the one-hot class", input_shape=["batch", spec.z_dim + len(names)],
-                        class_names=names)
-            model = OneHotConditioned(model).eval()
-        return model, example, info
-    if kind == CHECKPOINT_FORMAT:
-        model, record = load_classifier(path)
-        data = record["config"]["data"]
-        example = torch.rand(4, data["channels"], data["image_size"], data["image_size"],
-                             generator=torch.Generator().manual_seed(0)) * 2 - 1
-        return Probabilities(model).eval(), example, {
-            "kind": "classifier", "class_names": record["class_names"], "positive_class": record["positive_class"],
-            "threshold": record["threshold"], "input": "images",
-            "input_shape": ["batch", data["channels"], data["image_size"], data["image_size"]],
-            "input_range": [-1, 1], "from_uint8": "x / 127.5 - 1", "output": "probabilities",
-            "output_shape": ["batch", len(record["class_names"])]}
-    raise DataError(f"{path} is neither a generator (best/final_generator.pth) nor a classifier (best_model.pth)")
-
-
-def describe(spec: LatentSpec) -> str:
-    parts = [f"{spec.noise_dim} standard normal"]
-    if spec.info_categories:
-        parts.append(f"one-hot of {spec.info_categories} categories (InfoGAN code)")
-    if spec.info_continuous:
-        parts.append(f"{spec.info_continuous} uniform in [-1, 1] (InfoGAN codes)")
-    return ", then ".join(parts)
-
-
-def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path) -> float:
-    """Trace, save, load back; returns the largest output difference to PyTorch."""
-    with torch.no_grad():
-        traced = torch.jit.trace(model, example)
-        with atomic.atomic_path(out) as tmp:
-            traced.save(str(tmp))
-        loaded = torch.jit.load(str(out))
-        probe = torch.cat([example, example.flip(0)])               # another batch size than the trace's
-        return float((loaded(probe) - model(probe)).abs().max())
-
-
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> float | None:
-    """Export with a dynamic batch axis; returns the difference to PyTorch when onnxruntime is installed."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        raise UserError("ONNX export needs the onnx package (pip install onnx), or use --format torchscript") from None
-    with torch.no_grad(), atomic.atomic_path(out) as tmp:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["output"],
-                          dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    probe = torch.cat([example, example.flip(0)])
-    got = session.run(None, {"input": probe.numpy()})[0]
-    with torch.no_grad():
-        return float(np.abs(got - model(probe).numpy()).max())
-
-
-EXPORTERS = {"torchscript": (export_torchscript, ".pt"), "onnx": (export_onnx, ".onnx")}
-
-
-def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, float | None]:
-    """Export `checkpoint` as `fmt`; returns the file and the checked output difference (None: unchecked)."""
-    checkpoint = Path(checkpoint)
-    model, example, info = load_for_export(checkpoint)
-    exporter, suffix = EXPORTERS[fmt]
-    out = Path(out) if out else checkpoint.with_suffix(suffix)
-    difference = exporter(model, example, out)
-    if difference is not None and difference > TOLERANCE:
-        out.unlink(missing_ok=True)
-        raise UserError(f"the exported {fmt} model differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not kept")
-    atomic.write_json(out.with_name(out.name + ".json"), {**info, "format": fmt, "source": str(checkpoint),
-                                                          "max_difference_to_pytorch": difference})
-    return out, difference
+from training.core.cli import Parser
+from training.core.errors import run_cli
+from training.deploy.export import EXPORTERS, export
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--checkpoint", required=True, help="a generator (best/final_generator.pth) or classifier (best_model.pth)")
     p.add_argument("--format", choices=sorted(EXPORTERS), required=True)
-    p.add_argument("--out", help="default: the checkpoint's path with .pt (torchscript) or .onnx")
+    p.add_argument("--output_file", "--out", help="default: the checkpoint's path with .pt (torchscript) or .onnx")
     args = p.parse_args(argv)
-    out, difference = export(args.checkpoint, args.format, args.out)
+    out, difference = export(args.checkpoint, args.format, args.output_file)
     check = ("not checked (install onnxruntime to check)" if difference is None
              else f"outputs match PyTorch within {difference:.1e}")
     print(f"wrote {out} and {out.name}.json; {check}")

@@ -25,31 +25,37 @@ synthetic_<class>_NNNNNN.png with a manifest.jsonl; validation and test folders 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/generate_samples.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python training/generate_samples.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from training.core.distributed import launched_processes
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from training.core.distributed import init_world, launched_processes, shutdown
 from training.core.errors import UserError, run_cli
-from training.core.run_info import run_info
 from training.core.runtime import resolve_device
-
-# The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
-# resumed or extended job can leave one process (the one whose index range is missing) most of the work.
-WAIT_FOR_OTHERS_MINUTES = 24 * 60
+from training.data.synthetic_folder import check_output_dir
+from training.synthesis import sampling
+from training.synthesis.job import (
+    WAIT_FOR_OTHERS_MINUTES,
+    BulkJob,
+    check_counts,
+    parse_codes,
+    parse_shard,
+    resolve_sources,
+    run_bulk,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--checkpoint", nargs="+", metavar="PATH", help="generator file(s); several are blended")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="blend weights, one per checkpoint (default: equal)")
     p.add_argument("--config", help="a training YAML: use its run's best (else final) generator and output folder")
     p.add_argument("--num_samples", type=int, help="images to have in the folder when done")
     p.add_argument("--batch_size", type=int, default=256, help="images per generator call (does not change the files)")
-    p.add_argument("--output_dir", help="default: <output.synthetic_dir>/<run name> of the generator")
+    p.add_argument(*OUTPUT_DIR_FLAGS, dest="output_dir", help="default: <output.synthetic_dir>/<run name> of the generator")
     p.add_argument("--preview_only", action="store_true", help="write preview_grid.png (8x8) and nothing else")
     p.add_argument("--preview", action="store_true", help="write the preview grid, then ask before the bulk run")
     p.add_argument("--yes", action="store_true", help="answer yes to the question --preview asks")
@@ -70,12 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "assigns to the generator's class with at least --conf_thresh")
     p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
     args = p.parse_args(argv)
-    if args.num_samples is not None and args.num_samples < 1:
-        raise UserError("--num_samples must be at least 1")
-    if args.batch_size < 1:
-        raise UserError("--batch_size must be at least 1")
-    if not 0 <= args.conf_thresh <= 1:
-        raise UserError("--conf_thresh must be in [0, 1]")
+    check_counts(args.num_samples, args.batch_size, args.conf_thresh, args.weights, args.seed)
     args.shard = parse_shard(args.shard) if args.shard is not None else None
     args.codes = parse_codes(args.fix_code)
     if args.shard and args.overwrite:
@@ -88,57 +89,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             raise UserError("--preview under torchrun needs --yes (only one process could ask); or look at "
                             "--preview_only first")
     return args
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' -> (K, N) with 0 <= K < N."""
-    k, _, n = text.partition("/")
-    try:
-        shard = int(k), int(n)
-    except ValueError:
-        shard = (-1, 0)
-    if not 0 <= shard[0] < shard[1]:
-        raise UserError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four jobs), not '{text}'")
-    return shard
-
-
-def parse_codes(pairs: list[str]) -> dict[str, float]:
-    """['cat=2', 'cont0=0.5'] -> {'cat': 2.0, 'cont0': 0.5}; the names are checked against the generator later."""
-    codes = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            codes[name.strip()] = float(value)
-        except ValueError:
-            raise UserError(f"--fix_code takes NAME=VALUE, e.g. cat=2 or cont0=0.5, not '{pair}'") from None
-    return codes
-
-
-def checkpoints_and_output(args: argparse.Namespace) -> tuple[list[str], Path]:
-    """The generator files and the output folder, from the flags or from a training config."""
-    from training.core.config import load_config
-    from training.gan.config import GANConfig
-    from training.gan.loop import RunPaths
-
-    checkpoints, output_dir = args.checkpoint, args.output_dir
-    if args.config:
-        paths = RunPaths.of(load_config(GANConfig, args.config, []))
-        if not checkpoints:
-            best, final = paths.checkpoints / "best_generator.pth", paths.checkpoints / "final_generator.pth"
-            if not best.is_file() and not final.is_file():
-                raise UserError(f"no trained generator in {paths.checkpoints} (train it first with training/train_dcgan.py)")
-            checkpoints = [str(best if best.is_file() else final)]
-        output_dir = output_dir or str(paths.synthetic)
-    if not checkpoints:
-        raise UserError("give --checkpoint PATH [PATH ...] or --config of a trained run")
-    if output_dir is None:
-        if len(checkpoints) > 1:
-            raise UserError("blending several generators needs --output_dir")
-        output_dir = str(Path("data/synthetic") / Path(checkpoints[0]).resolve().parent.name)
-    if not args.output_dir:     # a default folder: one per class and per fixed code, never mixed in one folder
-        output_dir += "".join(f"_{part}" for part in [args.class_name, *(f"{k}{v:g}" for k, v in args.codes.items())]
-                              if part)
-    return checkpoints, Path(output_dir)
 
 
 def confirmed(args: argparse.Namespace, output_dir: Path) -> bool:
@@ -154,10 +104,7 @@ def confirmed(args: argparse.Namespace, output_dir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from training.synthesis import sampling
-    from training.core.distributed import barrier, gather_objects, init_world, shutdown
-
-    checkpoints, output_dir = checkpoints_and_output(args)
+    checkpoints, output_dir = resolve_sources(args.checkpoint, args.output_dir, args.config, args.class_name, args.codes)
     if args.sweep_code:
         device = resolve_device(args.device)
         generator = sampling.load_generators(checkpoints[:1], device, args.class_name, args.codes)[0]
@@ -166,15 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.preview_only and args.num_samples is None:
         raise UserError("--num_samples N is needed for a bulk run (or use --preview_only)")
-    sampling.check_output_dir(output_dir)
+    check_output_dir(output_dir)
     # Under torchrun: one process per rank (on CUDA, GPU LOCAL_RANK); a plain run is a world of one.
     world, device = init_world(args.device, timeout_minutes=WAIT_FOR_OTHERS_MINUTES)
     generators = sampling.load_generators(checkpoints, device, args.class_name, args.codes)
-    weights = sampling.normalise_weights(args.weights, len(generators))
-
     if args.preview or args.preview_only:
         if world.is_main:
             output_dir.mkdir(parents=True, exist_ok=True)
+            weights = sampling.normalise_weights(args.weights, len(generators))
             print(f"preview: {sampling.write_preview(generators, weights, args.seed, output_dir, device)}")
         if args.preview_only:
             shutdown(world)
@@ -182,51 +128,22 @@ def main(argv: list[str] | None = None) -> int:
         if not confirmed(args, output_dir):      # under torchrun --yes was required: every process goes on
             print("nothing generated")
             return 0
-
-    confidence = (sampling.classifier_confidence(args.filter_classifier, generators[0].class_name, device)
-                  if args.filter_classifier else None)
-    # One mechanism, two ways to set it: --shard K/N for separate jobs, or torchrun's rank and world size.
-    shard = args.shard or (world.rank, world.size)
-    workers = args.workers
-    if world.distributed:
-        if workers is None:     # the machine's cores are shared by the processes torchrun started on it
-            workers = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
-        if args.overwrite and world.is_main:
-            sampling.clear_folder(output_dir)
-        barrier(world)          # the folder is cleared (and the preview written) before any process writes
-    summary = sampling.generate(generators, weights, args.num_samples, args.seed, output_dir,
-                                 batch_size=args.batch_size, device=device,
-                                 overwrite=args.overwrite and not world.distributed, workers=workers,
-                                 confidence=confidence, conf_thresh=args.conf_thresh, shard=shard,
-                                 progress_bar=world.is_main, before_writing=lambda: barrier(world))
-    if world.distributed:
-        parts = gather_objects(summary, world)
-        if world.is_main:
-            summary = sampling.combine_summaries(parts, sampling.merge_manifests(output_dir))
-        shutdown(world)
-        if not world.is_main:
-            return 0
-    if shard[1] > 1 and not world.distributed:      # one of several separate jobs: the merging run records the job
-        report(args, summary, output_dir, sampling.shard_manifest(output_dir, shard))
-        print(f"shard {shard[0]}/{shard[1]} done; when every shard is, run the same command without --shard to merge "
-              "the manifests (it also makes any images a failed shard left out)")
+    job = BulkJob(output_dir, args.num_samples, args.seed, args.batch_size, args.overwrite, args.workers, args.shard,
+                  args.filter_classifier, args.conf_thresh, args.weights, args.codes)
+    summary = run_bulk(job, generators, world, device)
+    if summary["manifest"] is None:                  # a torchrun rank other than 0: rank 0 reports
         return 0
-    sampling.write_generation_info(output_dir, run_info(args.seed, str(device), {
-        "num_samples": args.num_samples, "weights": weights, "processes": world.size, "summary": summary,
-        "generators": [{"path": str(g.path), "sha256": g.sha256, "run": g.run_name, "epoch": g.epoch,
-                        "class": g.class_name, "fixed_codes": dict(g.codes)} for g in generators]}))
-    report(args, summary, output_dir, output_dir / sampling.MANIFEST)
-    return 0
-
-
-def report(args: argparse.Namespace, summary: dict, output_dir: Path, manifest: Path) -> None:
-    rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
     if summary["acceptance_rate"] is not None:
         print(f"filter: {summary['written']} of {summary['written'] + summary['filtered_out']} images kept "
               f"({summary['acceptance_rate']:.1%}) at confidence >= {args.conf_thresh}"
               + ("; too few pass: lower --conf_thresh or generate more" if summary["acceptance_rate"] < 0.2 else ""))
+    rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
     print(f"wrote {summary['written']} images ({summary['kept']} already there) to {output_dir} "
-          f"in {summary['seconds']:.1f} s{rate}; manifest: {manifest}")
+          f"in {summary['seconds']:.1f} s{rate}; manifest: {summary['manifest']}")
+    if not summary["complete"]:
+        print(f"shard {job.shard[0]}/{job.shard[1]} done; when every shard is, run the same command without --shard "
+              "to merge the manifests (it also makes any images a failed shard left out)")
+    return 0
 
 
 if __name__ == "__main__":

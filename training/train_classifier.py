@@ -20,19 +20,21 @@ import os
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/train_classifier.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python training/train_classifier.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.classify.config import ClassifierConfig
+from training.classify.loop import train_classifier
+from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", required=True, help="YAML file, e.g. experiments/classifier_baseline.yaml")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     return p.parse_args(argv)
 
@@ -51,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         if is_first_process():
             print(to_yaml(config), end="")
         return 0
-    from training.classify.loop import train_classifier
-
     run_dir = train_classifier(config)
     if not is_first_process():
         return 0

@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/train_dcgan.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python training/train_dcgan.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
 from training.gan.config import GANConfig
@@ -25,12 +26,12 @@ from training.gan.loop import train_gan, with_device
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", required=True, help="YAML file, e.g. experiments/dcgan_hinge.yaml")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
     p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="start the run again, replacing its outputs")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     return p.parse_args(argv)
 

@@ -18,20 +18,22 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/train_sgan.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as `python training/train_sgan.py`: the repository root, not this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
+from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
 from training.sgan.config import SGANConfig
+from training.sgan.loop import train_sgan
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", required=True, help="YAML file, e.g. experiments/sgan_digits.yaml")
     p.add_argument("--baseline", action="store_true", help="train the baseline (train.method=baseline)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides train.device")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--dry_run", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     return p.parse_args(argv)
 
@@ -45,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(to_yaml(config), end="")
         return 0
-    from training.sgan.loop import train_sgan
-
     run_dir = train_sgan(config)
     if run_dir is None:             # under torchrun, rank 0 reports
         return 0

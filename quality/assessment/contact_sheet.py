@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from training.core import atomic
@@ -33,8 +34,6 @@ def grid_pixels(images: torch.Tensor) -> np.ndarray:
 
 def plot_contact_sheet(synthetic: torch.Tensor, real: torch.Tensor, path: Path) -> None:
     """Synthetic grid on the left, real grid on the right."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(12, 6.3))
     for ax, images, title in zip(fig.subplots(1, 2), (synthetic, real), ("synthetic", "real")):
         ax.imshow(grid_pixels(images), interpolation="nearest")

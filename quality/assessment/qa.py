@@ -14,23 +14,23 @@ from pathlib import Path
 
 import numpy as np
 
+from quality.assessment.contact_sheet import contact_sheet
+from quality.assessment.report import write_report
 from quality.checks.artefacts import check_artefacts
 from quality.checks.diversity import check_diversity
-from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
 from quality.checks.fidelity import check_fidelity
-from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
 from quality.checks.memorisation import check_memorisation, extract_features
-from quality.assessment.report import write_report
 from quality.checks.pixel_statistics import check_statistics
 from quality.checks.verdicts import VERDICTS, worst
-from quality.assessment.contact_sheet import contact_sheet
+from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
+from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
 from training.core.errors import UserError
-from training.core.registry import Registry
-from training.gan.config import MetricsConfig
-from training.data.processed import MANIFEST
 from training.core.progress import progress
+from training.core.registry import Registry
 from training.core.run_info import run_info
 from training.core.runtime import resolve_device
+from training.data.processed import SPLITS_MANIFEST
+from training.gan.config import MetricsConfig
 
 REPORT_VERSION = 1
 
@@ -104,7 +104,7 @@ def _artefacts(ctx: QAContext) -> dict:
 def infer_data_root(real_dir: str | Path) -> Path | None:
     """data/processed/<dataset> for a real folder data/processed/<dataset>/<split>/<class>, else None."""
     candidate = Path(real_dir).resolve().parent.parent
-    return candidate if (candidate / MANIFEST).is_file() and (candidate / "train").is_dir() else None
+    return candidate if (candidate / SPLITS_MANIFEST).is_file() and (candidate / "train").is_dir() else None
 
 
 def needs_domain_encoder(options: QAOptions) -> bool:
@@ -122,7 +122,7 @@ def resolve_space(options: QAOptions, real_dir: str | Path, image_size: int, cha
     data_root = Path(options.data_root) if options.data_root else infer_data_root(real_dir)
     if data_root is None and needs_domain_encoder(options):
         raise UserError(f"the domain feature extractor is trained on a processed dataset's train split, and none "
-                        f"was found above {real_dir}: pass --data-root data/processed/<dataset>")
+                        f"was found above {real_dir}: pass --data_root data/processed/<dataset>")
     space = resolve_feature_space(options.feature_extractor, data_root=data_root or "", image_size=image_size,
                                   channels=channels, inception_weights=options.inception_weights,
                                   encoder_epochs=options.encoder_epochs, cache_dir=Path(options.cache_dir),
@@ -138,7 +138,7 @@ def input_warnings(real: ImageSet, synthetic: ImageSet, image_size: int) -> list
             notes.append(f"{len(images.skipped)} unreadable {images.role} file(s) skipped, e.g. {images.skipped[0]['path']}")
         if len(images.files) + len(images.skipped) < images.num_found:
             notes.append(f"{images.role}: a random {len(images.files) + len(images.skipped)} of {images.num_found} "
-                         "images were used (--max-images)")
+                         "images were used (--max_images)")
         if images.num_resized:
             notes.append(f"{images.num_resized} {images.role} image(s) of size {', '.join(images.sizes_found)} were "
                          f"resized to {image_size}x{image_size}")

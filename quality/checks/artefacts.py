@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from quality.checks.verdicts import PASS, grade_above, worst
 from training.core import atomic
@@ -126,8 +127,6 @@ def radial_profile(mean_power: np.ndarray, bins: int = 24) -> tuple[np.ndarray, 
 
 def plot_spectra(real_power: np.ndarray, synthetic_power: np.ndarray, path: Path) -> None:
     """Mean log spectra of both sets, their difference, and radial power profiles."""
-    from matplotlib.figure import Figure
-
     real_log, synthetic_log = mean_log_magnitude(real_power), mean_log_magnitude(synthetic_power)
     difference = synthetic_log - real_log
     limit = max(float(np.abs(difference).max()), 1e-6)

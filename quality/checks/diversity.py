@@ -16,12 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.metrics import pairwise_distances
 
+from quality.checks.verdicts import FAIL, WARN, grade_above, grade_below, worst
 from quality.features.image_sets import flatten
 from quality.features.neighbours import close_pairs, nearest_neighbours
-from quality.checks.verdicts import FAIL, WARN, grade_above, grade_below, worst
 from training.core import atomic
 
 MAX_COMPONENTS = 50
@@ -73,8 +74,6 @@ def duplicate_share(pixels: np.ndarray, radius: float) -> tuple[int, float]:
 
 def plot_pca(real: np.ndarray, synthetic: np.ndarray, explained: np.ndarray, path: Path) -> None:
     """Scatter of the first two principal components, real vs synthetic."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5, 4.5))
     ax = fig.subplots()
     second = 1 if real.shape[1] > 1 else 0

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quality.checks.verdicts import WARN, grade_above
 from quality.features.extractors import FeatureSpace
 from quality.features.frechet import fidelity_metrics
-from quality.checks.verdicts import WARN, grade_above
 
 INCEPTION_FID_GOOD = 30.0          # user guide: "< 30 is excellent"
 INCEPTION_FID_ACCEPTABLE = 40.0    # user guide: "FID score < 40"

@@ -27,15 +27,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from scipy.stats import beta, binom
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
+from quality.checks.verdicts import FAIL, PASS, WARN, worst
 from quality.features.extractors import FeatureSpace
 from quality.features.frechet import UInt8Images
 from quality.features.image_sets import flatten, to_unit
 from quality.features.neighbours import nearest_neighbours
-from quality.checks.verdicts import FAIL, PASS, WARN, worst
 from training.core import atomic
 
 COPY_PERCENTILE = 1.0       # of real-to-real nearest-neighbour distances
@@ -159,8 +160,6 @@ def closest_pairs(found: NearestReal, real_names: list[str], synthetic_names: li
 
 def plot_closest_pairs(real: torch.Tensor, synthetic: torch.Tensor, pairs: list[dict], path: Path) -> None:
     """Synthetic | nearest real, one row per pair."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(4, 2 * len(pairs)))
     axes = fig.subplots(len(pairs), 2, squeeze=False)
     for row, pair in zip(axes, pairs):
@@ -179,8 +178,6 @@ def plot_closest_pairs(real: torch.Tensor, synthetic: torch.Tensor, pairs: list[
 
 def plot_distance_histograms(found: dict[str, NearestReal], path: Path) -> None:
     """Real-to-real vs synthetic-to-real nearest-neighbour distances, one panel per space."""
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=(5 * len(found), 3.5))
     for ax, (space, distances) in zip(fig.subplots(1, len(found), squeeze=False)[0], found.items()):
         bins = np.histogram_bin_edges(np.concatenate([distances.real_to_real, distances.synthetic_to_real]), bins=30)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from quality.checks.verdicts import grade_above, worst
 from training.core import atomic
@@ -86,8 +87,6 @@ def shift_verdict(shifts: dict[str, np.ndarray], allowance_sd: float) -> tuple[s
 
 def plot_histograms(real: np.ndarray, synthetic: np.ndarray, path: Path) -> None:
     """Overlay real and synthetic intensity histograms, one panel per channel."""
-    from matplotlib.figure import Figure
-
     channels = real.shape[0]
     names = ["grey"] if channels == 1 else ["red", "green", "blue"]
     centers = (np.arange(real.shape[1]) + 0.5) / real.shape[1]

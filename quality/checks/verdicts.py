@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
 VERDICTS = (PASS, WARN, FAIL)          # in order of severity

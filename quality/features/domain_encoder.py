@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core import atomic
-from training.data.folders import tensor_digest, to_float
 from training.core.progress import progress
+from training.data.folders import tensor_digest, to_float
 
 ENCODER_VERSION = 2      # bump when the architecture or training recipe changes: invalidates caches
 EMBED_DIM = 128

@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from quality.features.domain_encoder import get_domain_encoder, load_domain_encoder
 from training.core.errors import ConfigError, UserError
-from quality.features.domain_encoder import load_domain_encoder
+from training.data.folders import load_split
 
 INCEPTION = "inception-v3-compat"
 DOMAIN = "medgan-domain"          # the name under which the domain encoder is registered
@@ -92,8 +94,6 @@ def local_inception_weights(configured: str | None) -> Path | None:
 
 def download_inception_weights() -> Path:
     """Let torch-fidelity download its Inception weights, with a timeout instead of a hang."""
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -133,8 +133,6 @@ def resolve_feature_space(choice: str, *, data_root: str | Path, image_size: int
         space = inception_space(inception_weights, allow_download=choice == INCEPTION)
         if space is not None:
             return space
-    from training.data.folders import load_split
-    from quality.features.domain_encoder import get_domain_encoder
 
     images, labels, class_names = load_split(data_root, "train", image_size, channels)
     path = get_domain_encoder(images, labels, class_names, encoder_epochs, Path(cache_dir), device)

@@ -20,8 +20,8 @@ from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL
 
-from training.data.folders import tensor_digest
 from quality.features.extractors import FeatureSpace
+from training.data.folders import tensor_digest
 
 KID_MAX_SUBSET = 1000     # torch-fidelity's default; smaller sets use all their samples
 PRC_NEIGHBORHOOD = 3

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.data.folders import list_images
 from training.core.errors import DataError
-from training.data.images import read_image, resize
 from training.core.progress import progress
-from training.synthesis.sampling import OWN_FILES
+from training.data.folders import list_images
+from training.data.images import read_image, resize
+from training.data.synthetic_folder import OWN_FILES
 
 DEFAULT_MAX_IMAGES = 2000     # per set: keeps the O(N^2) neighbour searches to seconds on a CPU
 
@@ -165,7 +165,7 @@ def load_pair(real_dir: str | Path, synthetic_dir: str | Path, *, image_size: in
               seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """Load both folders in one format: `image_size`/`channels`, or `default_format`'s."""
     if image_size is not None and not 8 <= image_size <= 1024:
-        raise DataError("--image-size must be between 8 and 1024")
+        raise DataError("--image_size must be between 8 and 1024")
     real = decode_folder(real_dir, "real", max_images, seed)
     synthetic = decode_folder(synthetic_dir, "synthetic", max_images, seed)
     default_size, default_channels = default_format(real, synthetic)

@@ -19,17 +19,21 @@ inside every resample.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
 
-from training.core import atomic
-from training.core.errors import DataError
 from training.classify.metrics import METRICS, binary_metrics
+from training.core import atomic
+from training.core.errors import DataError, UserError
+from training.core.plotting import subplots
 
 SUMMARY = "summary.json"
 SEED_METRICS = "metrics.json"
@@ -475,13 +479,7 @@ def plot_roc_curves(runs: Sequence[Run], path: str | Path) -> None:
     bold line averages the seeds' TPR at each FPR, and the legend's AUC is the mean ± std of the seeds'
     AUCs, as in comparison.md.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display needed
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = subplots(figsize=(6, 6))
     grid = np.linspace(0, 1, 201)
     for i, run in enumerate(runs):
         color = f"C{i % 10}"
@@ -513,3 +511,44 @@ def write_comparison(runs: Sequence[Run], out_dir: str | Path, resamples: int = 
     atomic.write_text(out_dir / "comparison.md", comparison_markdown(report))
     plot_roc_curves(runs, out_dir / "roc_curves.png")
     return report
+
+
+def ordered_run_dirs(run_dirs: list[str], baseline: str | None) -> list[Path]:
+    """Baseline first, then the other runs in the order given; the baseline is not compared with itself."""
+    dirs = [Path(d) for d in run_dirs]
+    if baseline is not None:
+        base = Path(baseline)
+        dirs = [base] + [d for d in dirs if d.resolve() != base.resolve()]
+    if len({d.resolve() for d in dirs}) != len(dirs):
+        raise UserError("the same run folder is given twice")
+    if len(dirs) < 2:
+        raise UserError("give at least two runs to compare (a baseline and one other)")
+    return dirs
+
+
+def run_labels(names: list[str], dirs: list[Path], given: list[str] | None) -> list[str]:
+    """--labels, else summary names, else folder names where summary names collide; unique either way."""
+    if given is not None:
+        if len(given) != len(dirs):
+            raise UserError(f"--labels gives {len(given)} names for {len(dirs)} runs (baseline first)")
+        labels = given
+    else:
+        labels = names if len(set(names)) == len(names) else [d.name for d in dirs]
+    if len(set(labels)) != len(labels):
+        raise UserError(f"two runs would share the label {labels!r}: name them with --labels")
+    return labels
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, baseline: str | Path | None = None,
+                 labels: list[str] | None = None, resamples: int = 2000, seed: int = 0) -> tuple[dict, list[Run]]:
+    """Load the runs (baseline first: `baseline`, else the first given), label them and write the comparison
+    into `out_dir`; returns the report and the runs as compared."""
+    if resamples < 1:
+        raise UserError("--bootstrap must be >= 1")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"--output_dir is a file, not a folder: {out_dir}")
+    dirs = ordered_run_dirs([str(d) for d in run_dirs], None if baseline is None else str(baseline))
+    runs = [load_run(d) for d in dirs]
+    names = run_labels([r.label for r in runs], dirs, labels)
+    runs = [dataclasses.replace(r, label=label) for r, label in zip(runs, names)]
+    return write_comparison(runs, out_dir, resamples=resamples, seed=seed), runs

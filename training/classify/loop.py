@@ -8,8 +8,8 @@
                    classification_report.txt, confusion_matrix.png, roc_curve.png, training_curves.png,
                    model_info.txt, best_model.pth
 
-The model of each seed is selected on validation AUC (early stopping), its decision threshold is
-chosen on validation (Youden's J or a target sensitivity), and only then is test touched.
+The model of each seed is selected on validation AUC (early stopping); training.classify.evaluate
+then chooses its threshold on validation and scores test once.
 
 Under `torchrun --nproc_per_node N` the same code runs data-parallel (training/core/distributed.py): every
 rank draws the same epoch order, takes its slice of each global batch, and DDP averages gradients, so N
@@ -18,114 +18,48 @@ processes take the steps one process would take with the whole batch; rank 0 alo
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import classification_report
 from torch.nn.parallel import DistributedDataParallel
 
-from training.core import atomic
 from training.classify.config import ClassifierConfig, ClassifierTrainConfig
-from training.core.config import to_dict, to_yaml
-from training.data.folders import list_classes, list_images, to_float
-from training.core.distributed import (World, from_main, global_batchnorm, init_world, local_copy, seed_for, shutdown,
-                                  sum_over_ranks)
-from training.core.errors import DataError, TrainingDiverged
-from training.classify.metrics import METRICS, binary_metrics, choose_threshold
-from training.data.images import pixel_sha256, read_image, resize, to_channels
+from training.classify.data import LabelledSet, Splits, class_counts, load_splits
+from training.classify.evaluate import evaluate_fitted, summarise
+from training.classify.metrics import binary_metrics
 from training.classify.networks import build_classifier
+from training.classify.scoring import positive_scores
+from training.core import atomic
+from training.core.config import to_dict, to_yaml
+from training.core.distributed import (
+    World,
+    from_main,
+    global_batchnorm,
+    init_world,
+    local_copy,
+    seed_for,
+    shutdown,
+    sum_over_ranks,
+)
+from training.core.errors import TrainingDiverged
 from training.core.precision import Precision, resolve_precision, to_device
 from training.core.progress import progress
-from training.core.run_info import run_info
+from training.core.run_info import next_run_dir, run_info
 from training.core.runtime import seed_everything
-
-CHECKPOINT_FORMAT = "medgan-classifier/1"
+from training.data.folders import to_float
 
 # Purposes of the per-rank seeds, seed_for(seed, rank, purpose): distinct streams for distinct draws.
 _AUGMENT_SEED, _MIXUP_SEED, _DROPOUT_SEED = 1, 2, 3
 
 
-@dataclass(frozen=True)
-class LabelledSet:
-    """One split in memory: uint8 images (N, C, S, S), labels (N,), and each file's path and pixel hash."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    paths: list[str]
-    sha256: list[str]
-    sizes: set[int]          # the original image sizes found (before resizing)
-
-
-def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, channels: int) -> LabelledSet:
-    images, labels, paths, hashes, sizes = [], [], [], [], set()
-    for label, name in enumerate(classes):
-        folder = Path(split_dir) / name
-        if not folder.is_dir():
-            raise DataError(f"class folder missing: {folder}")
-        for path in list_images(folder):
-            pixels = read_image(path)
-            hashes.append(pixel_sha256(pixels))     # of the file's pixels, as in manifest.csv
-            sizes.add(min(pixels.shape[:2]))
-            images.append(resize(to_channels(pixels, channels, path), image_size))
-            labels.append(label)
-            paths.append(str(path))
-    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes)
-
-
-def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], image_size: int, channels: int) -> LabelledSet:
-    """`train` plus the images of a synthetic folder's manifest, labelled by their recorded class."""
-    from training.data.augmented_set import read_synthetic
-
-    images = read_synthetic([synthetic_dir])[0]
-    unknown = sorted({img.class_name for img in images} - set(names))
-    if unknown:
-        raise DataError(f"{synthetic_dir} holds class '{unknown[0]}', which is not a class of the training set")
-    if not images:
-        raise DataError(f"{synthetic_dir} lists no images")
-    pixels = [read_image(img.path) for img in images]
-    stacked = torch.from_numpy(np.stack([resize(to_channels(x, channels, img.path), image_size)
-                                         for x, img in zip(pixels, images)])).permute(0, 3, 1, 2)
-    return LabelledSet(torch.cat([train.images, stacked]),
-                       torch.cat([train.labels, torch.tensor([names.index(img.class_name) for img in images])]),
-                       train.paths + [str(img.path) for img in images], train.sha256 + [img.sha256 for img in images],
-                       train.sizes | {min(x.shape[:2]) for x in pixels})
-
-
-def load_splits(config: ClassifierConfig, *, show_progress: bool = True) -> tuple[dict[str, LabelledSet], list[str], int]:
-    """Train/val/test with one class list; returns the sets, class names and the positive label."""
+def load_classifier_splits(config: ClassifierConfig, *, show_progress: bool = True) -> Splits:
+    """The train/val/test folders of `config.data` (plus `data.synthetic_dir` in train)."""
     d = config.data
-    classes = {split: list_classes(getattr(d, f"{split}_dir")) for split in ("train", "val", "test")}
-    if not classes["train"] == classes["val"] == classes["test"]:
-        raise DataError("train, val and test have different class folders: "
-                        + "; ".join(f"{s}: {', '.join(c)}" for s, c in classes.items()))
-    names = classes["train"]
-    if d.positive_class not in names:
-        raise DataError(f"'data.positive_class' = {d.positive_class} is not a class of {d.train_dir} "
-                        f"(classes: {', '.join(names)})")
-    sets = {split: load_labelled(getattr(d, f"{split}_dir"), names, d.image_size, d.channels)
-            for split in progress(("train", "val", "test"), desc="loading images", unit="split",
-                                  disable=None if show_progress else True)}
-    if d.synthetic_dir:
-        sets["train"] = with_synthetic(sets["train"], d.synthetic_dir, names, d.image_size, d.channels)
-    positive = names.index(d.positive_class)
-    for split in ("val", "test"):
-        present = set(sets[split].labels.tolist())
-        if len(present) < 2:
-            raise DataError(f"the {split} set holds only class '{names[present.pop()]}': AUC is undefined, so "
-                            "models cannot be selected or compared; it needs images of both classes")
-    if len(sets["train"].sizes) > 1 and min(sets["train"].sizes) < d.image_size:
-        raise DataError(f"train images come in sizes {sorted(sets['train'].sizes)} px and data.image_size is "
-                        f"{d.image_size}: upsampling only some of them (e.g. synthetic ones) would let the classifier "
-                        f"learn 'blurry means {d.positive_class}'; set data.image_size <= {min(sets['train'].sizes)}")
-    return sets, names, positive
+    return load_splits({"train": d.train_dir, "val": d.val_dir, "test": d.test_dir}, d.image_size, d.channels,
+                       d.positive_class, synthetic_dir=d.synthetic_dir, show_progress=show_progress)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -162,16 +96,6 @@ def loss_weights(labels: torch.Tensor, mode: str, num_classes: int) -> torch.Ten
         return None
     counts = torch.bincount(labels, minlength=num_classes).float()
     return len(labels) / (num_classes * counts.clamp(min=1))
-
-
-@torch.no_grad()
-def positive_scores(model: torch.nn.Module, images: torch.Tensor, positive: int, device: torch.device,
-                    batch_size: int = 256) -> np.ndarray:
-    """P(positive class) for uint8 images, in eval mode (fp32, whatever the training precision)."""
-    model.eval()
-    probs = [torch.softmax(model(to_float(to_device(images[i:i + batch_size], device))), 1)[:, positive].cpu()
-             for i in range(0, len(images), batch_size)]
-    return torch.cat(probs).numpy().astype(np.float64)
 
 
 def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
@@ -273,101 +197,6 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
     return (local_copy(model) if world.distributed else model), history, best_epoch
 
 
-def next_run_dir(root: Path) -> Path:
-    """results/classifiers/<name>/run_NNN: the next free number, created at once (never reused)."""
-    root.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"run_(\d+)", p.name))]
-    number = max(taken, default=-1) + 1
-    while True:
-        path = root / f"run_{number:03d}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:        # another process took it
-            number += 1
-
-
-def write_predictions(path: Path, data: LabelledSet, positive: int, scores: np.ndarray) -> None:
-    """sha256,path,label,score per image; label 1 = positive class; scores at full precision (repr)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["sha256", "path", "label", "score"])
-    for sha, p, label, score in zip(data.sha256, data.paths, data.labels.tolist(), scores):
-        writer.writerow([sha, p, int(label == positive), repr(float(score))])
-    atomic.write_text(path, buf.getvalue())
-
-
-def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
-                    seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict],
-                    best_epoch: int) -> dict:
-    """After `fit`: the threshold on val, test metrics, the seed's folder; returns metrics.json."""
-    from training.classify import plots
-
-    scores = {s: positive_scores(model, sets[s].images, positive, device) for s in ("val", "test")}
-    labels = {s: (sets[s].labels == positive).numpy().astype(int) for s in ("val", "test")}
-    threshold = choose_threshold(labels["val"], scores["val"], config.train.target_sensitivity)
-    metrics = {"seed": seed, "best_epoch": best_epoch, "threshold": threshold,
-               "threshold_rule": "target_sensitivity" if config.train.target_sensitivity is not None else "youden",
-               **{s: binary_metrics(labels[s], scores[s], threshold) for s in ("val", "test")}}
-    atomic.write_json(out / "metrics.json", metrics)
-    for s in ("val", "test"):
-        write_predictions(out / f"{s}_predictions.csv", sets[s], positive, scores[s])
-    pos_name = names[positive]
-    report = classification_report(labels["test"], (scores["test"] >= threshold).astype(int), labels=[0, 1],
-                                   target_names=[f"not {pos_name}", pos_name], digits=3, zero_division=0)
-    atomic.write_text(out / "classification_report.txt",
-                      f"test set, threshold {threshold:.4f} chosen on validation\n\n{report}")
-    plots.confusion_matrix_png(metrics["test"]["confusion"], pos_name, out / "confusion_matrix.png")
-    plots.roc_png(labels, scores, threshold, out / "roc_curve.png", title=f"{config.output.name}, seed {seed}")
-    plots.training_curves_png(history, best_epoch, out / "training_curves.png")
-    atomic.write_text(out / "model_info.txt", model_info(config, model, sets, names))
-    atomic.torch_save({"format": CHECKPOINT_FORMAT, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                       "config": to_dict(config), "class_names": names, "positive_class": pos_name,
-                       "threshold": threshold, "seed": seed, "best_epoch": best_epoch}, out / "best_model.pth")
-    return metrics
-
-
-def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """A classifier saved by `evaluate_fitted` (best_model.pth), in eval mode, and its record."""
-    from training.gan.checkpoint import read_record
-    from training.core.config import from_dict
-
-    record = read_record(Path(path), CHECKPOINT_FORMAT, "classifier", "best_model.pth from train_classifier.py")
-    config = from_dict(ClassifierConfig, record["config"], source=str(path))
-    model = build_classifier(config.model, config.data.channels, config.data.image_size, len(record["class_names"]),
-                             load_pretrained=False)
-    model.load_state_dict(record["state_dict"])
-    return model.to(device).eval(), record
-
-
-def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, dict[str, int]]:
-    """Images per class in each split, e.g. {'train': {'benign': 2000, 'malignant': 200}, ...}."""
-    return {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
-
-
-def model_info(config: ClassifierConfig, model: torch.nn.Module, sets: dict[str, LabelledSet], names: list[str]) -> str:
-    counts = class_counts(sets, names)
-    return (f"architecture: {config.model.arch}\nparameters: {sum(p.numel() for p in model.parameters()):,}\n"
-            f"input: {config.data.channels} x {config.data.image_size} x {config.data.image_size}\n"
-            f"hyper-parameters:\n{to_yaml(config.train)}"
-            f"data: train {config.data.train_dir}, val {config.data.val_dir}, test {config.data.test_dir}\n"
-            + "".join(f"  {s}: {c}\n" for s, c in counts.items())
-            + f"\nmodel:\n{model}\n")
-
-
-def summarise(per_seed: list[dict]) -> dict:
-    """Mean and std (over seeds) of every metric, per split."""
-    out = {}
-    for split in ("val", "test"):
-        out[split] = {}
-        for name in METRICS:
-            values = [m[split][name] for m in per_seed]
-            known = [v for v in values if v is not None]
-            out[split][name] = {"mean": float(np.mean(known)) if known else None,
-                                "std": float(np.std(known)) if known else None, "values": values}
-    return out
-
-
 def train_classifier(config: ClassifierConfig) -> Path:
     """Train one model per seed; returns the run folder.
 
@@ -376,7 +205,8 @@ def train_classifier(config: ClassifierConfig) -> Path:
     world, device = init_world(config.train.device)
     world.local_slice(config.train.batch_size)            # a global batch that does not split is refused here
     precision, compute = resolve_precision(config.train, device)
-    sets, names, positive = load_splits(config, show_progress=world.is_main)
+    splits = load_classifier_splits(config, show_progress=world.is_main)
+    sets, names, positive = splits.sets, splits.names, splits.positive
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
     counts = class_counts(sets, names)
     run_dir = None

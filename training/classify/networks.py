@@ -10,10 +10,10 @@ Every model maps float images in [-1, 1], (B, C, S, S), to class logits (B, K).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
+from torchvision.models import resnet18 as torchvision_resnet18
 
 from training.core.errors import ConfigError
 from training.core.registry import Registry
@@ -44,8 +44,6 @@ def cnn(model, channels: int, image_size: int, num_classes: int, load_pretrained
 
 @CLASSIFIERS.register("resnet18")
 def resnet18(model, channels: int, image_size: int, num_classes: int, load_pretrained: bool = True) -> nn.Module:
-    from torchvision.models import resnet18 as torchvision_resnet18
-
     net = torchvision_resnet18(weights=None)
     if model.pretrained:        # the ImageNet architecture; its weights unless rebuilding a saved classifier
         if load_pretrained:

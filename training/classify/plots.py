@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score, roc_curve  # noqa: E402
-
-from training.core import atomic  # noqa: E402
+from training.core import atomic
+from training.core.plotting import subplots
 
 
 def confusion_matrix_png(confusion: dict, positive_name: str, path: Path) -> None:
     matrix = np.array([[confusion["tn"], confusion["fp"]], [confusion["fn"], confusion["tp"]]])
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    fig, ax = subplots(figsize=(4.2, 3.8))
     ax.imshow(matrix, cmap="Blues")
     labels = [f"not {positive_name}", positive_name]
     ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true",
@@ -28,7 +25,7 @@ def confusion_matrix_png(confusion: dict, positive_name: str, path: Path) -> Non
 
 def roc_png(labels: dict, scores: dict, threshold: float, path: Path, title: str) -> None:
     """ROC on val and test, with the operating point chosen on val marked on both."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = subplots(figsize=(5, 5))
     for split in ("val", "test"):
         fpr, tpr, _ = roc_curve(labels[split], scores[split])
         ax.plot(fpr, tpr, label=f"{split} (AUC {roc_auc_score(labels[split], scores[split]):.3f})")
@@ -43,7 +40,7 @@ def roc_png(labels: dict, scores: dict, threshold: float, path: Path, title: str
 
 def training_curves_png(history: list[dict], best_epoch: int, path: Path) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_auc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (ax_loss, ax_auc) = subplots(1, 2, figsize=(9, 3.5))
     ax_loss.plot(epochs, [h["train_loss"] for h in history])
     ax_loss.set(xlabel="epoch", ylabel="training loss")
     ax_auc.plot(epochs, [h["val_auc"] for h in history])

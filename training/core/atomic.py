@@ -9,9 +9,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+
+import torch
 
 
 @contextmanager
@@ -62,16 +65,11 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def torch_save(obj: Any, path: str | Path) -> None:
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
+    """Save a matplotlib figure atomically (a `matplotlib.figure.Figure`: no pyplot state to close)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", **kwargs)
-    plt.close(fig)

@@ -8,7 +8,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 
 class UserError(Exception):

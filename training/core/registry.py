@@ -7,7 +7,8 @@ lists the known ones.
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from training.core.errors import ConfigError
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -56,3 +57,18 @@ def write_run_record(out_dir: str | Path, config_yaml: str, info: dict[str, Any]
     out_dir = Path(out_dir)
     atomic.write_text(out_dir / "config.yaml", config_yaml)
     atomic.write_json(out_dir / "run_info.json", info)
+
+
+def next_run_dir(root: Path) -> Path:
+    """<root>/run_NNN (e.g. results/classifiers/<name>/run_003): the next free number, created at once
+    (never reused, never overwritten)."""
+    root.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := re.fullmatch(r"run_(\d+)", p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        path = root / f"run_{number:03d}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:        # another process took it
+            number += 1

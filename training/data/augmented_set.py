@@ -29,37 +29,11 @@ from PIL import Image
 
 from training.core import atomic
 from training.core.errors import DataError, UserError
-from training.data.processed import MANIFEST, SPLITS, read_manifest
-from training.synthesis.sampling import MANIFEST as SYNTHETIC_MANIFEST, REJECTED, read_manifest as read_synthetic_manifest
+from training.data.processed import SPLITS_MANIFEST, SPLITS, read_splits_manifest
+from training.data.synthetic_folder import SyntheticImage, read_synthetic
 
 MAX_SYNTHETIC_PER_REAL = 10     # the user guide's ceiling: beyond 10x the real minority, the GAN's biases dominate
 COMPOSITION = "composition.json"
-
-
-@dataclass(frozen=True)
-class SyntheticImage:
-    path: Path
-    class_name: str
-    sha256: str
-    index: int
-
-
-def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
-    """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order."""
-    folders = []
-    for folder in map(Path, dirs):
-        if not (folder / SYNTHETIC_MANIFEST).is_file():
-            raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
-        records = read_synthetic_manifest(folder)
-        kept = {i: r for i, r in records.items()                 # less filtered-out and reviewed-out images
-                if not r.get("filtered_out") and not (folder / REJECTED / r["file"]).is_file()}
-        images = [SyntheticImage(folder / r["file"], r["class"], r["sha256"], i) for i, r in sorted(kept.items())]
-        missing = [img.path.name for img in images if not img.path.is_file()]
-        if missing:
-            raise DataError(f"{len(missing)} files listed in {folder / SYNTHETIC_MANIFEST} are missing (e.g. {missing[0]}); "
-                            "re-run generate_samples.py to finish the folder")
-        folders.append(images)
-    return folders
 
 
 def synthetic_counts(real_train: dict[str, int], available: dict[str, int], *, num_synthetic: int | None,
@@ -179,7 +153,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     if (baseline / COMPOSITION).is_file():
         raise UserError(f"{baseline} is itself an augmented dataset (it has {COMPOSITION}); use the real-only "
                         "dataset it was built from as --baseline")
-    rows = read_manifest(baseline)
+    rows = read_splits_manifest(baseline)
     real_train = Counter(r["class"] for r in rows if r["split"] == "train")
     folders = read_synthetic(synthetic_dirs)
     available = Counter(img.class_name for folder in folders for img in folder)
@@ -210,7 +184,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
         all_synthetic = {img.sha256 for folder in folders for img in folder}
         verify(staging, out_rows, all_synthetic, expected_rows=len(rows) + len(chosen))
         composition = {**describe(out_rows, baseline, synthetic_dirs), "notes": notes}
-        _write_manifest(out_rows, staging / MANIFEST)
+        _write_manifest(out_rows, staging / SPLITS_MANIFEST)
         (staging / COMPOSITION).write_text(json.dumps(composition, indent=2) + "\n")
         (staging / "composition.md").write_text(composition_markdown(composition))
     return composition

@@ -27,7 +27,7 @@ from training.core.errors import DataError
 from training.data.images import encode_png, pixel_sha256
 
 SPLITS = ("train", "val", "test")
-MANIFEST = "manifest.csv"
+SPLITS_MANIFEST = "manifest.csv"
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def find_leakage(rows: list[dict]) -> list[tuple[str, str]]:
             if row["split"] != "train" and row["sha256"] in train_by_hash]
 
 
-def read_manifest(root: str | Path) -> list[dict]:
-    path = Path(root) / MANIFEST
+def read_splits_manifest(root: str | Path) -> list[dict]:
+    path = Path(root) / SPLITS_MANIFEST
     if not path.is_file():
-        raise DataError(f"{root} has no {MANIFEST}: make it with training/prepare_data.py")
+        raise DataError(f"{root} has no {SPLITS_MANIFEST}: make it with training/prepare_data.py")
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -72,8 +72,8 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
     if out_dir.exists():
         if not overwrite:
             raise DataError(f"{out_dir} already exists: pass --overwrite to rebuild it")
-        if not (out_dir / MANIFEST).is_file():
-            raise DataError(f"{out_dir} exists and was not made by prepare_data.py (no {MANIFEST}); "
+        if not (out_dir / SPLITS_MANIFEST).is_file():
+            raise DataError(f"{out_dir} exists and was not made by prepare_data.py (no {SPLITS_MANIFEST}); "
                             "refusing to replace it")
     with atomic.staged_directory(out_dir) as staging:
         rows = _write_records(records, staging, total)
@@ -85,8 +85,8 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
             shown = "; ".join(f"{a} == {b}" for a, b in leaks[:3])
             more = f" and {len(leaks) - 3} more" if len(leaks) > 3 else ""
             raise DataError(f"{len(leaks)} image(s) of val/test have the same content as train images "
-                            f"(leakage): {shown}{more}; pass --drop-leaked to leave them out of val/test")
-        _write_manifest(rows, staging / MANIFEST)
+                            f"(leakage): {shown}{more}; pass --drop_leaked to leave them out of val/test")
+        _write_manifest(rows, staging / SPLITS_MANIFEST)
     return summarize(rows)
 
 

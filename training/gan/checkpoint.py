@@ -1,7 +1,8 @@
 """The two checkpoint kinds, both written atomically.
 
-* Training state (`checkpoint_epoch_NNNN.pth`): G, D, EMA, optimisers, epoch, step counters, RNG
-  states, histories and the resolved config, everything `--resume` needs.
+* Training state (`checkpoint_epoch_NNNN.pth`): G, D, EMA, optimisers, loss scalers, epoch, step
+  counters, histories and the resolved config, everything `--resume` needs. No RNG states: the
+  training loop re-seeds every stream from (seed, epoch) at the start of each epoch.
 * Generator (`final_generator.pth`, `best_generator.pth`): the EMA generator's weights plus the
   model/data config and class name, so generation needs no YAML.
 """
@@ -15,8 +16,11 @@ from typing import Any
 import torch
 
 from training.core import atomic
+from training.core.checkpoint_io import load_checkpoint, read_record
 from training.core.config import from_dict, to_dict
 from training.core.errors import DataError
+from training.gan.config import DataConfig, ModelConfig
+from training.gan.networks import build_generator
 
 GENERATOR_FORMAT = "medgan-generator/1"
 _EPOCH_FILE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
@@ -40,10 +44,11 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> None:
 
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated or foreign file: say which
-        raise DataError(f"cannot read checkpoint {path}: {err}") from None
+    """A training-state checkpoint, read safely (training.core.checkpoint_io)."""
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or not {"G", "D", "state", "config"} <= state.keys():
+        raise DataError(f"{path} is not a training checkpoint of this toolkit")
+    return state
 
 
 def generated_class(config: Any) -> str | None:
@@ -71,21 +76,8 @@ def save_generator(path: str | Path, generator: torch.nn.Module, config: Any, *,
     }, path)
 
 
-def read_record(path: Path, fmt: str, what: str, expected: str) -> dict:
-    """A self-describing checkpoint of format `fmt`, with one-line errors when it is missing or something else."""
-    if not path.is_file():
-        raise DataError(f"{what} not found: {path}")
-    record = load_training_state(path)
-    if not isinstance(record, dict) or record.get("format") != fmt:
-        raise DataError(f"{path} is not a {what.split()[0]} file (expected {expected})")
-    return record
-
-
 def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild a generator saved by `save_generator`; returns (G in eval mode, its record)."""
-    from training.gan.config import DataConfig, ModelConfig
-    from training.gan.networks import build_generator
-
     path = Path(path)
     record = read_record(path, GENERATOR_FORMAT, "generator checkpoint", "final_generator.pth or best_generator.pth")
     model = from_dict(ModelConfig, record["model"], source=str(path))

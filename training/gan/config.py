@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 from training.core.config import field
 from training.core.errors import ConfigError
+from training.gan.diffaugment import check_policy
+from training.gan.latents import LatentSpec
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,6 @@ class ModelConfig:
 
     def latent_spec(self, num_classes: int = 0):
         """What G takes as input (training.gan.latents.LatentSpec); `num_classes` counts for conditional models."""
-        from training.gan.latents import LatentSpec
-
         return LatentSpec(self.z_dim, num_classes if self.conditional else 0, self.info_categories, self.info_continuous)
 
     def resolved_d_norm(self, loss_name: str) -> str:
@@ -76,8 +76,6 @@ class TrainConfig:
     tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
-        from training.gan.diffaugment import check_policy
-
         check_policy(self.diffaugment)
 
 

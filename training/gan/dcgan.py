@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import spectral_norm as _spectral_norm
 
-from training.gan.latents import LatentSpec
 from training.gan.architectures import DISCRIMINATORS, GENERATORS
+from training.gan.latents import LatentSpec
 
 
 def _levels(image_size: int) -> int:

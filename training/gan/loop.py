@@ -13,37 +13,53 @@ conditional GAN), and writes
 Under `torchrun` each process trains on its slice of every global batch and gradients are averaged
 (training.core.distributed); only rank 0 evaluates and writes. Data order and latents come from seeds
 shared by all ranks and augmentation from per-rank seeds, so N processes follow the single-process
-run (exactly so without DiffAugment).
+run (exactly so without DiffAugment). Every random stream is re-seeded from (seed, epoch) at the
+start of each epoch, which is why a resumed run continues exactly without saving RNG states.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from quality.features.extractors import FeatureSpace, resolve_feature_space
+from quality.features.frechet import fidelity_metrics
 from training.core import atomic
-from training.gan.diffaugment import diff_augment
-from training.gan.checkpoint import (checkpoint_path, list_checkpoints, load_training_state, save_generator,
-                                 save_training_state)
 from training.core.config import to_dict, to_yaml
-from training.data.folders import load_class, load_split, to_float, to_uint8
-from training.core.distributed import (barrier, broadcast_module, global_batchnorm, init_world, local_copy, seed_for,
-                                  shutdown)
-from training.gan.ema import EMA, recalibrate_batchnorm
+from training.core.distributed import (
+    World,
+    barrier,
+    broadcast_module,
+    global_batchnorm,
+    init_world,
+    local_copy,
+    seed_for,
+    shutdown,
+)
 from training.core.errors import DataError, TrainingDiverged, UserError
-from training.gan.config import GANConfig
-from training.gan.latents import class_labels, draw
-from training.gan.losses import LOSSES, d_objective, g_objective
-from training.gan.networks import build_discriminator, build_generator
-from training.gan.plots import plot_fidelity, plot_losses, save_grid
-from training.core.precision import optimizer_step, resolve_precision
+from training.core.precision import Precision, optimizer_step, resolve_precision
 from training.core.progress import progress
 from training.core.run_info import run_info, write_run_record
 from training.core.runtime import seed_everything
+from training.data.folders import load_class, load_split, to_float, to_uint8
+from training.gan.checkpoint import (
+    checkpoint_path,
+    list_checkpoints,
+    load_training_state,
+    save_generator,
+    save_training_state,
+)
+from training.gan.config import GANConfig
+from training.gan.diffaugment import diff_augment
+from training.gan.ema import EMA, recalibrate_batchnorm
+from training.gan.latents import class_labels, draw
+from training.gan.losses import LOSSES, GANLoss, d_objective, g_objective
+from training.gan.networks import build_discriminator, build_generator
+from training.gan.plots import plot_fidelity, plot_losses, save_grid
 
 METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart from the training stream
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
@@ -59,10 +75,46 @@ class RunPaths:
     cache: Path
 
     @classmethod
-    def of(cls, config: GANConfig) -> "RunPaths":
+    def of(cls, config: GANConfig) -> RunPaths:
         results, name = Path(config.output.results_dir), config.output.name
         return cls(results / "checkpoints" / name, results / "samples" / name, results / "gan_metrics" / name,
                    Path(config.output.synthetic_dir) / name, results / "cache")
+
+
+@dataclass
+class GANState:
+    """Everything that changes while training, besides the networks and optimisers."""
+
+    G: torch.nn.Module
+    D: torch.nn.Module
+    ema: EMA | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    scaler_g: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
+    loss: GANLoss
+    counters: dict = field(default_factory=lambda: {"epoch": 0, "d_steps": 0, "g_steps": 0, "loss_history": [],
+                                                    "metric_history": [], "best_fid": None})
+
+    def training_state(self, config: GANConfig) -> dict:
+        """What checkpoint_epoch_NNNN.pth holds: enough for `--resume` to continue exactly."""
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "G_ema": self.ema.model.state_dict() if self.ema else None,
+                "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+                "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+                "state": self.counters, "config": to_dict(config)}
+
+    def restore(self, saved: dict) -> None:
+        self.G.load_state_dict(saved["G"])
+        self.D.load_state_dict(saved["D"])
+        self.opt_g.load_state_dict(saved["opt_g"])
+        self.opt_d.load_state_dict(saved["opt_d"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(saved["G_ema"])
+        for scaler, key in ((self.scaler_g, "scaler_g"), (self.scaler_d, "scaler_d")):
+            if saved.get(key):          # checkpoints written before scalers were saved have none
+                scaler.load_state_dict(saved[key])
+        self.counters = saved["state"]
 
 
 @torch.no_grad()
@@ -133,14 +185,8 @@ def _check_resumable(saved: dict, config: GANConfig) -> None:
         raise UserError(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
 
 
-def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train the GAN described by `config`; returns a summary (paths, final and best FID).
-
-    Launched by torchrun, it joins the other processes and trains data-parallel; rank 0's summary is
-    the run's (the others return theirs, without metrics).
-    """
-    cfg_t, paths = config.train, RunPaths.of(config)
-    world, device = init_world(cfg_t.device)
+def prepare_run_folder(paths: RunPaths, world: World, resume: bool, overwrite: bool) -> list[Path]:
+    """Refuse to mix runs in one folder; with `overwrite`, remove the old run's checkpoints. Returns those kept."""
     existing = list_checkpoints(paths.checkpoints)
     if resume and not existing:
         raise UserError(f"--resume: no checkpoint in {paths.checkpoints}")
@@ -151,179 +197,203 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     if overwrite and not resume and world.is_main:   # a new run: none of the old one's generators may be picked up
         for stale in [*existing, paths.checkpoints / "final_generator.pth", paths.checkpoints / "best_generator.pth"]:
             stale.unlink(missing_ok=True)
+    return existing if resume else []
 
-    # Data: in memory as uint8; each step takes this rank's slice of a global batch.
-    real, labels, class_names = load_training_set(config)                    # (N, C, H, W), (N,)
-    batch_size = min(cfg_t.batch_size, len(real) // world.size * world.size)
-    mine = world.local_slice(batch_size)
-    batches_per_epoch = max(1, len(real) // batch_size)   # drop the ragged last batch (BN, GP need full ones)
-    conditional = config.model.conditional
-    precision, precision_record = resolve_precision(cfg_t, device)
-    # On a GPU the whole uint8 set lives there (10,000 RGB images at 128 px are 0.5 GB): batches are
-    # index lookups on the device, with no loader, workers or host-to-device copies per step.
-    train_images = real.to(device)
 
-    # Networks, optimisers, loss. Same seed on every rank, so the networks start equal (and are broadcast).
-    seed_everything(cfg_t.seed)
-    G = build_generator(config.model, config.data, len(class_names))
-    D = build_discriminator(config.model, config.data, config.loss.name, len(class_names))
-    ema = EMA(G, cfg_t.ema_decay, cfg_t.ema_rampup_steps) if cfg_t.ema_decay is not None else None
+def build_state(config: GANConfig, num_classes: int, world: World, device: torch.device,
+                precision: Precision) -> GANState:
+    """G, D, EMA, optimisers and loss. The same seed on every rank, so the networks start equal (and are broadcast)."""
+    t = config.train
+    seed_everything(t.seed)
+    G = build_generator(config.model, config.data, num_classes)
+    D = build_discriminator(config.model, config.data, config.loss.name, num_classes)
+    ema = EMA(G, t.ema_decay, t.ema_rampup_steps) if t.ema_decay is not None else None
     G, D = (precision.module(global_batchnorm(net, world)) for net in (G, D))
     if ema is not None:
         ema.model.to(device)
     broadcast_module(G, world)
     broadcast_module(D, world)
-    spec = G.latent
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg_t.lr_g, betas=cfg_t.betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg_t.lr_d, betas=cfg_t.betas)
-    scaler_g, scaler_d = precision.scaler(), precision.scaler()
-    loss = LOSSES[config.loss.name]
-    state = {"epoch": 0, "d_steps": 0, "g_steps": 0, "loss_history": [], "metric_history": [], "best_fid": None}
+    return GANState(G, D, ema, torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas),
+                    torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas), precision.scaler(), precision.scaler(),
+                    LOSSES[config.loss.name])
 
-    if resume:
-        saved = load_training_state(existing[-1])
-        _check_resumable(saved, config)
-        G.load_state_dict(saved["G"])
-        D.load_state_dict(saved["D"])
-        opt_g.load_state_dict(saved["opt_g"])
-        opt_d.load_state_dict(saved["opt_d"])
-        if ema is not None:
-            ema.model.load_state_dict(saved["G_ema"])
-        state = saved["state"]
-        if world.is_main:
-            print(f"resumed from {existing[-1]} (epoch {state['epoch']})")
 
-    def sampling_generator() -> torch.nn.Module:
-        """What samples, metrics and saved generators use: the EMA G (or a copy of G), BN recalibrated."""
-        model = ema.model if ema is not None else local_copy(G)
-        recalibrate_batchnorm(model, cfg_t.seed + CALIBRATION_SEED_OFFSET)
-        return model
+def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor, labels: torch.Tensor | None,
+                batch_size: int, world: World, device: torch.device, precision: Precision, paths: RunPaths) -> dict:
+    """One pass over the training images (ragged last batch dropped: BN and GP need full ones); returns the log row."""
+    t, spec, c = config.train, s.G.latent, s.counters
+    started, d_sum, g_sum, g_count = time.perf_counter(), 0.0, 0.0, 0
+    shared = torch.Generator().manual_seed(seed_for(t.seed, epoch))   # order and latents: the same on all ranks
+    torch.manual_seed(seed_for(t.seed, epoch, world.rank))            # augmentation: this rank's own
+    order, mine = torch.randperm(len(images), generator=shared), world.local_slice(batch_size)
+    batches = max(1, len(images) // batch_size)
+    for b in range(batches):
+        batch = order[b * batch_size:(b + 1) * batch_size][mine]
+        x_real = to_float(precision.images(images[batch.to(device)]))   # (b, C, S, S) in [-1, 1]
+        y = labels[batch].to(device) if labels is not None else None    # fakes take the real batch's classes
 
-    grid = cfg_t.sample_grid_size
-    if world.is_main:
-        info = run_info(cfg_t.seed, str(device), {
-            "training_images": len(real), "classes": class_names, "resumed_from_epoch": state["epoch"] or None,
-            "processes": world.size, "global_batch_size": batch_size, "compute": precision_record})
-        write_run_record(paths.checkpoints, to_yaml(config), info)
-        if "note" in precision_record:
-            print(precision_record["note"])
-        space = _feature_space(config, paths, device)
-        targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if conditional
-                   else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
-        print(f"training {config.output.name}: {len(real)} images of {', '.join(class_names)}, {config.loss.name} "
-              f"loss{', conditional' if conditional else ''}{', InfoGAN codes' if spec.has_codes else ''}, "
-              f"{device} x {world.size}, FID/KID features: {space.kind}")
+        # Update D.
+        z = draw(spec, batch_size, shared)[mine].to(device)
+        with precision.autocast():
+            with torch.no_grad():
+                fake = s.G(z, y)
+            d_loss = d_objective(s.D, s.loss, diff_augment(x_real, t.diffaugment), diff_augment(fake, t.diffaugment),
+                                 y, z, spec, config.loss.info_weight, config.loss.gp_weight)
+        optimizer_step(d_loss, s.opt_d, s.scaler_d, list(s.D.parameters()), world)
+        c["d_steps"] += 1
+        _check_finite("D loss", d_loss, epoch, paths)
+        d_sum += d_loss.item()            # this rank's share of the batch: the logged losses are rank 0's
 
-    def evaluate(epoch: int, sampler: torch.nn.Module) -> None:
-        from quality.features.frechet import fidelity_metrics
-
-        per_class = {}
-        for label, name, images in targets:
-            fake = to_uint8(sample_images(sampler, config.metrics.num_samples, cfg_t.seed + METRICS_SEED_OFFSET,
-                                          device, label))
-            per_class[name] = fidelity_metrics(fake, images, space, cache_dir=paths.cache / "fidelity", device=device,
-                                               batch_size=config.metrics.batch_size)
-        result = mean_over_classes(per_class)
-        state["metric_history"].append({"epoch": epoch, **result})
-        atomic.write_json(paths.metrics / "metrics.json", {"run": config.output.name, "history": state["metric_history"]})
-        plot_fidelity(state["metric_history"], paths.metrics / "fidelity_curve.png", config.output.name)
-        if result["fid"] is not None and (state["best_fid"] is None or result["fid"] < state["best_fid"]):
-            state["best_fid"] = result["fid"]
-            save_generator(paths.checkpoints / "best_generator.pth", sampler, config, epoch=epoch, metrics=result,
-                           class_names=class_names)
-
-    def checkpoint(epoch: int, sampler: torch.nn.Module) -> None:
-        save_grid(sample_images(sampler, grid ** 2, cfg_t.seed + GRID_SEED_OFFSET, device, per_row=grid),
-                  paths.samples / f"epoch_{epoch:04d}.png", nrow=grid)
-        atomic.write_json(paths.metrics / "losses.json", state["loss_history"])
-        plot_losses(state["loss_history"], paths.metrics / "loss_curves.png", config.output.name)
-        save_training_state(checkpoint_path(paths.checkpoints, epoch), {
-            "G": G.state_dict(), "D": D.state_dict(), "G_ema": ema.model.state_dict() if ema else None,
-            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "state": state, "config": to_dict(config)})
-
-    G.train()
-    D.train()
-    bar = progress(range(state["epoch"] + 1, cfg_t.epochs + 1), desc=config.output.name, unit="epoch",
-                   initial=state["epoch"], total=cfg_t.epochs, leave=True, disable=None if world.is_main else True)
-    for epoch in bar:
-        t0, d_sum, g_sum, g_count = time.perf_counter(), 0.0, 0.0, 0
-        shared = torch.Generator().manual_seed(seed_for(cfg_t.seed, epoch))   # order and latents: same on all ranks
-        torch.manual_seed(seed_for(cfg_t.seed, epoch, world.rank))            # augmentation: this rank's own
-        order = torch.randperm(len(real), generator=shared)
-        for b in range(batches_per_epoch):
-            batch = order[b * batch_size:(b + 1) * batch_size][mine]
-            x_real = to_float(precision.images(train_images[batch.to(device)]))
-            y = labels[batch].to(device) if conditional else None            # fakes take the real batch's classes
-
-            # Update D.
+        # Update G, once every n_critic D updates.
+        if c["d_steps"] % t.n_critic == 0:
             z = draw(spec, batch_size, shared)[mine].to(device)
             with precision.autocast():
-                with torch.no_grad():
-                    fake = G(z, y)
-                d_loss = d_objective(D, loss, diff_augment(x_real, cfg_t.diffaugment),
-                                     diff_augment(fake, cfg_t.diffaugment), y, z, spec,
-                                     config.loss.info_weight, config.loss.gp_weight)
-            optimizer_step(d_loss, opt_d, scaler_d, list(D.parameters()), world)
-            state["d_steps"] += 1
-            _check_finite("D loss", d_loss, epoch, paths)
-            d_sum += d_loss.item()            # this rank's share of the batch: the logged losses are rank 0's
+                g_loss = g_objective(s.D, s.loss, diff_augment(s.G(z, y), t.diffaugment), y, z, spec,
+                                     config.loss.info_weight)
+            optimizer_step(g_loss, s.opt_g, s.scaler_g, list(s.G.parameters()), world)
+            c["g_steps"] += 1
+            _check_finite("G loss", g_loss, epoch, paths)
+            g_sum, g_count = g_sum + g_loss.item(), g_count + 1
 
-            # Update G, once every n_critic D updates.
-            if state["d_steps"] % cfg_t.n_critic == 0:
-                z = draw(spec, batch_size, shared)[mine].to(device)
-                with precision.autocast():
-                    g_loss = g_objective(D, loss, diff_augment(G(z, y), cfg_t.diffaugment), y, z, spec,
-                                         config.loss.info_weight)
-                optimizer_step(g_loss, opt_g, scaler_g, list(G.parameters()), world)
-                state["g_steps"] += 1
-                _check_finite("G loss", g_loss, epoch, paths)
-                g_sum, g_count = g_sum + g_loss.item(), g_count + 1
-                if ema is not None:
-                    ema.update(G, state["g_steps"])
+            # Update EMA.
+            if s.ema is not None:
+                s.ema.update(s.G, c["g_steps"])
+    return {"epoch": epoch, "d_loss": d_sum / batches, "g_loss": g_sum / max(g_count, 1),
+            "seconds": time.perf_counter() - started}
 
-        state["epoch"] = epoch
-        state["loss_history"].append({"epoch": epoch, "d_loss": d_sum / batches_per_epoch,
-                                      "g_loss": g_sum / max(g_count, 1), "seconds": time.perf_counter() - t0})
+
+class Monitor:
+    """Rank 0's view of a run: FID/KID against the real images, grids, curves, checkpoints."""
+
+    def __init__(self, config: GANConfig, paths: RunPaths, device: torch.device, real: torch.Tensor,
+                 labels: torch.Tensor, class_names: list[str]):
+        self.config, self.paths, self.device, self.class_names = config, paths, device, class_names
+        m = config.metrics
+        self.space: FeatureSpace = resolve_feature_space(
+            m.feature_extractor, data_root=config.data.root, image_size=config.data.image_size,
+            channels=config.data.channels, inception_weights=m.inception_weights,
+            encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
+        # What FID compares against: each class's images for a conditional G, else all of them.
+        self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
+                        else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
+
+    def sampler(self, s: GANState) -> torch.nn.Module:
+        """What samples, metrics and saved generators use: the EMA G (or a copy of G), BN recalibrated."""
+        model = s.ema.model if s.ema is not None else local_copy(s.G)
+        recalibrate_batchnorm(model, self.config.train.seed + CALIBRATION_SEED_OFFSET)
+        return model
+
+    def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
+        """FID/KID of `sampler` now; the best so far becomes best_generator.pth."""
+        cfg, c = self.config, s.counters
+        per_class = {}
+        for label, name, images in self.targets:
+            fake = to_uint8(sample_images(sampler, cfg.metrics.num_samples, cfg.train.seed + METRICS_SEED_OFFSET,
+                                          self.device, label))
+            per_class[name] = fidelity_metrics(fake, images, self.space, cache_dir=self.paths.cache / "fidelity",
+                                               device=self.device, batch_size=cfg.metrics.batch_size)
+        result = mean_over_classes(per_class)
+        c["metric_history"].append({"epoch": epoch, **result})
+        atomic.write_json(self.paths.metrics / "metrics.json", {"run": cfg.output.name, "history": c["metric_history"]})
+        plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
+        if result["fid"] is not None and (c["best_fid"] is None or result["fid"] < c["best_fid"]):
+            c["best_fid"] = result["fid"]
+            save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
+                           class_names=self.class_names)
+
+    def grid(self, sampler: torch.nn.Module, path: Path) -> None:
+        n = self.config.train.sample_grid_size
+        save_grid(sample_images(sampler, n ** 2, self.config.train.seed + GRID_SEED_OFFSET, self.device, per_row=n),
+                  path, nrow=n)
+
+    def checkpoint(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
+        self.grid(sampler, self.paths.samples / f"epoch_{epoch:04d}.png")
+        atomic.write_json(self.paths.metrics / "losses.json", s.counters["loss_history"])
+        plot_losses(s.counters["loss_history"], self.paths.metrics / "loss_curves.png", self.config.output.name)
+        save_training_state(checkpoint_path(self.paths.checkpoints, epoch), s.training_state(self.config))
+
+    def finish(self, s: GANState) -> dict:
+        """final_generator.pth and final_samples.png; returns the last metrics."""
+        sampler, c = self.sampler(s), s.counters
+        final = c["metric_history"][-1] if c["metric_history"] else {}
+        save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],
+                       metrics=final, class_names=self.class_names)
+        self.grid(sampler, self.paths.synthetic / "final_samples.png")
+        return final
+
+
+def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train the GAN described by `config`; returns a summary (paths, final and best FID).
+
+    Launched by torchrun, it joins the other processes and trains data-parallel; rank 0's summary is
+    the run's (the others return theirs, without metrics).
+    """
+    t, paths = config.train, RunPaths.of(config)
+    world, device = init_world(t.device)
+    existing = prepare_run_folder(paths, world, resume, overwrite)
+
+    # Data: in memory as uint8. On a GPU the whole set lives there (10,000 RGB images at 128 px are
+    # 0.5 GB): batches are index lookups on the device, with no loader, workers or host copies per step.
+    real, labels, class_names = load_training_set(config)                    # (N, C, H, W), (N,)
+    batch_size = min(t.batch_size, len(real) // world.size * world.size)
+    world.local_slice(batch_size)                                            # a batch that does not split is refused
+    precision, precision_record = resolve_precision(t, device)
+    train_images = real.to(device)
+
+    s = build_state(config, len(class_names), world, device, precision)
+    if existing:
+        saved = load_training_state(existing[-1])
+        _check_resumable(saved, config)
+        s.restore(saved)
+    monitor = None
+    if world.is_main:
+        if existing:
+            print(f"resumed from {existing[-1]} (epoch {s.counters['epoch']})")
+        write_run_record(paths.checkpoints, to_yaml(config), run_info(t.seed, str(device), {
+            "training_images": len(real), "classes": class_names, "resumed_from_epoch": s.counters["epoch"] or None,
+            "processes": world.size, "global_batch_size": batch_size, "compute": precision_record}))
+        if "note" in precision_record:
+            print(precision_record["note"])
+        monitor = Monitor(config, paths, device, real, labels, class_names)
+        print(f"training {config.output.name}: {len(real)} images of {', '.join(class_names)}, {config.loss.name} "
+              f"loss{', conditional' if config.model.conditional else ''}"
+              f"{', InfoGAN codes' if s.G.latent.has_codes else ''}, {device} x {world.size}, "
+              f"FID/KID features: {monitor.space.kind}")
+
+    s.G.train()
+    s.D.train()
+    c = s.counters
+    bar = progress(range(c["epoch"] + 1, t.epochs + 1), desc=config.output.name, unit="epoch",
+                   initial=c["epoch"], total=t.epochs, leave=True, disable=None if world.is_main else True)
+    for epoch in bar:
+        row = train_epoch(s, config, epoch, train_images, labels if config.model.conditional else None, batch_size,
+                          world, device, precision, paths)
+        c["epoch"] = epoch
+        c["loss_history"].append(row)
 
         # Monitor, then checkpoint (so the checkpoint holds the metric history). Rank 0 only.
-        last = epoch == cfg_t.epochs
+        last = epoch == t.epochs
         due_metrics = last or (config.metrics.every and epoch % config.metrics.every == 0)
-        due_checkpoint = last or epoch % cfg_t.checkpoint_every == 0
-        if world.is_main and (due_metrics or due_checkpoint):
-            sampler = sampling_generator()
+        due_checkpoint = last or epoch % t.checkpoint_every == 0
+        if monitor is not None and (due_metrics or due_checkpoint):
+            sampler = monitor.sampler(s)
             if due_metrics:
-                evaluate(epoch, sampler)
+                monitor.evaluate(s, epoch, sampler)
             if due_checkpoint:
-                checkpoint(epoch, sampler)
-        fid = state["metric_history"][-1]["fid"] if state["metric_history"] else None
-        status = dict(d=f"{state['loss_history'][-1]['d_loss']:.3f}", g=f"{state['loss_history'][-1]['g_loss']:.3f}",
-                      fid="-" if fid is None else f"{fid:.2f}")
+                monitor.checkpoint(s, epoch, sampler)
+        fid = c["metric_history"][-1]["fid"] if c["metric_history"] else None
+        status = {"d": f"{row['d_loss']:.3f}", "g": f"{row['g_loss']:.3f}", "fid": "-" if fid is None else f"{fid:.2f}"}
         bar.set_postfix(status)
-        if world.is_main and bar.disable and (due_metrics or due_checkpoint):   # no terminal: a log line instead
-            print(f"epoch {epoch}/{cfg_t.epochs} " + " ".join(f"{k}={v}" for k, v in status.items()), flush=True)
+        if monitor is not None and bar.disable and (due_metrics or due_checkpoint):   # no terminal: a log line
+            print(f"epoch {epoch}/{t.epochs} " + " ".join(f"{k}={v}" for k, v in status.items()), flush=True)
 
-    # Final outputs.
-    summary = {"paths": paths, "final_fid": None, "best_fid": state["best_fid"], "epochs": state["epoch"],
+    summary = {"paths": paths, "final_fid": None, "best_fid": c["best_fid"], "epochs": c["epoch"],
                "feature_extractor": None, "rank": world.rank}
-    if world.is_main:
-        sampler = sampling_generator()
-        final = state["metric_history"][-1] if state["metric_history"] else {}
-        save_generator(paths.checkpoints / "final_generator.pth", sampler, config, epoch=state["epoch"],
-                       metrics=final, class_names=class_names)
-        save_grid(sample_images(sampler, grid ** 2, cfg_t.seed + GRID_SEED_OFFSET, device, per_row=grid),
-                  paths.synthetic / "final_samples.png", nrow=grid)
-        summary.update(final_fid=final.get("fid"), feature_extractor=space.kind)
+    if monitor is not None:
+        final = monitor.finish(s)
+        summary.update(final_fid=final.get("fid"), feature_extractor=monitor.space.kind)
     shutdown(world)
     return summary
-
-
-def _feature_space(config: GANConfig, paths: RunPaths, device: torch.device):
-    from quality.features.extractors import resolve_feature_space
-
-    m = config.metrics
-    return resolve_feature_space(m.feature_extractor, data_root=config.data.root, image_size=config.data.image_size,
-                                 channels=config.data.channels, inception_weights=m.inception_weights,
-                                 encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
 
 
 def with_device(config: GANConfig, device: str | None) -> GANConfig:

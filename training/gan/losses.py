@@ -7,8 +7,8 @@ batch's terms together (adversarial, InfoGAN, gradient penalty) for the training
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

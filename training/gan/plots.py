@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from torchvision.utils import save_image
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
-
-from training.core import atomic  # noqa: E402
+from training.core import atomic
+from training.core.plotting import subplots
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
@@ -22,7 +19,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
 
 
 def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["d_loss"] for h in history], label="D loss")
     ax.plot(epochs, [h["g_loss"] for h in history], label="G loss")
@@ -34,7 +31,7 @@ def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
 
 def plot_fidelity(history: list[dict], path: str | Path, title: str) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_fid, ax_kid) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_fid, ax_kid) = subplots(1, 2, figsize=(10, 4))
     per_class = history[-1].get("per_class")        # a conditional GAN: the mean, and each class's FID
     ax_fid.plot(epochs, [h["fid"] for h in history], marker="o", label="mean over classes" if per_class else None)
     for name in per_class or []:

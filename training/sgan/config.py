@@ -12,6 +12,7 @@ from typing import Literal, Optional
 
 from training.core.config import field
 from training.core.errors import ConfigError
+from training.gan.diffaugment import check_policy
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ class SGANTrainConfig:
     sample_grid_size: int = field(8, min=1, max=32, help="G's sample grid is N x N images")
 
     def validate(self) -> None:
-        from training.gan.diffaugment import check_policy
-
         if not self.seeds:
             raise ConfigError("'train.seeds' needs at least one seed")
         if len(set(self.seeds)) != len(self.seeds):

@@ -26,34 +26,52 @@ import hashlib
 import io
 import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from training.core import atomic
-from training.gan.diffaugment import diff_augment
-from training.classify.config import (ClassifierConfig, ClassifierDataConfig, ClassifierOutputConfig,
-                                        ClassifierTrainConfig)
-from training.classify.loop import (CHECKPOINT_FORMAT, LabelledSet, class_counts, load_labelled, next_run_dir,
-                                      summarise, write_predictions)
-from training.core.config import to_dict, to_yaml
-from training.data.folders import list_classes, to_float
-from training.core.errors import DataError, TrainingDiverged
+from training.classify.checkpoint import CHECKPOINT_FILE, save_classifier
+from training.classify.config import (
+    ClassifierConfig,
+    ClassifierDataConfig,
+    ClassifierOutputConfig,
+    ClassifierTrainConfig,
+)
+from training.classify.data import LabelledSet, Splits, class_counts, load_splits
+from training.classify.evaluate import summarise, write_predictions
 from training.classify.metrics import binary_metrics, choose_threshold
-from training.sgan.networks import build_discriminator, build_generator, classifier_model, split_discriminator
-from training.core.progress import progress
-from training.core.run_info import run_info, write_run_record
-from training.core.distributed import (World, broadcast_module, from_main, global_batchnorm, global_mean, init_world,
-                                  local_copy, seed_for, shutdown)
+from training.classify.scoring import class_probabilities
+from training.core import atomic
+from training.core.config import to_dict, to_yaml
+from training.core.distributed import (
+    World,
+    broadcast_module,
+    from_main,
+    global_batchnorm,
+    global_mean,
+    init_world,
+    local_copy,
+    seed_for,
+    shutdown,
+)
+from training.core.errors import DataError, TrainingDiverged
+from training.core.plotting import subplots
 from training.core.precision import optimizer_step
+from training.core.progress import progress
+from training.core.run_info import next_run_dir, run_info, write_run_record
 from training.core.runtime import seed_everything
+from training.data.folders import to_float
+from training.gan.diffaugment import diff_augment
+from training.gan.plots import save_grid
 from training.sgan.config import SGANConfig
 from training.sgan.losses import feature_matching_loss, supervised_loss, unsupervised_loss
+from training.sgan.networks import build_discriminator, build_generator, classifier_model, split_discriminator
 
 SUBSET_FILE = "labelled_subset.json"
 
@@ -72,33 +90,15 @@ class SemiSupervisedData:
     unlabelled: np.ndarray      # the other train indices, sorted
 
 
-def load_data(config: SGANConfig) -> tuple[dict[str, LabelledSet], list[str], int]:
-    """Train/val/test of `data.root` with one class list; returns the sets, class names and positive label."""
+def load_data(config: SGANConfig) -> Splits:
+    """Train/val/test of `data.root` with one class list (training.classify.data, shared with the classifier)."""
     d = config.data
     root = Path(d.root)
     if not root.is_dir():
         raise DataError(f"dataset folder not found: {root} (make it with training/prepare_data.py, "
                         "e.g. --source digits)")
-    classes = {split: list_classes(root / split) for split in ("train", "val", "test")}
-    if not classes["train"] == classes["val"] == classes["test"]:
-        raise DataError(f"{root}: train, val and test have different class folders: "
-                        + "; ".join(f"{s}: {', '.join(c)}" for s, c in classes.items()))
-    names = classes["train"]
-    if len(names) < 2:
-        raise DataError(f"{root} has one class ({names[0]}); a classifier needs at least two")
-    sets = {split: load_labelled(root / split, names, d.image_size, d.channels)
-            for split in progress(("train", "val", "test"), desc="loading images", unit="split")}
-    counts = class_counts({"train": sets["train"]}, names)["train"]
-    positive_name = d.positive_class or min(names, key=lambda n: counts[n])     # ties: the first in order
-    if positive_name not in names:
-        raise DataError(f"'data.positive_class' = {positive_name} is not a class of {root / 'train'} "
-                        f"(classes: {', '.join(names)})")
-    positive = names.index(positive_name)
-    for split in ("val", "test"):
-        if not (sets[split].labels == positive).any() or (sets[split].labels == positive).all():
-            raise DataError(f"the {split} set of {root} needs images of '{positive_name}' and of other classes "
-                            "(its AUC and threshold are undefined otherwise)")
-    return sets, names, positive
+    return load_splits({split: root / split for split in ("train", "val", "test")}, d.image_size, d.channels,
+                       d.positive_class)
 
 
 def choose_labelled(labels: torch.Tensor, names: list[str], per_class: int, seed: int) -> np.ndarray:
@@ -120,7 +120,8 @@ def choose_labelled(labels: torch.Tensor, names: list[str], per_class: int, seed
 
 def split_labelled(config: SGANConfig) -> SemiSupervisedData:
     """Load the data and draw the labelled subset; the GAN also needs unlabelled images."""
-    sets, names, positive = load_data(config)
+    splits = load_data(config)
+    sets, names, positive = splits.sets, splits.names, splits.positive
     labelled = choose_labelled(sets["train"].labels, names, config.data.labeled_per_class, config.data.split_seed)
     unlabelled = np.setdiff1d(np.arange(len(sets["train"].labels)), labelled)
     if config.train.method == "sgan" and len(unlabelled) < 2:
@@ -169,16 +170,6 @@ def frozen_batchnorm_statistics(model: nn.Module) -> Iterator[None]:
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
-
-
-@torch.no_grad()
-def class_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device,
-                        batch_size: int = 256) -> np.ndarray:
-    """P(class | real) = softmax of the K logits, (N, K), for uint8 images, in eval mode."""
-    model.eval()
-    probs = [torch.softmax(model(to_float(images[i:i + batch_size]).to(device)), 1).cpu()
-             for i in range(0, len(images), batch_size)]
-    return torch.cat(probs).numpy().astype(np.float64)
 
 
 def train_step(D: nn.Module, G: nn.Module | None, opt_d: torch.optim.Optimizer, opt_g: torch.optim.Optimizer | None,
@@ -299,8 +290,6 @@ def fit(config: SGANConfig, data: SemiSupervisedData, seed: int, device: torch.d
 
 def multiclass_metrics(labels: np.ndarray, probs: np.ndarray, names: list[str]) -> dict:
     """K-way accuracy (argmax), per-class sensitivity (recall), one-vs-rest AUC per class and their mean."""
-    from sklearn.metrics import roc_auc_score
-
     predicted = probs.argmax(1)
     sensitivity, auc = {}, {}
     for k, name in enumerate(names):
@@ -366,30 +355,20 @@ def evaluate_seed(config: SGANConfig, data: SemiSupervisedData, seed: int, devic
     curves_png([history], [seed], [best_epoch], out / "training_curves.png", losses=True,
                title=f"{config.run_name}, seed {seed}")
     if G is not None:
-        from training.gan.plots import save_grid
-
         n = config.train.sample_grid_size
         z = torch.randn(n * n, config.model.z_dim, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             save_grid(G(z.to(device)), out / "samples.png", nrow=n)
-    atomic.torch_save({"format": CHECKPOINT_FORMAT, "state_dict": {k: v.cpu() for k, v in D.state_dict().items()},
-                       "config": to_dict(checkpoint_config(config, data.names, data.positive)),
-                       "class_names": data.names, "positive_class": data.names[data.positive],
-                       "threshold": threshold, "seed": seed, "best_epoch": best_epoch,
-                       "trained_by": f"train_sgan.py ({config.train.method})", "sgan_config": to_dict(config)},
-                      out / "best_model.pth")
+    save_classifier(out / CHECKPOINT_FILE, D, checkpoint_config(config, data.names, data.positive), data.names,
+                    data.positive, threshold=threshold, seed=seed, best_epoch=best_epoch,
+                    trained_by=f"train_sgan.py ({config.train.method})", sgan_config=to_dict(config))
     return metrics
 
 
 def curves_png(histories: list[list[dict]], seeds: list[int], best_epochs: list[int], path: Path, title: str,
                losses: bool = False) -> None:
     """Validation accuracy per epoch for each seed (dot: the selected epoch); with `losses`, the losses beside it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2 if losses else 1, figsize=(10 if losses else 5.5, 3.8), squeeze=False)
+    fig, axes = subplots(1, 2 if losses else 1, figsize=(10 if losses else 5.5, 3.8), squeeze=False)
     ax_acc = axes[0, -1]
     for history, seed, best_epoch in zip(histories, seeds, best_epochs):
         epochs = [h["epoch"] for h in history]

@@ -11,7 +11,7 @@ Logits are (B, K); features are (B, F).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

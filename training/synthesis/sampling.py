@@ -23,38 +23,39 @@ writes the merged manifest.jsonl and removes them.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from training.classify.scoring import load_pixel_scorer
 from training.core import atomic
-from training.gan.checkpoint import load_generator
-from training.data.folders import to_float, to_uint8
 from training.core.errors import DataError, UserError
-from training.data.images import file_sha256, is_image_file, read_image, pixel_sha256
+from training.core.progress import progress
+from training.data.folders import to_float, to_uint8
+from training.data.images import file_sha256, pixel_sha256, read_image
+from training.data.png_writer import stale_temporaries, write_pngs
+from training.data.synthetic_folder import (
+    GENERATION_INFO,
+    PREVIEW,
+    PREVIEW_SIDE,
+    REJECTED,
+    check_output_dir,
+    clear_folder,
+    read_synthetic_manifest,
+    write_synthetic_manifest,
+)
+from training.gan.checkpoint import load_generator
 from training.gan.latents import class_labels, code_values, draw, set_code
 from training.gan.plots import save_grid
-from training.data.png_writer import stale_temporaries, write_pngs
-from training.core.progress import progress
-
-MANIFEST = "manifest.jsonl"
-SHARD_MANIFESTS = "manifest.shard*of*.jsonl"       # one per shard of a split job until merged into MANIFEST
-INFO = "generation.json"
-PREVIEW = "preview_grid.png"
-PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
-OWN_FILES = {PREVIEW, "final_samples.png"}         # images this toolkit writes beside the samples
-EVAL_SPLITS = {"val", "valid", "validation", "test"}
-REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
 
 
 @dataclass(frozen=True)
@@ -160,12 +161,6 @@ def shard_items(items: list[Item], shard: tuple[int, int]) -> list[Item]:
     return items[k * len(items) // n:(k + 1) * len(items) // n]
 
 
-def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
-    """Where shard k of n records its images: manifest.jsonl itself for an unsplit job."""
-    k, n = shard
-    return out_dir / (MANIFEST if n == 1 else f"manifest.shard{k}of{n}.jsonl")
-
-
 def latents(generator: SourceGenerator, seeds: list[int]) -> torch.Tensor:
     """The latent of each seed (training.gan.latents.draw), with the generator's fixed codes set."""
     spec = generator.model.latent
@@ -201,74 +196,6 @@ def write_code_sweep(generator: SourceGenerator, code: str, seed: int, out_dir: 
     path = out_dir / f"code_sweep_{code}.png"
     save_grid(to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2)), path, nrow=len(values))
     return path
-
-
-def check_output_dir(out_dir: Path) -> None:
-    """Refuse folders where synthetic images must never go, before anything is written.
-
-    Validation and test splits stay real-only; a processed dataset's other folders are left to the
-    augmented-dataset step; a folder holding images this tool did not write is someone's data.
-    """
-    resolved = out_dir.resolve()
-    for folder in (resolved, *resolved.parents):
-        dataset = folder.parent
-        if (dataset / "manifest.csv").is_file() or (dataset / "train").is_dir():
-            if folder.name.lower() in EVAL_SPLITS:
-                raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the "
-                                f"'{folder.name}' split of {dataset}; validation and test sets stay real-only")
-        if (folder / "manifest.csv").is_file():
-            raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the processed "
-                            f"dataset {folder}; generate into a folder of its own (e.g. data/synthetic/<run>)")
-    if out_dir.is_dir():
-        foreign = [p.name for p in sorted(out_dir.iterdir())
-                   if is_image_file(p) and not p.name.startswith("synthetic_") and p.name not in OWN_FILES]
-        if foreign:
-            raise UserError(f"{out_dir} holds {len(foreign)} images this tool did not write (e.g. {foreign[0]}); "
-                            "generate into an empty folder")
-
-
-def read_manifest(out_dir: Path) -> dict[int, dict]:
-    """The manifest's records by index, merged with those of unmerged shard manifests ({} when none).
-
-    A shard manifest is newer than manifest.jsonl (a merge removes it), so its records win.
-    """
-    records = {}
-    for path in (out_dir / MANIFEST, *sorted(out_dir.glob(SHARD_MANIFESTS))):
-        if not path.is_file():
-            continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                record = json.loads(line)
-                records[int(record["index"])] = record
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
-    return records
-
-
-def write_manifest(out_dir: Path, records: dict[int, dict], shard: tuple[int, int] = (0, 1)) -> None:
-    """Write `records` to the shard's manifest; manifest.jsonl then replaces every shard manifest.
-
-    Only a run of the whole job writes manifest.jsonl, so separately launched shards never write
-    the same file.
-    """
-    path = shard_manifest(out_dir, shard)
-    atomic.write_text(path, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
-    if path.name == MANIFEST:          # everything the shard manifests held is in it now
-        for merged in out_dir.glob(SHARD_MANIFESTS):
-            merged.unlink(missing_ok=True)
-
-
-def merge_manifests(out_dir: Path) -> dict[int, dict]:
-    """Merge the shard manifests into manifest.jsonl (after every shard finished); returns the records."""
-    records = read_manifest(out_dir)
-    write_manifest(out_dir, records)
-    return records
-
-
-def clear_folder(out_dir: Path) -> None:
-    """Remove the images and manifests of earlier runs (--overwrite): none may survive beside a new manifest."""
-    for old in (*out_dir.glob("synthetic_*.png"), out_dir / MANIFEST, *out_dir.glob(SHARD_MANIFESTS)):
-        old.unlink(missing_ok=True)
 
 
 def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Path, records: dict[int, dict],
@@ -389,7 +316,7 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
         stale.unlink(missing_ok=True)
     if overwrite:
         clear_folder(out_dir)
-    records = read_manifest(out_dir)
+    records = read_synthetic_manifest(out_dir)
     todo = items if overwrite else reconcile(items, generators, out_dir, records, device, job)
     if before_writing is not None:
         before_writing()
@@ -412,7 +339,7 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
     def save_manifest() -> None:
         # A shard records only its own indices: the folder's other records belong to other shards.
         mine = records if shard[1] == 1 else {item.index: records[item.index] for item in items if item.index in records}
-        write_manifest(out_dir, mine, shard)
+        write_synthetic_manifest(out_dir, mine, shard)
 
     filtered = 0
     bar = progress(total=len(todo), desc="generating", unit="img", disable=None if progress_bar else True)
@@ -472,26 +399,12 @@ def combine_summaries(parts: list[dict], records: dict[int, dict]) -> dict:
 
 def classifier_confidence(path: str | Path, class_name: str, device: torch.device) -> Callable[[np.ndarray], np.ndarray]:
     """P(`class_name`) under a classifier saved by train_classifier.py (best_model.pth), for uint8 images."""
-    from training.classify.loop import load_classifier
-
-    model, record = load_classifier(path, device)
-    if class_name not in record["class_names"]:
-        raise UserError(f"the classifier {path} knows classes {', '.join(record['class_names'])}, not '{class_name}'")
-    index, size = record["class_names"].index(class_name), record["config"]["data"]["image_size"]
-    channels = record["config"]["data"]["channels"]
-
-    @torch.no_grad()
-    def confidence(pixels: np.ndarray) -> np.ndarray:
-        if pixels.shape[3] != channels:
-            raise DataError(f"the classifier expects {channels}-channel images, the generator makes {pixels.shape[3]}")
-        x = to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2))
-        x = x if len(x) > 1 else x.repeat(2, 1, 1, 1)       # as in `render`: batch-size-independent scores
-        if x.shape[-1] != size:
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return torch.softmax(model(x.to(device)), 1)[:len(pixels), index].cpu().numpy()
-
-    return confidence
+    scorer = load_pixel_scorer(path, device)
+    if class_name not in scorer.class_names:
+        raise UserError(f"the classifier {path} knows classes {', '.join(scorer.class_names)}, not '{class_name}'")
+    index = scorer.class_names.index(class_name)
+    return lambda pixels: scorer(pixels)[:, index]
 
 
 def write_generation_info(out_dir: Path, info: dict) -> None:
-    atomic.write_json(out_dir / INFO, info)
+    atomic.write_json(out_dir / GENERATION_INFO, info)

@@ -16,6 +16,7 @@ import numpy as np
 from training.core.errors import DataError
 from training.data.images import resize
 from training.data.processed import Record
+from sklearn.datasets import load_digits
 
 DIGITS_LEVELS = 16          # load_digits pixels are integers 0..16
 
@@ -55,8 +56,6 @@ def assign_splits(images: np.ndarray, labels: np.ndarray, fractions: dict[str, f
 def digits_records(seed: int = 0, image_size: int = 32, val_fraction: float = 0.1,
                    test_fraction: float = 0.2) -> tuple[Iterator[Record], int]:
     """Records of scikit-learn's digits (classes '0'..'9'), split per class with `seed`, and their count."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     pixels = np.rint(digits.images * (255.0 / DIGITS_LEVELS)).astype(np.uint8)        # (1797, 8, 8)
     labels = digits.target.astype(np.int64)

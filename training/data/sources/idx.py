@@ -6,7 +6,7 @@
 
 Both hold a train and a test set only: validation is carved out of train per class with a fixed seed
 (`val_fraction`), and test stays the official test set. Class folders are the labels ('0'..'9')
-unless `--class-names` names them (e.g. Fashion-MNIST's 0=tshirt,1=trouser,...).
+unless `--class_names` names them (e.g. Fashion-MNIST's 0=tshirt,1=trouser,...).
 """
 
 from __future__ import annotations

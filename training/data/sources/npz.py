@@ -23,12 +23,12 @@ def parse_class_names(text: str | None) -> dict[int, str]:
     for part in text.split(","):
         label, sep, name = part.partition("=")
         if not sep or not label.strip().lstrip("-").isdigit() or not name.strip():
-            raise DataError(f"--class-names: '{part}' must look like 0=malignant")
+            raise DataError(f"--class_names: '{part}' must look like 0=malignant")
         if "/" in name or name.strip() in (".", ".."):
-            raise DataError(f"--class-names: '{name}' cannot be a folder name")
+            raise DataError(f"--class_names: '{name}' cannot be a folder name")
         names[int(label)] = name.strip()
     if len(set(names.values())) != len(names):
-        raise DataError(f"--class-names: two labels share a name in '{text}'")
+        raise DataError(f"--class_names: two labels share a name in '{text}'")
     return names
 
 

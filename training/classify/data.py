@@ -1,0 +1,115 @@
+"""The labelled splits a classifier learns and is scored on, in memory, for `train_classifier` and the K+1 GAN."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.core.errors import DataError
+from training.core.progress import progress
+from training.data.folders import list_classes, list_images
+from training.data.images import pixel_sha256, read_image, resize, to_channels
+from training.data.synthetic_folder import read_synthetic
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """One split in memory: uint8 images (N, C, S, S), labels (N,), and each file's path and pixel hash."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    paths: list[str]
+    sha256: list[str]
+    sizes: set[int]          # the original image sizes found (before resizing)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/val/test with one class list, and which class is the positive one of the binary metrics."""
+
+    sets: dict[str, LabelledSet]
+    names: list[str]
+    positive: int
+
+
+def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, channels: int) -> LabelledSet:
+    """Every image of `classes` under `split_dir`, resized to `image_size` with `channels` channels."""
+    images, labels, paths, hashes, sizes = [], [], [], [], set()
+    for label, name in enumerate(classes):
+        folder = Path(split_dir) / name
+        if not folder.is_dir():
+            raise DataError(f"class folder missing: {folder}")
+        for path in list_images(folder):
+            pixels = read_image(path)
+            hashes.append(pixel_sha256(pixels))     # of the file's pixels, as in manifest.csv
+            sizes.add(min(pixels.shape[:2]))
+            images.append(resize(to_channels(pixels, channels, path), image_size))
+            labels.append(label)
+            paths.append(str(path))
+    tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes)
+
+
+def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], image_size: int, channels: int) -> LabelledSet:
+    """`train` plus the images of a synthetic folder's manifest, labelled by their recorded class."""
+    images = read_synthetic([synthetic_dir])[0]
+    unknown = sorted({img.class_name for img in images} - set(names))
+    if unknown:
+        raise DataError(f"{synthetic_dir} holds class '{unknown[0]}', which is not a class of the training set")
+    if not images:
+        raise DataError(f"{synthetic_dir} lists no images")
+    pixels = [read_image(img.path) for img in images]
+    stacked = torch.from_numpy(np.stack([resize(to_channels(x, channels, img.path), image_size)
+                                         for x, img in zip(pixels, images)])).permute(0, 3, 1, 2)
+    return LabelledSet(torch.cat([train.images, stacked]),
+                       torch.cat([train.labels, torch.tensor([names.index(img.class_name) for img in images])]),
+                       train.paths + [str(img.path) for img in images], train.sha256 + [img.sha256 for img in images],
+                       train.sizes | {min(x.shape[:2]) for x in pixels})
+
+
+def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, dict[str, int]]:
+    """Images per class in each split, e.g. {'train': {'benign': 2000, 'malignant': 200}, ...}."""
+    return {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
+
+
+def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: int, positive_class: str | None, *,
+                synthetic_dir: str | None = None, show_progress: bool = True) -> Splits:
+    """Train/val/test (`split_dirs[split]`) with one class list checked across the three.
+
+    `positive_class` None picks the smallest training class (ties: the first in order). Val and test
+    must hold the positive class and another one, or AUC and the threshold are undefined.
+    """
+    classes = {split: list_classes(split_dirs[split]) for split in SPLIT_NAMES}
+    if not classes["train"] == classes["val"] == classes["test"]:
+        raise DataError("train, val and test have different class folders: "
+                        + "; ".join(f"{s}: {', '.join(c)}" for s, c in classes.items()))
+    names = classes["train"]
+    if len(names) < 2:
+        raise DataError(f"{split_dirs['train']} has one class ({names[0]}); a classifier needs at least two")
+    if positive_class is not None and positive_class not in names:
+        raise DataError(f"'data.positive_class' = {positive_class} is not a class of {split_dirs['train']} "
+                        f"(classes: {', '.join(names)})")
+    sets = {split: load_labelled(split_dirs[split], names, image_size, channels)
+            for split in progress(SPLIT_NAMES, desc="loading images", unit="split",
+                                  disable=None if show_progress else True)}
+    if synthetic_dir:
+        sets["train"] = with_synthetic(sets["train"], synthetic_dir, names, image_size, channels)
+    if positive_class is None:
+        counts = class_counts({"train": sets["train"]}, names)["train"]
+        positive_class = min(names, key=lambda n: counts[n])
+    positive = names.index(positive_class)
+    for split in ("val", "test"):
+        is_positive = sets[split].labels == positive
+        if not is_positive.any() or is_positive.all():
+            raise DataError(f"the {split} set {split_dirs[split]} needs images of '{positive_class}' and of other "
+                            "classes: AUC and the decision threshold are undefined otherwise")
+    if len(sets["train"].sizes) > 1 and min(sets["train"].sizes) < image_size:
+        raise DataError(f"train images come in sizes {sorted(sets['train'].sizes)} px and data.image_size is "
+                        f"{image_size}: upsampling only some of them (e.g. synthetic ones) would let the classifier "
+                        f"learn 'blurry means {positive_class}'; set data.image_size <= {min(sets['train'].sizes)}")
+    return Splits(sets, names, positive)

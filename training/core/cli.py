@@ -1,0 +1,34 @@
+"""Command-line conventions shared by every script.
+
+Flags are spelled with underscores (`--num_samples`, `--output_dir`, `--preview_only`), as the user
+guide spells them; the dashed spelling of any flag (`--num-samples`, `--dry-run`) is accepted too, so
+muscle memory from other tools works. Output folders are `--output_dir` everywhere; the older
+`--out` / `--out_dir` stay as aliases for one release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+OUTPUT_DIR_FLAGS = ("--output_dir", "--out", "--out_dir")
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that reads `--some-flag` as `--some_flag` and keeps the script's docstring layout."""
+
+    def __init__(self, description: str | None = None, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(description=description, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace=None):  # noqa: ANN001 (argparse's)
+        args = [self._canonical(a) for a in (sys.argv[1:] if args is None else args)]
+        return super().parse_known_args(args, namespace)
+
+    def _canonical(self, arg: str) -> str:
+        if not arg.startswith("--") or "-" not in arg[2:]:
+            return arg
+        flag, sep, value = arg.partition("=")
+        underscored = "--" + flag[2:].replace("-", "_")
+        return underscored + sep + value if underscored in self._option_string_actions else arg

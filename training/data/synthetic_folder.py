@@ -1,0 +1,131 @@
+"""The layout of a folder of synthetic images, shared by everything that writes or reads one.
+
+    synthetic_<class>_000000.png ...   one PNG per index
+    manifest.jsonl                     one JSON record per file (file, index, class, sha256 of the pixels,
+                                       generator, seed, ...); split jobs first write manifest.shard<k>of<n>.jsonl
+    generation.json                    what ran
+    preview_grid.png                   the 8x8 preview
+    rejected/                          images a person rejected in quality/review.py (left out downstream)
+
+Kept apart from the code that makes the images (training/synthesis) so that the augmented-set
+builder, the classifier and the QA tools read these folders without depending on generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.core import atomic
+from training.core.errors import DataError, UserError
+from training.data.images import is_image_file
+
+SYNTHETIC_MANIFEST = "manifest.jsonl"
+SHARD_MANIFESTS = "manifest.shard*of*.jsonl"       # one per shard of a split job until merged into SYNTHETIC_MANIFEST
+GENERATION_INFO = "generation.json"
+PREVIEW = "preview_grid.png"
+PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
+OWN_FILES = {PREVIEW, "final_samples.png"}         # images this toolkit writes beside the samples
+EVAL_SPLITS = {"val", "valid", "validation", "test"}
+REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
+
+
+def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
+    """Where shard k of n records its images: manifest.jsonl itself for an unsplit job."""
+    k, n = shard
+    return out_dir / (SYNTHETIC_MANIFEST if n == 1 else f"manifest.shard{k}of{n}.jsonl")
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """Refuse folders where synthetic images must never go, before anything is written.
+
+    Validation and test splits stay real-only; a processed dataset's other folders are left to the
+    augmented-dataset step; a folder holding images this tool did not write is someone's data.
+    """
+    resolved = out_dir.resolve()
+    for folder in (resolved, *resolved.parents):
+        dataset = folder.parent
+        if (dataset / "manifest.csv").is_file() or (dataset / "train").is_dir():
+            if folder.name.lower() in EVAL_SPLITS:
+                raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the "
+                                f"'{folder.name}' split of {dataset}; validation and test sets stay real-only")
+        if (folder / "manifest.csv").is_file():
+            raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the processed "
+                            f"dataset {folder}; generate into a folder of its own (e.g. data/synthetic/<run>)")
+    if out_dir.is_dir():
+        foreign = [p.name for p in sorted(out_dir.iterdir())
+                   if is_image_file(p) and not p.name.startswith("synthetic_") and p.name not in OWN_FILES]
+        if foreign:
+            raise UserError(f"{out_dir} holds {len(foreign)} images this tool did not write (e.g. {foreign[0]}); "
+                            "generate into an empty folder")
+
+
+def read_synthetic_manifest(out_dir: Path) -> dict[int, dict]:
+    """The manifest's records by index, merged with those of unmerged shard manifests ({} when none).
+
+    A shard manifest is newer than manifest.jsonl (a merge removes it), so its records win.
+    """
+    records = {}
+    for path in (out_dir / SYNTHETIC_MANIFEST, *sorted(out_dir.glob(SHARD_MANIFESTS))):
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line)
+                records[int(record["index"])] = record
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
+    return records
+
+
+def write_synthetic_manifest(out_dir: Path, records: dict[int, dict], shard: tuple[int, int] = (0, 1)) -> None:
+    """Write `records` to the shard's manifest; manifest.jsonl then replaces every shard manifest.
+
+    Only a run of the whole job writes manifest.jsonl, so separately launched shards never write
+    the same file.
+    """
+    path = shard_manifest(out_dir, shard)
+    atomic.write_text(path, "".join(json.dumps(records[i]) + "\n" for i in sorted(records)))
+    if path.name == SYNTHETIC_MANIFEST:          # everything the shard manifests held is in it now
+        for merged in out_dir.glob(SHARD_MANIFESTS):
+            merged.unlink(missing_ok=True)
+
+
+def merge_manifests(out_dir: Path) -> dict[int, dict]:
+    """Merge the shard manifests into manifest.jsonl (after every shard finished); returns the records."""
+    records = read_synthetic_manifest(out_dir)
+    write_synthetic_manifest(out_dir, records)
+    return records
+
+
+def clear_folder(out_dir: Path) -> None:
+    """Remove the images and manifests of earlier runs (--overwrite): none may survive beside a new manifest."""
+    for old in (*out_dir.glob("synthetic_*.png"), out_dir / SYNTHETIC_MANIFEST, *out_dir.glob(SHARD_MANIFESTS)):
+        old.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class SyntheticImage:
+    path: Path
+    class_name: str
+    sha256: str
+    index: int
+
+
+def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
+    """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order."""
+    folders = []
+    for folder in map(Path, dirs):
+        if not (folder / SYNTHETIC_MANIFEST).is_file():
+            raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
+        records = read_synthetic_manifest(folder)
+        kept = {i: r for i, r in records.items()                 # less filtered-out and reviewed-out images
+                if not r.get("filtered_out") and not (folder / REJECTED / r["file"]).is_file()}
+        images = [SyntheticImage(folder / r["file"], r["class"], r["sha256"], i) for i, r in sorted(kept.items())]
+        missing = [img.path.name for img in images if not img.path.is_file()]
+        if missing:
+            raise DataError(f"{len(missing)} files listed in {folder / SYNTHETIC_MANIFEST} are missing (e.g. {missing[0]}); "
+                            "re-run generate_samples.py to finish the folder")
+        folders.append(images)
+    return folders

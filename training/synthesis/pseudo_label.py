@@ -1,0 +1,99 @@
+"""Pseudo-labelling: sort unconditional GAN samples into classes with a trained classifier.
+
+    python training/pseudo_label.py --synth_dir data/synthetic/<run> \
+        --model_path results/classifiers/<name>/run_000/seed_0/best_model.pth \
+        --output_dir data/synthetic/<run>_labelled --conf_thresh 0.95
+
+Each image whose top-class probability reaches --conf_thresh is linked (copied where links are
+impossible) into <out_dir>/<predicted class>/; the rest are left out. <out_dir>/manifest.jsonl lists
+the kept images with their class, confidence and pixel SHA-256, so `build_augmented.py --synthetic
+<out_dir>` can use them like any synthetic folder. The acceptance rate per class is printed and
+written to pseudo_label_report.json; with too few accepted, lower --conf_thresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.classify.scoring import load_pixel_scorer
+from training.core import atomic
+from training.core.errors import UserError
+from training.data.folders import list_images
+from training.data.images import pixel_sha256, read_image, resize, to_channels
+from training.data.synthetic_folder import OWN_FILES, SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
+
+LOW_ACCEPTANCE = 0.2     # below this share, suggest a lower threshold
+
+
+def source_images(synth_dir: Path) -> list[Path]:
+    """The generated images: those of the folder's manifest when it has one, else every image in it."""
+    if not synth_dir.is_dir():
+        raise UserError(f"synthetic folder not found: {synth_dir}")
+    if (synth_dir / SYNTHETIC_MANIFEST).is_file():
+        records = read_synthetic_manifest(synth_dir).values()
+        return [synth_dir / r["file"] for r in records if not r.get("filtered_out") and (synth_dir / r["file"]).is_file()]
+    return [p for p in list_images(synth_dir) if p.name not in OWN_FILES]
+
+
+@torch.no_grad()
+def classify(files: list[Path], model_path: Path, batch_size: int = 256) -> tuple[np.ndarray, list[str], list[str]]:
+    """Class probabilities (N, K) of each file under the classifier, the class names, the pixel hashes."""
+    scorer = load_pixel_scorer(model_path)
+    probabilities, hashes = [], []
+    for start in range(0, len(files), batch_size):
+        batch = []
+        for path in files[start:start + batch_size]:
+            pixels = read_image(path)
+            hashes.append(pixel_sha256(pixels))
+            batch.append(resize(to_channels(pixels, scorer.channels, path), scorer.image_size))
+        probabilities.append(scorer(np.stack(batch)))
+    return np.concatenate(probabilities), scorer.class_names, hashes
+
+
+def pseudo_label(synth_dir: str | Path, model_path: str | Path, out_dir: str | Path, conf_thresh: float,
+                 overwrite: bool = False) -> dict:
+    """Sort the confident images of `synth_dir` into `out_dir/<class>/`; returns the report."""
+    synth_dir, out_dir = Path(synth_dir), Path(out_dir)
+    check_output_dir(out_dir)
+    if out_dir.resolve() == synth_dir.resolve() or synth_dir.resolve() in out_dir.resolve().parents:
+        raise UserError(f"--out_dir {out_dir} is inside --synth_dir; write the labelled copy elsewhere")
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite or not (out_dir / SYNTHETIC_MANIFEST).is_file():
+            raise UserError(f"{out_dir} is not empty: pass --overwrite to replace an earlier pseudo-labelled folder")
+        shutil.rmtree(out_dir)
+    files = source_images(synth_dir)
+    if not files:
+        raise UserError(f"{synth_dir} holds no images")
+    probabilities, class_names, hashes = classify(files, Path(model_path))
+    top, confidence = probabilities.argmax(1), probabilities.max(1)
+    kept = confidence >= conf_thresh
+    lines = []
+    for index, (path, label, conf, sha) in enumerate(zip(files, top, confidence, hashes)):
+        if not kept[index]:
+            continue
+        rel = Path(class_names[label]) / f"pseudo_{class_names[label]}_{index:06d}{path.suffix}"   # named by its new class
+        (out_dir / rel.parent).mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, out_dir / rel)
+        except OSError:
+            shutil.copy2(path, out_dir / rel)
+        lines.append({"file": rel.as_posix(), "index": index, "class": class_names[label], "sha256": sha,
+                      "confidence": float(conf), "source": str(path)})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out_dir / SYNTHETIC_MANIFEST, "".join(json.dumps(line) + "\n" for line in lines))
+    predicted = Counter(class_names[label] for label in top)
+    accepted = Counter(line["class"] for line in lines)
+    report = {"synth_dir": str(synth_dir), "model_path": str(model_path), "conf_thresh": conf_thresh,
+              "images": len(files), "accepted": len(lines), "acceptance_rate": len(lines) / len(files),
+              "per_class": {c: {"predicted": predicted[c], "accepted": accepted[c],
+                                "acceptance_rate": accepted[c] / predicted[c] if predicted[c] else None}
+                            for c in class_names}}
+    atomic.write_json(out_dir / "pseudo_label_report.json", report)
+    return report
