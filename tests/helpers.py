@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+REPO_ROOT = Path(__file__).resolve().parents[1]   # the repository: scripts are run from here
+
 
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))

@@ -9,7 +9,7 @@ runs every check, draws the contact sheet and writes report.json / report.md / r
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from quality.checks.fidelity import check_fidelity
 from quality.checks.memorisation import check_memorisation, extract_features
 from quality.checks.pixel_statistics import check_statistics
 from quality.checks.verdicts import VERDICTS, worst
+from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
 from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
 from training.core.errors import UserError
@@ -30,7 +31,6 @@ from training.core.registry import Registry
 from training.core.run_info import run_info
 from training.core.runtime import resolve_device
 from training.data.processed import SPLITS_MANIFEST
-from training.gan.config import MetricsConfig
 
 REPORT_VERSION = 1
 
@@ -47,7 +47,7 @@ class QAOptions:
     max_images: int | None = DEFAULT_MAX_IMAGES   # per set
     seed: int = 0
     cache_dir: str = "results/cache"         # shared with training: encoders and real features are reused
-    encoder_epochs: int = field(default_factory=lambda: MetricsConfig().domain_encoder_epochs)
+    encoder_epochs: int = DEFAULT_EPOCHS
     inception_weights: str | None = None
 
 

@@ -22,6 +22,7 @@ from training.data.folders import tensor_digest, to_float
 
 ENCODER_VERSION = 2      # bump when the architecture or training recipe changes: invalidates caches
 EMBED_DIM = 128
+DEFAULT_EPOCHS = 15       # training epochs; GAN monitoring and QA share the default, so they share the cached encoder
 THUMBNAIL = 16
 
 

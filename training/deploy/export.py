@@ -19,8 +19,8 @@ import torch
 
 from training.classify.checkpoint import CHECKPOINT_FORMAT, load_classifier
 from training.core import atomic
-from training.core.errors import DataError, UserError
 from training.core.checkpoint_io import load_checkpoint
+from training.core.errors import DataError, UserError
 from training.gan.checkpoint import GENERATOR_FORMAT, load_generator
 from training.gan.latents import LatentSpec, draw
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
+from quality.features.domain_encoder import DEFAULT_EPOCHS
 from training.core.config import field
 from training.core.errors import ConfigError
 from training.gan.diffaugment import check_policy
@@ -85,7 +86,7 @@ class MetricsConfig:
     num_samples: int = field(1000, min=2, help="generated images per evaluation")
     feature_extractor: Literal["auto", "inception-v3-compat", "domain"] = "auto"
     inception_weights: Optional[str] = field(None, help="local torch-fidelity Inception weights (.pth)")
-    domain_encoder_epochs: int = field(15, min=1, help="training epochs of the domain feature encoder")
+    domain_encoder_epochs: int = field(DEFAULT_EPOCHS, min=1, help="training epochs of the domain feature encoder")
     batch_size: int = field(100, min=1)
 
 

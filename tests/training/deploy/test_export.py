@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from tests.test_synthesis import make_generator
+from tests.training.synthesis.test_sampling import make_generator
 from training.core.errors import DataError, UserError
 from training.deploy.export import export
 from training.export import main as export_main

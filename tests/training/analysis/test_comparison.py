@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import REPO_ROOT
 from training.analysis.comparison import (
     IMPROVEMENT,
     NO_DIFFERENCE,
@@ -25,7 +26,7 @@ from training.classify.metrics import METRICS, binary_metrics
 from training.compare import main as compare_main
 from training.core.errors import DataError, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def write_run(run_dir: Path, labels: np.ndarray, scores: np.ndarray, thresholds=None, name: str | None = None,

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import write_yaml
+from tests.helpers import REPO_ROOT, write_yaml
 from training.classify.config import ClassifierConfig, ClassifierTrainConfig
 from training.classify.loop import train_classifier
 from training.core.config import build
 from training.core.distributed import World
 from training.train_classifier import main as classifier_main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def raw_config(root: Path, results: Path, **train) -> dict:

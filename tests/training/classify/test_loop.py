@@ -39,7 +39,8 @@ def test_one_epoch_per_architecture_writes_every_artefact(tiny_demo, tmp_path, a
     rows = (seed / "test_predictions.csv").read_text().splitlines()
     assert rows[0] == "sha256,path,label,score" and len(rows) == 1 + len(list((tiny_demo / "test").rglob("*.png")))
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["positive_class"] == "malignant" and summary["test"]["sensitivity"]["values"] == [metrics["test"]["sensitivity"]]
+    assert summary["positive_class"] == "malignant"
+    assert summary["test"]["sensitivity"]["values"] == [metrics["test"]["sensitivity"]]
     assert f"architecture: {arch}" in (seed / "model_info.txt").read_text()
 
 

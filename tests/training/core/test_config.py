@@ -1,6 +1,6 @@
 import pytest
 
-from tests.helpers import write_yaml
+from tests.helpers import REPO_ROOT, write_yaml
 from training.core.config import load_config, to_yaml
 from training.core.errors import ConfigError
 from training.gan.config import GANConfig
@@ -78,9 +78,8 @@ def test_bad_yaml_and_missing_file(tmp_path):
 
 
 def test_shipped_experiments_load():
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1] / "experiments"
+    root = REPO_ROOT / "experiments"
     for name in ("dcgan_hinge", "dcgan_wasserstein", "dcgan_bce", "demo_gan"):
         cfg = load_config(GANConfig, root / f"{name}.yaml")
         assert cfg.output.name == name
@@ -94,3 +93,52 @@ def test_scientific_notation_is_a_number_in_yaml_and_overrides(tmp_path):
     path.write_text("train:\n  lr_d: 4e-4\n")
     config = load_config(GANConfig, path, ["train.lr_g=1e-3"])
     assert config.train.lr_d == 4e-4 and config.train.lr_g == 1e-3
+
+
+def write_text(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_only_null_and_off_unset_an_optional_key_so_a_class_named_no_stays_a_name(tmp_path):
+    for word in ("no", "none", "None", "yes"):
+        cfg = load_config(GANConfig, write_text(tmp_path / "c.yaml", f"output:\n  name: {word}\n"))
+        assert cfg.output.name == word
+    for unset in ("off", "null", "~", ""):
+        cfg = load_config(GANConfig, write_text(tmp_path / "c.yaml", f"output:\n  name: {unset}\n"))
+        assert cfg.output.name == "c"                        # unset: the file's stem
+    cfg = load(tmp_path, {}, ["train.ema_decay=off", "output.name=no"])
+    assert cfg.train.ema_decay is None and cfg.output.name == "no"
+
+
+def test_yaml_words_yes_and_on_are_not_booleans(tmp_path):
+    with pytest.raises(ConfigError, match="'model.spectral_norm' must be true or false, got 'yes'"):
+        load_config(GANConfig, write_text(tmp_path / "c.yaml", "model:\n  spectral_norm: yes\n"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("train:\n  epochs: 2\n  epochs: 3\n", "key 'epochs' is given twice"),
+    ("a: &x [1]\ntrain:\n  betas: *x\n", "aliases"),
+    ("", "the config is empty"),
+    ("# only a comment\n", "the config is empty"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply|invalid YAML"),
+])
+def test_hostile_yaml_is_refused_in_one_line(tmp_path, content, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(GANConfig, write_text(tmp_path / "c.yaml", content))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_binary_and_huge_files_are_refused_without_reading_them_as_yaml(tmp_path):
+    (tmp_path / "bin.yaml").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(GANConfig, tmp_path / "bin.yaml")
+    (tmp_path / "big.yaml").write_text("x: " + "1" * 2_000_000)
+    with pytest.raises(ConfigError, match="too large"):
+        load_config(GANConfig, tmp_path / "big.yaml")
+
+
+def test_error_messages_never_quote_an_unbounded_value(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, {"train": {"epochs": "x" * 100_000}})
+    assert len(str(err.value)) < 300

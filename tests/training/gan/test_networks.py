@@ -1,8 +1,14 @@
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
+from training.gan.checkpoint import load_generator
 from training.gan.config import DataConfig, ModelConfig
 from training.gan.networks import build_discriminator, build_generator
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -47,8 +53,13 @@ def test_nearest_upsample_equals_torch_interpolate_forward_and_backward():
     assert torch.allclose(g_ours, g_ref, atol=1e-6)
 
 
-def test_saved_breastmnist_style_generator_loads_into_the_current_architecture(tmp_path):
-    """Parameter-free modules keep their places: state_dict keys are unchanged."""
-    G = build_generator(ModelConfig(g_channels=8), DataConfig(image_size=32, channels=1))
-    assert all(not k.startswith("blocks.0.") for k in G.state_dict())   # blocks.0 is the upsampling
-    assert "blocks.1.weight" in G.state_dict() and "to_image.1.weight" in G.state_dict()
+def test_a_frozen_generator_checkpoint_loads_and_generates_what_it_did_when_saved():
+    """tests/fixtures: a real saved file, so a change to the architecture or format that breaks old files fails here."""
+    G, record = load_generator(FIXTURES / "generator_dcgan_32px.pth")
+    assert record["epoch"] == 7 and record["class_name"] == "malignant" and record["metrics"]["fid"] == 12.5
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(99))
+    with torch.no_grad():
+        out = G(z).numpy()
+    expected = np.load(FIXTURES / "generator_dcgan_32px_expected.npy")
+    assert out.shape == (4, 3, 32, 32) and np.abs(out - expected).max() < 1e-5
+

@@ -3,12 +3,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import tiny_gan_raw, write_yaml
+from tests.helpers import REPO_ROOT, tiny_gan_raw, write_yaml
 from training.core.config import build
 from training.core.distributed import World
 from training.core.errors import ConfigError
@@ -16,7 +15,7 @@ from training.gan.checkpoint import load_training_state
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def torchrun(nproc: int, script: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:

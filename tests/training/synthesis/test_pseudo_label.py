@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from tests.test_augmented import synthetic_folder
+from tests.training.data.test_augmented_set import synthetic_folder
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core.config import build
 from training.core.errors import UserError
 from training.data.augmented_set import build_augmented
-from training.synthesis.pseudo_label import classify, source_images
 from training.pseudo_label import main as pseudo_main
+from training.synthesis.pseudo_label import classify, source_images
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from quality.run_qa import main
+from tests.helpers import REPO_ROOT
 from training.core.errors import run_cli
 from training.data.sources.demo import demo_records
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts", "visual", "summary")
 
 

@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import tiny_gan_raw
+from tests.helpers import REPO_ROOT, tiny_gan_raw
 from training.core.config import build
 from training.core.errors import UserError, run_cli
+from training.data import synthetic_folder as folder_layout
 from training.data.images import pixel_sha256, read_image
 from training.gan.checkpoint import save_generator
 from training.gan.config import GANConfig
 from training.gan.networks import build_generator
 from training.generate_samples import main as generate_main
-from training.data import synthetic_folder as folder_layout
 from training.synthesis import sampling
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CPU = torch.device("cpu")
 
 
@@ -80,7 +80,8 @@ def test_rerun_finishes_missing_indices_without_rewriting_others(generators, tmp
     reference = files(out)
     (out / "synthetic_malignant_000003.png").unlink()                          # lost file
     kept = manifest(out)
-    (out / folder_layout.SYNTHETIC_MANIFEST).write_text("".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7))  # unrecorded
+    unrecorded = "".join(json.dumps(r) + "\n" for r in kept if r["index"] != 7)
+    (out / folder_layout.SYNTHETIC_MANIFEST).write_text(unrecorded)
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("synthetic_*.png")}
     summary = generate(generators[:1], out, 12)
     assert summary["written"] == 3 and summary["kept"] == 9             # 3 (missing) + 10, 11 (new)

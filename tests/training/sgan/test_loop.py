@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import REPO_ROOT
 from training.analysis.comparison import check_comparable, load_run
 from training.classify.checkpoint import load_classifier
 from training.core.config import build
@@ -23,7 +24,7 @@ from training.sgan.loop import choose_labelled, cycle_batches, frozen_batchnorm_
 from training.sgan.losses import feature_matching_loss, real_logit, supervised_loss, unsupervised_loss
 from training.train_sgan import main as sgan_main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 CLASSES = ("0", "1", "2")
 PER_SPLIT = {"train": 16, "val": 6, "test": 6}       # images per class
 
@@ -243,7 +244,7 @@ def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digit
     from training.core.checkpoint_io import load_checkpoint
     from training.sgan.loop import train_sgan
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
 
     def torchrun(raw: dict, name: str) -> subprocess.CompletedProcess:
         config = tmp_path / f"{name}.yaml"
