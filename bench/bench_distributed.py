@@ -12,7 +12,6 @@ out: each of N processes gets cores / N threads.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -21,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.core.cli import Parser  # noqa: E402
 
 
 def run(nproc: int, device: str, image_size: int, precision: str, epochs: int, batch: int, config: str,
@@ -44,12 +46,12 @@ def run(nproc: int, device: str, image_size: int, precision: str, epochs: int, b
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", default="experiments/demo_gan.yaml")
     p.add_argument("--device", default="cpu")
     p.add_argument("--nproc", type=int, nargs="+", default=[1, 2])
     p.add_argument("--precision", nargs="+", default=["fp32"])
-    p.add_argument("--image-size", type=int, nargs="+", default=[64])
+    p.add_argument("--image_size", type=int, nargs="+", default=[64])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=64, help="global batch (split over the processes)")
     args = p.parse_args()

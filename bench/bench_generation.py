@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torchvision.utils import save_image  # noqa: E402
 
+from training.core.cli import Parser  # noqa: E402
 from training.core.config import load_config  # noqa: E402
 from training.core.runtime import resolve_device  # noqa: E402
 from training.gan.checkpoint import save_generator  # noqa: E402
@@ -59,10 +60,10 @@ def script_run(launcher: list[str], ckpt: Path, out: Path, args: argparse.Namesp
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", default="experiments/dcgan_hinge.yaml")
     p.add_argument("--num", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch_size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--workdir", default="results", help="scratch folder (on this machine /tmp creates files ~20x slower)")
@@ -73,7 +74,8 @@ def main() -> None:
     cfg = load_config(GANConfig, args.config, args.overrides)
     torch.manual_seed(0)
     G = build_generator(cfg.model, cfg.data).to(device).eval()
-    print(f"{args.num} images, {cfg.data.image_size} px, {cfg.data.channels} ch, G {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M "
+    params = sum(p.numel() for p in G.parameters()) / 1e6
+    print(f"{args.num} images, {cfg.data.image_size} px, {cfg.data.channels} ch, G {params:.2f} M "
           f"params, batch {args.batch_size}, {device}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ Prints each stage's seconds (from the pipeline's own stages.json) and the total,
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -18,10 +17,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from training.core.cli import Parser  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", default="experiments/pipeline_demo.yaml")
     p.add_argument("--workdir", default="results", help="scratch folder (kept off /tmp: file creation is slow there)")
     args = p.parse_args()

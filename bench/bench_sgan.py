@@ -14,7 +14,6 @@ Runs go to <out>/classifiers/, a summary to <out>/bench_sgan.json.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -29,6 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from training.core import atomic  # noqa: E402
+from training.core.cli import Parser  # noqa: E402
 from training.core.config import load_config  # noqa: E402
 from training.data.processed import SPLITS_MANIFEST, write_dataset  # noqa: E402
 from training.data.sources import open_source  # noqa: E402
@@ -66,9 +66,10 @@ def paired_bootstrap(base: np.ndarray, other: np.ndarray, resamples: int = 2000,
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", default=str(ROOT / "experiments" / "sgan_digits.yaml"))
-    p.add_argument("--out", default=str(ROOT / "results" / "bench_sgan"), help="scratch folder (data and runs)")
+    p.add_argument("--output_dir", "--out", dest="out", default=str(ROOT / "results" / "bench_sgan"),
+                   help="scratch folder (data and runs)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])

@@ -14,7 +14,6 @@ domain encoder) is reported apart.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from training.core.cli import Parser  # noqa: E402
 from training.core.config import load_config  # noqa: E402
 from training.core.runtime import resolve_device  # noqa: E402
 from training.data.folders import load_class, to_float  # noqa: E402
@@ -87,11 +87,11 @@ def trainer(cfg: GANConfig, epochs: int, workdir: Path, name: str, **changes) ->
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(__doc__)
     p.add_argument("--config", default="experiments/dcgan_hinge.yaml")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--image-size", type=int)
+    p.add_argument("--image_size", type=int)
     p.add_argument("--demo", action="store_true", help="also time experiments/demo_gan.yaml end to end")
     args = p.parse_args()
     overrides = [f"train.device={args.device}", "metrics.num_samples=500"]

@@ -3,9 +3,10 @@
     python training/sweep.py --config experiments/sweep_synthetic_counts.yaml
     python training/sweep.py --config experiments/sweep_mixing_ratios.yaml
 
-mode counts  adds N synthetic minority images to all the real ones, for each N (the user guide's
-             conservative 2,000 -> 4,000 -> 6,000, with 0 as the baseline). Counts above what the
-             synthetic folders hold, or above 10x the real minority images, are scaled down together,
+mode counts  adds N synthetic minority images to all the real ones, for each N (the reference guide's
+             conservative 2,000 -> 4,000 -> 6,000, with 0 as the baseline;
+             docs/user_guide.md#defaults-target-ratio-and-sweep-counts). Counts above what the synthetic
+             folders hold, or above 10x the real minority images, are scaled down together,
              and the sweep says so.
 mode mixing  keeps the minority class at its real size and replaces a share f of it by synthetic
              images (the older projects' 30k+30k / 48k+12k / 54k+6k experiments, per class).

@@ -16,7 +16,8 @@ from typing import Any
 from training.core import atomic
 
 CHECK_SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts")
-# The user guide's quality checklist, and the checks that answer each item ([] = by eye only).
+# The reference guide's quality checklist (docs/user_guide.md#quality-assurance), and the checks that answer each item
+# ([] = by eye only).
 CHECKLIST = (
     ("Images look realistic (texture, colours, shapes)", ("statistics", "fidelity"),
      "pixel statistics and FID; confirm on the contact sheet"),
@@ -75,7 +76,7 @@ def record_tables(section: dict) -> dict[str, list[dict]]:
 
 
 def checklist(report: dict) -> list[dict]:
-    """The user guide's checklist with our verdicts: ticked when every check behind an item passed."""
+    """The reference guide's checklist with our verdicts: ticked when every check behind an item passed."""
     items = []
     for text, checks, how in CHECKLIST:
         verdicts = {name: report[name]["verdict"] for name in checks}
@@ -117,7 +118,7 @@ def render_markdown(report: dict) -> str:
     out = [f"# Synthetic image QA: {report['images']['synthetic']['folder']}", "",
            f"Overall verdict: **{summary['verdict'].upper()}**", "", "| check | verdict | reason |", "|---|---|---|"]
     out += [f"| {name} | {r['verdict']} | {r['reason']} |" for name, r in summary["checks"].items()]
-    out += ["", "## Checklist (user guide)", ""]
+    out += ["", "## Checklist (reference guide; see docs/user_guide.md)", ""]
     for item in checklist(report):
         verdicts = ", ".join(f"{k}: {v}" for k, v in item["checks"].items()) or "manual"
         out.append(f"- [{'x' if item['status'] == 'pass' else ' '}] {item['item']} ({verdicts}; {item['how']})")
@@ -168,7 +169,7 @@ def render_html(report: dict, out_dir: Path) -> str:
              "<table><tr><th>check</th><th>verdict</th><th>reason</th></tr>"
              + "".join(f"<tr><td>{name}</td><td>{badge(r['verdict'])}</td><td>{html.escape(r['reason'])}</td></tr>"
                        for name, r in summary["checks"].items()) + "</table>",
-             "<h2>Checklist (user guide)</h2><ul>"]
+             "<h2>Checklist (reference guide; see docs/user_guide.md)</h2><ul>"]
     for item in checklist(report):
         mark = "&#9745;" if item["status"] == "pass" else "&#9744;"
         verdicts = ", ".join(f"{k}: {v}" for k, v in item["checks"].items()) or "manual"

@@ -3,7 +3,8 @@
 PCA (scikit-learn) is fitted on real and synthetic pixel vectors together, so both sets are measured
 along the same axes; the mean pairwise distance of synthetic images in that space is divided by the
 real one. An independent draw from the real distribution has a ratio near 1 whatever the image size,
-modality or set size, which a fixed distance threshold (the user guide's "< 10") cannot give.
+modality or set size, which a fixed distance threshold (the reference guide's "< 10") cannot give
+(docs/user_guide.md#thresholds-diversity).
 
 Near-duplicates are synthetic pairs closer (in pixel space) than a small fraction of the median
 distance between a real image and its nearest other real image, i.e. far closer than two distinct

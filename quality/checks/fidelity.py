@@ -3,7 +3,8 @@
 The numbers come from `quality.features.frechet.fidelity_metrics` (torch-fidelity) in the feature space of
 `quality.features.extractors`. How they are judged depends on that space:
 
-* Inception: the user guide's thresholds, FID < 30 good and < 40 acceptable; these are only
+* Inception: the reference guide's thresholds, FID < 30 good and < 40 acceptable
+  (docs/user_guide.md#thresholds-inception-fid); these are only
   meaningful in Inception space, where published FIDs live.
 * Domain encoder: its features are standardised by the real training statistics, so its FID has
   no absolute scale. It is judged against a real-vs-real baseline instead: the real set is split in
@@ -26,8 +27,8 @@ from quality.checks.verdicts import WARN, grade_above
 from quality.features.extractors import FeatureSpace
 from quality.features.frechet import fidelity_metrics
 
-INCEPTION_FID_GOOD = 30.0          # user guide: "< 30 is excellent"
-INCEPTION_FID_ACCEPTABLE = 40.0    # user guide: "FID score < 40"
+INCEPTION_FID_GOOD = 30.0          # reference guide: "< 30 is excellent"
+INCEPTION_FID_ACCEPTABLE = 40.0    # reference guide: "FID score < 40"
 # Domain space: synthetic FID within 2x the real-vs-real FID is within what a second real sample of
 # this size could show; beyond 4x the synthetic set is clearly further from the real one than any
 # resampling explains. These are our heuristics, not published calibrations; the report says so.
@@ -62,9 +63,9 @@ def real_baseline(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpa
 
 
 def inception_verdict(fid: float) -> tuple[str, str]:
-    """The user guide's FID thresholds (Inception features only)."""
+    """The reference guide's FID thresholds (Inception features only)."""
     verdict = grade_above(fid, INCEPTION_FID_GOOD, INCEPTION_FID_ACCEPTABLE)
-    return verdict, (f"Inception FID {fid:.1f} (user guide: < {INCEPTION_FID_GOOD:g} good, "
+    return verdict, (f"Inception FID {fid:.1f} (reference guide: < {INCEPTION_FID_GOOD:g} good, "
                      f"< {INCEPTION_FID_ACCEPTABLE:g} acceptable)")
 
 

@@ -40,7 +40,7 @@ SEED_METRICS = "metrics.json"
 TEST_PREDICTIONS = "test_predictions.csv"
 PREDICTION_COLUMNS = ("sha256", "path", "label", "score")
 
-# The metrics of the user guide's results table (plus specificity and PR-AUC, which say what a gain in
+# The metrics of the reference guide's results table (plus specificity and PR-AUC, which say what a gain in
 # sensitivity cost and how well the minority class is ranked); comparison.json holds all of METRICS.
 TABLE_METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
 METRIC_NAMES = {
@@ -396,7 +396,7 @@ def _mean_std_cell(stats: dict) -> str:
 
 def _improvement_cell(metric: str, d: dict) -> str:
     cell = _fmt(d["difference"], signed=True)
-    if metric == "sensitivity" and d["difference"] is not None:   # the guide states sensitivity gains in points
+    if metric == "sensitivity" and d["difference"] is not None:   # the reference guide states sensitivity gains in points
         cell += f" ({100 * d['difference']:+.1f} pp)"
     return cell
 

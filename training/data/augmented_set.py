@@ -32,7 +32,9 @@ from training.core.errors import DataError, UserError
 from training.data.processed import SPLITS_MANIFEST, SPLITS, read_splits_manifest
 from training.data.synthetic_folder import SyntheticImage, read_synthetic
 
-MAX_SYNTHETIC_PER_REAL = 10     # the user guide's ceiling: beyond 10x the real minority, the GAN's biases dominate
+# Beyond 10x the real minority the generator's biases dominate: the reference guide's rule of thumb, unmeasured
+# (docs/user_guide.md#thresholds-synthetic-to-real-ceiling).
+MAX_SYNTHETIC_PER_REAL = 10
 COMPOSITION = "composition.json"
 
 
