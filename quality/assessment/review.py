@@ -1,14 +1,8 @@
-"""Step through a folder of images in the terminal and accept or reject each one.
+"""A person's review of generated images (quality/review.py is the command and describes the answers).
 
-    python quality/review.py data/synthetic/demo_gan
-    python quality/review.py data/synthetic/demo_gan --shuffle --seed 1
-
-Answers: y = accept, n = reject (moved into DIR/rejected/, never deleted or overwritten),
-s = skip (decide later), q = quit. Every decision is saved at once in DIR/review.json, so a review
-can be stopped at any time and resumed later: decided images are not shown again (unless the file's
-content has changed since, or a rejected file is back in the folder). The image is shown in a window
-when matplotlib has an interactive backend; otherwise only its path is printed, to open in a viewer
-of your choice.
+`review_images` walks the undecided images of a folder, asks for each, moves rejected ones into
+`rejected/` (never deleting or overwriting) and saves every decision at once in review.json, keyed by
+the file's content hash, so a review resumes and a changed file is asked again.
 """
 
 from __future__ import annotations

@@ -1,20 +1,10 @@
-"""How much synthetic data helps: sensitivity and AUC against the number (or share) of synthetic images.
+"""Sweeps of the amount of synthetic data (training/sweep.py is the command and describes the two modes).
 
-    run_sweep(load_config(SweepConfig, "experiments/sweep_synthetic_counts.yaml"))
-
-mode counts  adds N synthetic minority images to all the real ones, for each N (the reference guide's
-             conservative 2,000 -> 4,000 -> 6,000, with 0 as the baseline;
-             docs/user_guide.md#defaults-target-ratio-and-sweep-counts). Counts above what the synthetic
-             folders hold, or above 10x the real minority images, are scaled down together,
-             and the sweep says so.
-mode mixing  keeps the minority class at its real size and replaces a share f of it by synthetic
-             images (the older projects' 30k+30k / 48k+12k / 54k+6k experiments, per class).
-
-Each point is assembled with build_augmented and trained over the classifier config's seeds; the
-points are compared with compare.py's paired bootstrap against the first point. Writes
-results/sweeps/<name>/: sweep.png (sensitivity and AUC with the spread over seeds and each point's
-95 % CI against the first), sweep.json, comparison.md / .json, roc_curves.png. Finished points are
-kept, so an interrupted sweep resumes.
+`run_sweep(config)` plans the points (`plan_points`, scaling counts down to what the folders hold and
+to the 10x ceiling), assembles each with `build_augmented`, trains the classifier config over its
+seeds, compares every point with the first by paired bootstrap and plots sweep.png. A point whose
+key (data, classifier, synthetic manifests) is unchanged and whose run exists is kept, so an
+interrupted sweep resumes.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""Export a trained generator or classifier for deployment: TorchScript, or ONNX (optional dependency).
+"""TorchScript and ONNX export of saved generators and classifiers (training/export.py is the command).
 
-    python training/export.py --checkpoint results/checkpoints/demo_gan/best_generator.pth --format torchscript
-    python training/export.py --checkpoint results/classifiers/<name>/run_000/seed_0/best_model.pth --format onnx
-
-A generator maps latents z (B, z_dim) to images in [-1, 1], (B, C, S, S) (a conditional one takes z
-followed by a one-hot class; an InfoGAN's z ends with its codes); a classifier maps
-images in [-1, 1] to class probabilities (B, K). The file is checked after writing: it is loaded
-back and its outputs must match PyTorch's within 1e-4. A `<file>.json` beside it says what goes in
-and out (shapes, class names, scaling).
+`export` rebuilds the model from its checkpoint, wraps it so the exported graph has one tensor input
+and output (a conditional G takes z followed by a one-hot class; a classifier returns probabilities),
+writes the file atomically, loads it back and checks its outputs against PyTorch within TOLERANCE,
+and writes a `<file>.json` that says what goes in and out.
 """
 
 from __future__ import annotations

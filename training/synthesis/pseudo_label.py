@@ -1,14 +1,9 @@
-"""Pseudo-labelling: sort unconditional GAN samples into classes with a trained classifier.
+"""Pseudo-labelling library (training/pseudo_label.py is the command).
 
-    python training/pseudo_label.py --synth_dir data/synthetic/<run> \
-        --model_path results/classifiers/<name>/run_000/seed_0/best_model.pth \
-        --output_dir data/synthetic/<run>_labelled --conf_thresh 0.95
-
-Each image whose top-class probability reaches --conf_thresh is linked (copied where links are
-impossible) into <out_dir>/<predicted class>/; the rest are left out. <out_dir>/manifest.jsonl lists
-the kept images with their class, confidence and pixel SHA-256, so `build_augmented.py --synthetic
-<out_dir>` can use them like any synthetic folder. The acceptance rate per class is printed and
-written to pseudo_label_report.json; with too few accepted, lower --conf_thresh.
+`pseudo_label` scores every generated image with a saved classifier (training.classify.scoring),
+links those whose top-class probability reaches the threshold into `<out>/<class>/`, and writes a
+manifest.jsonl that `build_augmented` reads like any synthetic folder's, plus the per-class
+acceptance in pseudo_label_report.json.
 """
 
 from __future__ import annotations
