@@ -1,7 +1,7 @@
 """Assemble an augmented dataset: all real images, synthetic ones added to train only.
 
     python training/build_augmented.py --baseline data/processed/demo --synthetic data/synthetic/dcgan_hinge \\
-        --out data/processed/demo_augmented --target_ratio 1.4
+        --output_dir data/processed/demo_augmented --target_ratio 1.4
     python training/build_augmented.py --baseline data/processed/demo --synthetic A B --num_synthetic 600 --out ...
 
 Val and test keep the real images only; the result is proved (no synthetic image in val/test, no
@@ -12,6 +12,7 @@ composition.md says what went in. The baseline dataset and the synthetic folders
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.num_synthetic is not None and args.num_synthetic < 0:
         raise UserError("--num_synthetic must be >= 0")
-    if args.target_ratio is not None and args.target_ratio < 1:
+    if args.target_ratio is not None and not (math.isfinite(args.target_ratio) and args.target_ratio >= 1):
         raise UserError("--target_ratio must be >= 1 (largest class : augmented class)")
     return args
 

@@ -159,11 +159,14 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
     out_dir = Path(out_dir)
     if out_dir.resolve() in (Path(real_dir).resolve(), Path(synthetic_dir).resolve()):
         # The report's PNGs would be read as images by the next run.
-        raise UserError(f"--out {out_dir} is one of the image folders; write the report elsewhere, e.g. results/qa/<name>")
+        raise UserError(f"--output_dir {out_dir} is one of the image folders; write the report elsewhere, e.g. results/qa/<name>")
     device = str(resolve_device(options.device))
     real, synthetic = load_pair(real_dir, synthetic_dir, image_size=options.image_size, channels=options.channels,
                                 max_images=options.max_images, seed=options.seed)
     image_size, channels = real.images.shape[-1], real.images.shape[1]
+    print(f"QA of {len(synthetic.images)} synthetic against {len(real.images)} real images at {image_size} px, "
+          f"{channels} channel(s)" + ("" if options.image_size else " (the smaller set's size; --image_size to change)"),
+          flush=True)
     space, data_root = resolve_space(options, real_dir, image_size, channels, device)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = QAContext(real, synthetic, to_unit(real.images), to_unit(synthetic.images), space, out_dir,

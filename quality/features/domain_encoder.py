@@ -121,6 +121,8 @@ def get_domain_encoder(images: torch.Tensor, labels: torch.Tensor, class_names: 
     """Return the path of a trained encoder for these images, training and caching it when missing."""
     path = encoder_cache_path(cache_dir, images, labels, epochs)
     if not path.is_file():
+        print(f"training the domain feature encoder: {len(images)} real images at {images.shape[-1]} px, {epochs} "
+              f"epochs (cached in {path.parent} for later runs)", flush=True)
         model = train_domain_encoder(images, labels, len(class_names), epochs, device=device)
         atomic.torch_save({"state_dict": model.state_dict(), "channels": model.channels,
                            "image_size": model.image_size, "class_names": class_names,

@@ -128,13 +128,15 @@ def check_colour_modes(real: DecodedFolder, synthetic: DecodedFolder, channels: 
 
 
 def default_format(real: DecodedFolder, synthetic: DecodedFolder) -> tuple[int, int]:
-    """(image size, channels) the checks work in: the synthetic images' size, the real images' channels.
+    """(image size, channels) the checks work in: the smaller of the two sets' sizes, the real images' channels.
 
     A generator is trained on real images resized to its own resolution (e.g. 64 px data, 32 px GAN),
-    so that is the resolution at which the two sets are comparable, as in the training metrics;
-    upsampling the synthetic images instead would blur them and skew the spectrum and statistics.
+    so that is usually the resolution at which the two sets are comparable, as in the training metrics.
+    Neither set is ever upsampled (that would blur it and skew the spectrum and statistics), and a
+    non-square image counts by its shorter side.
     """
-    return int(synthetic.pixels[0].shape[0]), 1 if real.pixels[0].ndim == 2 else 3
+    size = min(min(synthetic.pixels[0].shape[:2]), min(real.pixels[0].shape[:2]))
+    return int(size), 1 if real.pixels[0].ndim == 2 else 3
 
 
 def conform(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:

@@ -32,7 +32,7 @@ from training.data.synthetic_folder import SYNTHETIC_MANIFEST, read_synthetic
 class SweepDataConfig:
     baseline: str = field("data/processed/demo", help="processed dataset")
     synthetic: tuple[str, ...] = field(("data/synthetic/demo_gan",), help="folders from generate_samples.py")
-    minority_class: str = "malignant"
+    minority_class: str = field("malignant", plain_name=True)
     work_dir: str = field("data/processed/sweeps", help="the assembled datasets go to <work_dir>/<name>/")
 
 
@@ -60,7 +60,7 @@ class SweepClassifierConfig:
 
 @dataclass(frozen=True)
 class SweepOutputConfig:
-    name: Optional[str] = None
+    name: Optional[str] = field(None, plain_name=True)
     results_dir: str = "results"
 
 

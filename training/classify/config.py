@@ -20,7 +20,7 @@ class ClassifierDataConfig:
     test_dir: str = field("data/processed/demo/test", help="real images only: the reported numbers")
     image_size: int = field(32, min=8, max=512, help="every image is resized to this (never above the smallest train image)")
     channels: Literal[1, 3] = 3
-    positive_class: str = field("malignant", help="the minority class whose sensitivity is reported")
+    positive_class: str = field("malignant", plain_name=True, help="the minority class whose sensitivity is reported")
     synthetic_dir: Optional[str] = field(None, help="a synthetic folder with manifest.jsonl (generate_samples.py or "
                                                     "pseudo_label.py) added to train only")
 
@@ -64,7 +64,7 @@ class ClassifierTrainConfig:
 
 @dataclass(frozen=True)
 class ClassifierOutputConfig:
-    name: Optional[str] = field(None, help="default: the config file's stem")
+    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem")
     results_dir: str = "results"
 
 

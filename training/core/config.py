@@ -25,7 +25,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from training.core.errors import ConfigError
+from training.core.errors import ConfigError, UserError
+from training.core.names import check_plain_name
 
 # An optional setting is unset by the YAML null (`null`, `~`, empty) or by the word `off`, which every
 # optional key documents ("ema_decay: off"). Nothing else: a class really named `no` or `none` stays a name.
@@ -85,9 +86,10 @@ def _short(value: Any) -> str:
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
-          help: str = "", default_factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with an optional numeric range and a help text."""
-    metadata = {"min": min, "max": max, "help": help}
+          help: str = "", default_factory: Any = dataclasses.MISSING, plain_name: bool = False) -> Any:
+    """A dataclass field with an optional numeric range and a help text; `plain_name`: the value becomes a
+    folder name, so it must be a plain one (training.core.names)."""
+    metadata = {"min": min, "max": max, "help": help, "plain_name": plain_name}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -180,6 +182,11 @@ def build(cls: type, raw: dict, source: str, prefix: str = "") -> Any:
             value = f.default_factory()
         else:
             raise ConfigError(f"{source}: missing required key '{key}'")
+        if f.metadata.get("plain_name") and isinstance(value, str):
+            try:
+                check_plain_name(value, f"'{key}'")
+            except UserError as err:
+                raise ConfigError(f"{source}: {err}") from None
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         for number in _numbers(value):
             if (lo is not None and number < lo) or (hi is not None and number > hi):
@@ -265,7 +272,11 @@ def with_default_name(config: Any, path: Path) -> Any:
     output = getattr(config, "output", None)
     if output is None or getattr(output, "name", "set") is not None:
         return config
-    return dataclasses.replace(config, output=dataclasses.replace(output, name=path.stem))
+    try:
+        name = check_plain_name(path.stem, f"the config file's name (the default run name, from {path})")
+    except UserError as err:
+        raise ConfigError(f"{err}; or set output.name") from None
+    return dataclasses.replace(config, output=dataclasses.replace(output, name=name))
 
 
 def to_dict(config: Any) -> dict:

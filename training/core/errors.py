@@ -7,8 +7,12 @@ and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
+
+# OSErrors that the user fixes (space, permissions, a read-only mount), reported in one line.
+_ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 
 
 class UserError(Exception):
@@ -33,6 +37,13 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         return int(main(argv) or 0)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT_ERRORS:
+            raise
+        # A full disk or a read-only folder is the environment's, not a bug: one line. Every write of
+        # ours goes through a temporary file, so what was written before stays valid for a re-run.
+        print(f"error: cannot write {err.filename or 'a file'}: {err.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

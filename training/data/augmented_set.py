@@ -30,6 +30,8 @@ from PIL import Image
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.data.processed import SPLITS_MANIFEST, SPLITS, read_splits_manifest
+from training.core.progress import progress
+from training.data.images import pixel_sha256, read_image
 from training.data.synthetic_folder import SyntheticImage, read_synthetic
 
 # Beyond 10x the real minority the generator's biases dominate: the reference guide's rule of thumb, unmeasured
@@ -206,10 +208,20 @@ def _keep_real(rows: list[dict], classes: set[str], fraction: float, seed: int) 
 
 
 def verify(root: Path, rows: list[dict], synthetic_hashes: set[str], expected_rows: int) -> None:
-    """Prove the assembled folder is sound before it is moved into place (raises DataError if not)."""
+    """Prove the assembled folder is sound before it is moved into place (raises DataError if not).
+
+    The proof is made from the pixels actually placed, not from what manifests claim: every file is
+    decoded and hashed, a synthetic file must hold the pixels its manifest recorded, and no train file
+    may have the content of a validation or test file.
+    """
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     if files != sorted(r["path"] for r in rows) or len(rows) != expected_rows:
         raise DataError(f"assembled dataset holds {len(files)} files, expected {expected_rows}")
+    for r in progress(rows, desc="verifying pixels", unit="img"):
+        placed = pixel_sha256(read_image(root / r["path"]))
+        if placed != r["sha256"]:
+            what = "its synthetic manifest records" if r["source"] == "synthetic" else "manifest.csv records"
+            raise DataError(f"{r['origin']} does not hold the pixels {what} (edited or damaged); nothing was written")
     held_out = [r for r in rows if r["split"] != "train"]
     bad = [r["path"] for r in held_out if r["source"] != "real" or r["sha256"] in synthetic_hashes]
     if bad:

@@ -37,6 +37,8 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"refusing to decode {path}: its size would exceed Pillow's decompression-bomb limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}") from None
 

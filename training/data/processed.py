@@ -23,7 +23,8 @@ import numpy as np
 from training.core.progress import progress
 
 from training.core import atomic
-from training.core.errors import DataError
+from training.core.errors import DataError, UserError
+from training.core.names import check_plain_name
 from training.data.images import encode_png, pixel_sha256
 
 SPLITS = ("train", "val", "test")
@@ -91,10 +92,15 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
 
 
 def _write_records(records: Iterable[Record], staging: Path, total: int | None) -> list[dict]:
-    rows, used_names, shape_seen = [], set(), None
+    rows, used_names, shape_seen, checked_classes = [], set(), None, set()
     for rec in progress(records, total=total, desc="writing images", unit="img"):
         if rec.split not in SPLITS:
             raise DataError(f"unknown split '{rec.split}' for {rec.origin or rec.file_stem}")
+        if rec.class_name not in checked_classes:          # loaders skip hidden folders: never write one
+            try:
+                checked_classes.add(check_plain_name(rec.class_name, "a class name"))
+            except UserError as err:
+                raise DataError(f"{err} ({rec.origin or rec.file_stem})") from None
         kind = "grey" if rec.pixels.ndim == 2 else "RGB"
         if shape_seen is None:
             shape_seen = kind

@@ -14,6 +14,9 @@ builder, the classifier and the QA tools read these folders without depending on
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,40 @@ PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE
 OWN_FILES = {PREVIEW, "final_samples.png"}         # images this toolkit writes beside the samples
 EVAL_SPLITS = {"val", "valid", "validation", "test"}
 REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
+
+
+@contextmanager
+def writer_lock(out_dir: Path, shard: tuple[int, int] = (0, 1)) -> Iterator[None]:
+    """Hold the folder for one writer, or refuse at once (UserError) when another holds it.
+
+    A whole job takes the folder exclusively; shard k of n shares the folder with the other shards
+    and takes its own shard exclusively. Two runs into one folder would otherwise both report success
+    while the files and the manifest disagree. The locks are the kernel's (flock): a killed writer
+    releases them, so no stale lock file blocks a re-run.
+    """
+    if os.name != "posix":          # no flock: the check is skipped, as before
+        yield
+        return
+    import fcntl   # POSIX only, hence here
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    k, n = shard
+    held = []
+    try:
+        for name, mode in ([(".writer.lock", fcntl.LOCK_EX)] if n == 1 else
+                           [(".writer.lock", fcntl.LOCK_SH), (f".writer.shard{k}of{n}.lock", fcntl.LOCK_EX)]):
+            fd = os.open(out_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+            held.append(fd)
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"another generate_samples.py is writing into {out_dir}"
+                                + (f" (shard {k}/{n})" if n > 1 else "") + "; wait for it to finish or use "
+                                "another --output_dir") from None
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
@@ -113,6 +150,19 @@ class SyntheticImage:
     index: int
 
 
+def confined_file(folder: Path, name: object) -> Path:
+    """`folder / name` for a manifest's `file` entry, which must stay inside the folder: a relative path
+    without `..` that does not resolve (through links) to anywhere else. A manifest is a file anyone can
+    edit; its entries must never pull another folder's images (say a test split's) into training."""
+    path = Path(name) if isinstance(name, str) and name else None
+    if path is None or path.is_absolute() or ".." in path.parts or not (folder / path).resolve().is_relative_to(
+            folder.resolve()):
+        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+        raise DataError(f"{folder / SYNTHETIC_MANIFEST} lists {shown}, which is not a file inside {folder}; "
+                        "refusing the folder (an edited or foreign manifest)")
+    return folder / path
+
+
 def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
     """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order."""
     folders = []
@@ -120,6 +170,8 @@ def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
         if not (folder / SYNTHETIC_MANIFEST).is_file():
             raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
         records = read_synthetic_manifest(folder)
+        for r in records.values():
+            confined_file(folder, r.get("file"))
         kept = {i: r for i, r in records.items()                 # less filtered-out and reviewed-out images
                 if not r.get("filtered_out") and not (folder / REJECTED / r["file"]).is_file()}
         images = [SyntheticImage(folder / r["file"], r["class"], r["sha256"], i) for i, r in sorted(kept.items())]

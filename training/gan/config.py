@@ -19,7 +19,8 @@ from training.gan.latents import LatentSpec
 @dataclass(frozen=True)
 class DataConfig:
     root: str = field("data/processed/demo", help="processed dataset with train/val/test/<class>/ folders")
-    minority_class: str = field("malignant", help="the class folder the GAN learns (and the headline FID's class)")
+    minority_class: str = field("malignant", plain_name=True,
+                                help="the class folder the GAN learns (and the headline FID's class)")
     train_on: Literal["minority", "all_classes"] = field(
         "minority", help="all_classes: every class of train/ (conditional GANs; pseudo-labelling route)")
     image_size: Literal[32, 64, 128] = 64
@@ -92,7 +93,7 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    name: Optional[str] = field(None, help="run name; default: the config file's stem")
+    name: Optional[str] = field(None, plain_name=True, help="run name; default: the config file's stem")
     results_dir: str = "results"
     synthetic_dir: str = field("data/synthetic", help="final_samples.png goes to <synthetic_dir>/<name>/")
 

@@ -185,6 +185,26 @@ def _check_resumable(saved: dict, config: GANConfig) -> None:
         raise UserError(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
 
 
+def newest_readable(checkpoints: list[Path], world: World) -> tuple[Path, dict]:
+    """The newest training checkpoint that loads (oldest first in `checkpoints`), saying which were skipped.
+
+    A run killed while the disk filled, or a file damaged since, must not strand the run: the previous
+    good checkpoint continues it, and the user is told which epoch is lost.
+    """
+    unreadable = []
+    for path in reversed(checkpoints):
+        try:
+            saved = load_training_state(path)
+        except DataError as err:
+            unreadable.append(str(err))
+            continue
+        if unreadable and world.is_main:
+            print(f"note: {len(unreadable)} newer checkpoint(s) could not be read ({unreadable[0]}); "
+                  f"resuming from {path.name} instead")
+        return path, saved
+    raise DataError(f"no readable checkpoint to resume from: {unreadable[0]}")
+
+
 def prepare_run_folder(paths: RunPaths, world: World, resume: bool, overwrite: bool) -> list[Path]:
     """Refuse to mix runs in one folder; with `overwrite`, remove the old run's checkpoints. Returns those kept."""
     existing = list_checkpoints(paths.checkpoints)
@@ -342,13 +362,13 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
 
     s = build_state(config, len(class_names), world, device, precision)
     if existing:
-        saved = load_training_state(existing[-1])
+        resumed_from, saved = newest_readable(existing, world)
         _check_resumable(saved, config)
         s.restore(saved)
     monitor = None
     if world.is_main:
         if existing:
-            print(f"resumed from {existing[-1]} (epoch {s.counters['epoch']})")
+            print(f"resumed from {resumed_from} (epoch {s.counters['epoch']})")
         write_run_record(paths.checkpoints, to_yaml(config), run_info(t.seed, str(device), {
             "training_images": len(real), "classes": class_names, "resumed_from_epoch": s.counters["epoch"] or None,
             "processes": world.size, "global_batch_size": batch_size, "compute": precision_record}))

@@ -23,8 +23,9 @@ class SGANDataConfig:
     labeled_per_class: int = field(10, min=1, help="labelled training images per class; the rest of train is "
                                                    "used without labels")
     split_seed: int = field(0, min=0, help="seed of the labelled-subset draw, the same for every training seed")
-    positive_class: Optional[str] = field(None, help="the class whose binary metrics (sensitivity, AUC) go to the "
-                                                     "comparison files; default: the smallest training class")
+    positive_class: Optional[str] = field(None, plain_name=True,
+                                          help="the class whose binary metrics (sensitivity, AUC) go to the "
+                                               "comparison files; default: the smallest training class")
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class SGANTrainConfig:
 
 @dataclass(frozen=True)
 class SGANOutputConfig:
-    name: Optional[str] = field(None, help="default: the config file's stem; the baseline adds '_baseline'")
+    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem; the baseline adds '_baseline'")
     results_dir: str = "results"
 
 

@@ -13,7 +13,7 @@ from training.core.errors import ConfigError
 @dataclass(frozen=True)
 class PipelineDataConfig:
     source: str = field("demo", help="as prepare_data.py --source: demo, a MedMNIST .npz, or an ImageFolder")
-    name: Optional[str] = field(None, help="processed dataset name (default: as prepare_data.py)")
+    name: Optional[str] = field(None, plain_name=True, help="processed dataset name (default: as prepare_data.py)")
     class_names: Optional[str] = field(None, help=".npz only, e.g. 0=malignant,1=benign")
     drop_leaked: bool = False
     processed_dir: str = "data/processed"
@@ -63,7 +63,7 @@ class PipelineClassifiersConfig:
 
 @dataclass(frozen=True)
 class PipelineOutputConfig:
-    name: Optional[str] = field(None, help="default: the config file's stem")
+    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem")
     results_dir: str = "results"
 
 

@@ -17,6 +17,7 @@ import torch
 from training.core.config import load_config
 from training.core.distributed import World, barrier, gather_objects, shutdown
 from training.core.errors import UserError
+from training.core.names import check_plain_name
 from training.core.run_info import run_info
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, clear_folder, merge_manifests, shard_manifest
 from training.gan.config import GANConfig
@@ -26,7 +27,7 @@ from training.synthesis import sampling
 # The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
 # resumed or extended job can leave one process (the one whose index range is missing) most of the work.
 WAIT_FOR_OTHERS_MINUTES = 24 * 60
-MAX_NUM_SAMPLES = 100_000_000       # one folder; larger jobs are several folders (and the plan is made in memory)
+MAX_NUM_SAMPLES = 1_000_000   # per folder: the plan lives in memory (~150 MB at this size); larger jobs use several folders
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ def resolve_sources(checkpoints: list[str] | None, output_dir: str | None, confi
     codes never share one folder.
     """
     explicit_output = output_dir
+    if class_name is not None:
+        check_plain_name(class_name, "--class")
     if config:
         paths = RunPaths.of(load_config(GANConfig, config, []))
         if not checkpoints:

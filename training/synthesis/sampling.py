@@ -52,6 +52,7 @@ from training.data.synthetic_folder import (
     clear_folder,
     read_synthetic_manifest,
     write_synthetic_manifest,
+    writer_lock,
 )
 from training.gan.checkpoint import load_generator
 from training.gan.latents import class_labels, code_values, draw, set_code
@@ -198,12 +199,21 @@ def write_code_sweep(generator: SourceGenerator, code: str, seed: int, out_dir: 
     return path
 
 
+def holds_pixels(path: Path, sha256: str) -> bool:
+    """Whether the image file decodes to the pixels whose hash a manifest recorded."""
+    try:
+        return pixel_sha256(read_image(path)) == sha256
+    except DataError:
+        return False
+
+
 def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Path, records: dict[int, dict],
               device: torch.device, job: list[Item] | None = None) -> list[Item]:
     """Which planned items still need a file; refuses when the folder holds different images.
 
-    A recorded file made by the same generator from the same seed is kept, and one a reviewer moved
-    to rejected/ is not made again. A file without a record
+    A recorded file made by the same generator from the same seed is kept when it still decodes to the
+    recorded pixels (a truncated or altered file is made again), and one a reviewer moved to rejected/
+    is not made again. A file without a record
     (a run killed between writing it and updating the manifest) is kept when its pixels equal what
     would be generated, and recorded. Anything else is a conflict: never overwritten silently.
     When `items` is one shard of `job`, the records of the whole job are checked too, so that no
@@ -224,7 +234,10 @@ def reconcile(items: list[Item], generators: list[SourceGenerator], out_dir: Pat
                 continue                                   # a conflict, listed above
             elif record.get("filtered_out"):
                 continue                                   # the filter decided: not made again
-            elif not path.is_file() and not (out_dir / REJECTED / item.file).is_file():   # rejected stays out
+            elif not path.is_file():
+                if not (out_dir / REJECTED / item.file).is_file():      # rejected stays out
+                    todo.append(item)
+            elif not holds_pixels(path, record["sha256"]):         # truncated or altered since: made again
                 todo.append(item)
         elif path.is_file():
             unrecorded.append(item)
@@ -308,7 +321,16 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
         raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
                         "others; clear it first (or run --overwrite without --shard)")
     check_output_dir(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out_dir, shard):
+        return _generate(generators, weights, num_samples, seed, out_dir, batch_size=batch_size, device=device,
+                         overwrite=overwrite, workers=workers, manifest_every_s=manifest_every_s, confidence=confidence,
+                         conf_thresh=conf_thresh, shard=shard, progress_bar=progress_bar, before_writing=before_writing)
+
+
+def _generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
+              *, batch_size: int, device: torch.device, overwrite: bool, workers: int | None, manifest_every_s: float,
+              confidence: Callable[[np.ndarray], np.ndarray] | None, conf_thresh: float, shard: tuple[int, int],
+              progress_bar: bool, before_writing: Callable[[], None] | None) -> dict:
     job = plan(num_samples, generators, weights, seed)
     items = shard_items(job, shard)
     # Left by a killed worker mid-write; a shard removes only its own (another may be writing now).

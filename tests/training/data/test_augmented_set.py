@@ -4,14 +4,17 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tests.helpers import tiny_gan_raw
 from training.build_augmented import main as build_main
 from training.core.config import build
 from training.core.errors import DataError, UserError
 from training.data.augmented_set import build_augmented, verify
+from training.data.images import pixel_sha256
 from training.data.processed import read_splits_manifest
 from training.gan.checkpoint import save_generator
 from training.gan.config import GANConfig
@@ -96,20 +99,26 @@ def test_rejected_images_are_left_out(tiny_demo, tmp_path):
     assert composition["counts"]["train"]["malignant"]["synthetic"] == 4
 
 
-def test_verify_catches_synthetic_in_val_and_leakage(tmp_path):
+def test_verify_catches_synthetic_in_val_and_leakage_from_the_pixels_placed(tmp_path):
     (tmp_path / "train" / "a").mkdir(parents=True)
     (tmp_path / "val" / "a").mkdir(parents=True)
-    (tmp_path / "train" / "a" / "x.png").write_bytes(b"x")
-    (tmp_path / "val" / "a" / "y.png").write_bytes(b"y")
-    train = {"path": "train/a/x.png", "split": "train", "class": "a", "sha256": "1", "source": "real"}
-    val = {"path": "val/a/y.png", "split": "val", "class": "a", "sha256": "2", "source": "real"}
+    x, y = np.zeros((4, 4), np.uint8), np.full((4, 4), 9, np.uint8)
+    Image.fromarray(x).save(tmp_path / "train" / "a" / "x.png")
+    Image.fromarray(y).save(tmp_path / "val" / "a" / "y.png")
+    train = {"path": "train/a/x.png", "split": "train", "class": "a", "sha256": pixel_sha256(x), "source": "real",
+             "origin": "x"}
+    val = {"path": "val/a/y.png", "split": "val", "class": "a", "sha256": pixel_sha256(y), "source": "real",
+           "origin": "y"}
     verify(tmp_path, [train, val], set(), 2)
     with pytest.raises(DataError, match="synthetic image in a validation/test split"):
-        verify(tmp_path, [train, val], {"2"}, 2)
-    with pytest.raises(DataError, match="same content as train"):
-        verify(tmp_path, [train, {**val, "sha256": "1"}], set(), 2)
+        verify(tmp_path, [train, val], {pixel_sha256(y)}, 2)
     with pytest.raises(DataError, match="expected 3"):
         verify(tmp_path, [train, val], set(), 3)
+    with pytest.raises(DataError, match="does not hold the pixels"):            # a record that lies
+        verify(tmp_path, [train, {**val, "sha256": pixel_sha256(x)}], set(), 2)
+    Image.fromarray(x).save(tmp_path / "val" / "a" / "y.png")                   # val now holds train's pixels
+    with pytest.raises(DataError, match="same content as train"):
+        verify(tmp_path, [train, {**val, "sha256": pixel_sha256(x)}], set(), 2)
 
 
 def test_refusals_write_nothing(tiny_demo, synthetic, tmp_path):

@@ -11,7 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
-from training.core.errors import DataError
+from training.core.errors import DataError, UserError
+from training.core.names import check_plain_name
 from training.data.processed import SPLITS, Record
 
 
@@ -24,9 +25,10 @@ def parse_class_names(text: str | None) -> dict[int, str]:
         label, sep, name = part.partition("=")
         if not sep or not label.strip().lstrip("-").isdigit() or not name.strip():
             raise DataError(f"--class_names: '{part}' must look like 0=malignant")
-        if "/" in name or name.strip() in (".", ".."):
-            raise DataError(f"--class_names: '{name}' cannot be a folder name")
-        names[int(label)] = name.strip()
+        try:
+            names[int(label)] = check_plain_name(name.strip(), "--class_names: a class name")
+        except UserError as err:
+            raise DataError(str(err)) from None
     if len(set(names.values())) != len(names):
         raise DataError(f"--class_names: two labels share a name in '{text}'")
     return names
@@ -45,8 +47,15 @@ def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator
             key = f"{split}_{kind}"
             if key not in data.files:
                 raise DataError(f"{path} has no '{key}' array (found: {', '.join(data.files)})")
-            arrays[key] = data[key]
+            try:
+                arrays[key] = data[key]
+            except (ValueError, OSError, zipfile.BadZipFile) as err:     # e.g. an object array (pickle): refused
+                raise DataError(f"{path}: cannot read '{key}': {str(err).splitlines()[0]}") from None
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and not (np.isfinite(labels).all()
+                                                                           and (labels == np.round(labels)).all())):
+            raise DataError(f"{path}: '{split}_labels' must hold whole numbers, got {labels.dtype} "
+                            "with non-integer or missing (NaN) values")
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = arrays[f"{split}_labels"] = labels[:, 0]
         if labels.ndim != 1 or len(labels) != len(images):
