@@ -26,7 +26,7 @@ LAYERS = {
     "training.analysis": {"training.core", "training.data", "training.classify"},
     "quality.assessment": {"training.core", "training.data", "quality.features", "quality.checks"},
     "training.study": {"training.core", "training.data", "training.classify", "training.gan", "training.synthesis",
-                       "training.analysis", "quality.assessment"},
+                       "training.analysis", "quality.assessment", "quality.checks"},
 }
 
 

@@ -17,10 +17,12 @@ import numpy as np
 from quality.assessment.contact_sheet import contact_sheet
 from quality.assessment.report import write_report
 from quality.checks.artefacts import check_artefacts
+from quality.checks.detectability import check_detectability
 from quality.checks.diversity import check_diversity
 from quality.checks.fidelity import check_fidelity
 from quality.checks.memorisation import check_memorisation, extract_features
 from quality.checks.pixel_statistics import check_statistics
+from quality.checks.usefulness import check_usefulness
 from quality.checks.verdicts import VERDICTS, worst
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
@@ -30,6 +32,7 @@ from training.core.progress import progress
 from training.core.registry import Registry
 from training.core.run_info import run_info
 from training.core.runtime import resolve_device
+from training.data.folders import load_split
 from training.data.processed import SPLITS_MANIFEST
 
 REPORT_VERSION = 1
@@ -64,10 +67,14 @@ class QAContext:
     real_unit: np.ndarray          # float32 (N, C, H, W) in [0, 1]
     synthetic_unit: np.ndarray
     space: FeatureSpace
+    real_features: np.ndarray      # (N, D) in the feature space, shared by the checks that need it
+    synthetic_features: np.ndarray
     out_dir: Path
     cache_dir: Path
     device: str
     seed: int
+    data_root: Path | None         # the processed dataset of the real images, when known
+    minority_class: str            # the real folder's name: the class the synthetic images stand for
 
 
 @CHECKS.register("statistics")
@@ -88,10 +95,8 @@ def _fidelity(ctx: QAContext) -> dict:
 
 @CHECKS.register("memorisation")
 def _memorisation(ctx: QAContext) -> dict:
-    real_features = extract_features(ctx.real.images, ctx.space, ctx.device)
-    synthetic_features = extract_features(ctx.synthetic.images, ctx.space, ctx.device)
-    result = check_memorisation(ctx.real.images, ctx.synthetic.images, ctx.out_dir, real_features=real_features,
-                                synthetic_features=synthetic_features, real_names=ctx.real.names(),
+    result = check_memorisation(ctx.real.images, ctx.synthetic.images, ctx.out_dir, real_features=ctx.real_features,
+                                synthetic_features=ctx.synthetic_features, real_names=ctx.real.names(),
                                 synthetic_names=ctx.synthetic.names())
     return {"feature_extractor": ctx.space.kind, **result}
 
@@ -99,6 +104,29 @@ def _memorisation(ctx: QAContext) -> dict:
 @CHECKS.register("artefacts")
 def _artefacts(ctx: QAContext) -> dict:
     return check_artefacts(ctx.real_unit, ctx.synthetic_unit, ctx.out_dir)
+
+
+@CHECKS.register("detectability")
+def _detectability(ctx: QAContext) -> dict:
+    return check_detectability(ctx.real_unit, ctx.synthetic_unit, real_features=ctx.real_features,
+                               synthetic_features=ctx.synthetic_features, seed=ctx.seed)
+
+
+@CHECKS.register("usefulness")
+def _usefulness(ctx: QAContext) -> dict | None:
+    """Needs the real train and val splits of every class: not run on loose folders."""
+    if ctx.data_root is None or not (ctx.data_root / "val").is_dir():
+        return None
+    size, channels = ctx.real.images.shape[-1], ctx.real.images.shape[1]
+    features, is_minority = {}, {}
+    for split in ("train", "val"):
+        images, labels, names = load_split(ctx.data_root, split, size, channels)
+        if ctx.minority_class not in names:
+            return None
+        features[split] = extract_features(images, ctx.space, ctx.device)
+        is_minority[split] = (labels == names.index(ctx.minority_class)).numpy()
+    return check_usefulness(features["train"], is_minority["train"], features["val"], is_minority["val"],
+                            ctx.synthetic_features, seed=ctx.seed)
 
 
 def infer_data_root(real_dir: str | Path) -> Path | None:
@@ -169,11 +197,17 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
           flush=True)
     space, data_root = resolve_space(options, real_dir, image_size, channels, device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = QAContext(real, synthetic, to_unit(real.images), to_unit(synthetic.images), space, out_dir,
-                    Path(options.cache_dir), device, options.seed)
-    results = {}
+    ctx = QAContext(real, synthetic, to_unit(real.images), to_unit(synthetic.images), space,
+                    extract_features(real.images, space, device), extract_features(synthetic.images, space, device),
+                    out_dir, Path(options.cache_dir), device, options.seed,
+                    Path(options.data_root) if options.data_root else infer_data_root(real_dir), Path(real_dir).name)
+    results, not_run = {}, []
     for name, check in progress(CHECKS.items(), desc="QA checks", unit="check", total=len(CHECKS)):
-        results[name] = check(ctx)
+        result = check(ctx)
+        if result is None:
+            not_run.append(name)
+        else:
+            results[name] = result
     visual = contact_sheet(real.images, synthetic.images, out_dir, purpose_rng(options.seed, "contact-sheet"))
     report = {
         "report_version": REPORT_VERSION,
@@ -182,7 +216,9 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
         "images": {"real": real.describe(), "synthetic": synthetic.describe(), "image_size": int(image_size),
                    "channels": int(channels)},
         "feature_space": {"kind": space.kind, "extractor": space.extractor, "weights": space.weights_path},
-        "warnings": input_warnings(real, synthetic, image_size),
+        "warnings": input_warnings(real, synthetic, image_size) + [
+            f"not run: {name} (needs the processed dataset with train and val splits; pass --data_root)"
+            for name in not_run],
         **results,
         "visual": visual,
         "summary": summarise(results),

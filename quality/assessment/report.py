@@ -15,7 +15,6 @@ from typing import Any
 
 from training.core import atomic
 
-CHECK_SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts")
 # The reference guide's quality checklist (docs/user_guide.md#quality-assurance), and the checks that answer each item
 # ([] = by eye only).
 CHECKLIST = (
@@ -27,6 +26,10 @@ CHECKLIST = (
     ("No obvious artefacts (checkerboard patterns, weird colours)", ("artefacts", "statistics"),
      "Fourier spectrum and colour statistics"),
     ("No memorised copies of training images", ("memorisation",), "nearest real image in pixel and feature space"),
+    ("Not easy to tell from real images (no shortcut for the label)", ("detectability",),
+     "held-out AUC of a classifier trained to tell them apart (added by us)"),
+    ("A classifier learns the class from them", ("usefulness",),
+     "train on synthetic, test on real (added by us; needs the processed dataset)"),
     ("Medical features visible (lesion boundaries, colour variation)", (), "by eye: see the contact sheet"),
 )
 MAX_TABLE_ROWS = 10
@@ -79,7 +82,9 @@ def checklist(report: dict) -> list[dict]:
     """The reference guide's checklist with our verdicts: ticked when every check behind an item passed."""
     items = []
     for text, checks, how in CHECKLIST:
-        verdicts = {name: report[name]["verdict"] for name in checks}
+        verdicts = {name: report[name]["verdict"] for name in checks if name in report}
+        if checks and not verdicts:
+            continue                            # its checks were not run (e.g. usefulness without a dataset)
         status = "manual" if not checks else ("pass" if set(verdicts.values()) == {"pass"} else "attention")
         items.append({"item": text, "checks": verdicts, "status": status, "how": how})
     return items
@@ -87,7 +92,7 @@ def checklist(report: dict) -> list[dict]:
 
 def summary_lines(report: dict) -> list[str]:
     """A short plain-text table of the verdicts, for the terminal."""
-    width = max(len(name) for name in CHECK_SECTIONS)
+    width = max(len(name) for name in report["summary"]["checks"])
     lines = [f"{name:<{width}}  {result['verdict'].upper():<4}  {result['reason']}"
              for name, result in report["summary"]["checks"].items()]
     counts = report["summary"]["counts"]
@@ -109,7 +114,7 @@ def _inputs_lines(report: dict) -> list[str]:
 
 
 def _sections(report: dict) -> list[tuple[str, dict]]:
-    return [(name, report[name]) for name in (*CHECK_SECTIONS, "visual")]
+    return [(name, report[name]) for name in (*report["summary"]["checks"], "visual")]
 
 
 def render_markdown(report: dict) -> str:

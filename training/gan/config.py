@@ -35,7 +35,9 @@ class ModelConfig:
     d_channels: int = field(64, min=4, max=1024, help="D width at the input resolution; doubles per level")
     spectral_norm: bool = True
     d_norm: Literal["auto", "batch", "none"] = field("auto", help="auto: batch norm unless SN or Wasserstein")
-    upsample: Literal["resize_conv", "transposed"] = "resize_conv"
+    upsample: Literal["resize_conv", "bilinear", "transposed"] = field(
+        "resize_conv", help="G's 2x upsampling before each conv: resize_conv = nearest copies, bilinear = smooth "
+                            "interpolation (no pixel-block grid), transposed = strided transposed convs")
     conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
     info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
     info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
@@ -55,6 +57,7 @@ class LossConfig:
     name: Literal["hinge", "wasserstein", "bce"] = "hinge"
     gp_weight: float = field(0.0, min=0.0, help="gradient-penalty weight (WGAN-GP uses 10)")
     info_weight: float = field(1.0, min=0.0, help="InfoGAN: weight of the mutual-information term")
+    lecam_weight: float = field(0.0, min=0.0, help="LeCam regularisation of D (Tseng et al. 2021; they use 0.1-0.3)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class TrainConfig:
     ema_decay: Optional[float] = field(0.999, min=0.0, max=1.0, help="EMA of G weights, or off")
     ema_rampup_steps: int = field(100, min=0, help="EMA decay ramps up over this many G steps")
     diffaugment: Optional[str] = field("color,translation,cutout", help="DiffAugment policy, or off")
+    ada_target: Optional[float] = field(None, min=0.0, max=1.0,
+                                        help="adaptive DiffAugment (Karras et al. 2020): tune each op's probability p "
+                                             "so that E[sign D(real)] stays at this target (they use 0.6); off = p 1")
+    ada_speed_images: int = field(20_000, min=1, help="real images shown while p can move from 0 to 1")
     sample_grid_size: int = field(8, min=1, max=32, help="grids are N x N images")
     precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling")
     channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
@@ -79,6 +86,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_policy(self.diffaugment)
+        if self.ada_target is not None and not self.diffaugment:
+            raise ConfigError("'train.ada_target' tunes the DiffAugment probability and needs 'train.diffaugment'")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm as _spectral_norm
 
@@ -55,11 +56,22 @@ class NearestUpsample2x(nn.Module):
         return x[:, :, :, None, :, None].expand(-1, -1, -1, 2, -1, 2).flatten(4, 5).flatten(2, 3)
 
 
+class BilinearUpsample2x(nn.Module):
+    """Bilinear 2x upsampling: each new pixel a blend of its neighbours, so the 3x3 conv after it does not
+    start from 2x2 blocks of copies (the pixel grid a nearest-neighbour G leaves at small widths)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+UPSAMPLERS = {"resize_conv": NearestUpsample2x, "bilinear": BilinearUpsample2x}
+
+
 def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
     if upsample == "transposed":
         conv = [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False)]
-    else:  # resize_conv: nearest 2x then 3x3 conv, free of the transposed-conv checkerboard
-        conv = [NearestUpsample2x(), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
+    else:  # resize, then a 3x3 conv: free of the transposed-conv checkerboard
+        conv = [UPSAMPLERS[upsample](), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
     return [*conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
@@ -86,8 +98,7 @@ class Generator(nn.Module):
         if upsample == "transposed":
             self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1)
         else:
-            self.to_image = nn.Sequential(NearestUpsample2x(),
-                                          nn.Conv2d(widths[-1], channels, 3, padding=1))
+            self.to_image = nn.Sequential(UPSAMPLERS[upsample](), nn.Conv2d(widths[-1], channels, 3, padding=1))
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -71,10 +71,47 @@ def check_policy(policy: str | None, key: str = "train.diffaugment") -> None:
             raise ConfigError(f"'{key}' has unknown op '{name.strip()}' (known: {', '.join(AUGMENTS)})")
 
 
-def diff_augment(x: torch.Tensor, policy: str | None) -> torch.Tensor:
-    """Apply the comma-separated `policy` (e.g. 'color,translation,cutout'); None = identity."""
-    if not policy:
+def diff_augment(x: torch.Tensor, policy: str | None, p: float = 1.0) -> torch.Tensor:
+    """Apply the comma-separated `policy` (e.g. 'color,translation,cutout'); None = identity.
+
+    With p < 1 each op is applied to each image with probability p (adaptive augmentation, where
+    p follows D's overfitting); the draws are per image, so a batch mixes plain and augmented ones.
+    """
+    if not policy or p <= 0:
         return x
     for name in policy.split(","):
-        x = AUGMENTS[name.strip()](x)
+        op = AUGMENTS[name.strip()]
+        if p >= 1:
+            x = op(x)
+        else:
+            chosen = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) < p).to(x.dtype)
+            x = chosen * op(x) + (1 - chosen) * x
     return x.contiguous()
+
+
+class AdaptiveProbability:
+    """The ADA heuristic (Karras et al., NeurIPS 2020) for DiffAugment's probability p.
+
+    r = E[sign(D(real))] over the last `interval` D steps measures overfitting: near 0 when D cannot
+    tell real from fake, near 1 when it is sure of every training image. p rises when r is above
+    `target` and falls below it, by at most 1 over `speed_images` real images shown.
+    """
+
+    def __init__(self, target: float, speed_images: int, batch_size: int, interval: int = 4, p: float = 0.0):
+        self.target, self.step = target, batch_size * interval / speed_images
+        self.interval, self.p, self._signs, self._count = interval, p, 0.0, 0
+
+    def observe(self, sign_sum: float, count: int) -> None:
+        """Add one D step: the sum of sign(D(real)) over its `count` real images (all ranks' under torchrun)."""
+        self._signs += sign_sum
+        self._count += count
+        if self._count >= self.interval * count:
+            r = self._signs / self._count
+            self.p = min(1.0, max(0.0, self.p + (self.step if r > self.target else -self.step)))
+            self._signs, self._count = 0.0, 0
+
+    def state_dict(self) -> dict:
+        return {"p": self.p, "signs": self._signs, "count": self._count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p, self._signs, self._count = state["p"], state["signs"], state["count"]

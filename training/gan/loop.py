@@ -39,6 +39,7 @@ from training.core.distributed import (
     local_copy,
     seed_for,
     shutdown,
+    sum_over_ranks,
 )
 from training.core.errors import DataError, TrainingDiverged, UserError
 from training.core.precision import Precision, optimizer_step, resolve_precision
@@ -54,10 +55,10 @@ from training.gan.checkpoint import (
     save_training_state,
 )
 from training.gan.config import GANConfig
-from training.gan.diffaugment import diff_augment
+from training.gan.diffaugment import AdaptiveProbability, diff_augment
 from training.gan.ema import EMA, recalibrate_batchnorm
 from training.gan.latents import class_labels, draw
-from training.gan.losses import LOSSES, GANLoss, d_objective, g_objective
+from training.gan.losses import LOSSES, GANLoss, LeCamAnchors, d_objective, g_objective
 from training.gan.networks import build_discriminator, build_generator
 from training.gan.plots import plot_fidelity, plot_losses, save_grid
 
@@ -93,6 +94,8 @@ class GANState:
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
     loss: GANLoss
+    anchors: LeCamAnchors = field(default_factory=LeCamAnchors)
+    ada: AdaptiveProbability | None = None
     counters: dict = field(default_factory=lambda: {"epoch": 0, "d_steps": 0, "g_steps": 0, "loss_history": [],
                                                     "metric_history": [], "best_fid": None})
 
@@ -102,6 +105,7 @@ class GANState:
                 "G_ema": self.ema.model.state_dict() if self.ema else None,
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
+                "lecam": self.anchors.state_dict(), "ada": self.ada.state_dict() if self.ada else None,
                 "state": self.counters, "config": to_dict(config)}
 
     def restore(self, saved: dict) -> None:
@@ -114,6 +118,10 @@ class GANState:
         for scaler, key in ((self.scaler_g, "scaler_g"), (self.scaler_d, "scaler_d")):
             if saved.get(key):          # checkpoints written before scalers were saved have none
                 scaler.load_state_dict(saved[key])
+        if saved.get("lecam"):
+            self.anchors.load_state_dict(saved["lecam"])
+        if self.ada is not None and saved.get("ada"):
+            self.ada.load_state_dict(saved["ada"])
         self.counters = saved["state"]
 
 
@@ -233,16 +241,17 @@ def build_state(config: GANConfig, num_classes: int, world: World, device: torch
         ema.model.to(device)
     broadcast_module(G, world)
     broadcast_module(D, world)
+    ada = AdaptiveProbability(t.ada_target, t.ada_speed_images, t.batch_size) if t.ada_target is not None else None
     return GANState(G, D, ema, torch.optim.Adam(G.parameters(), lr=t.lr_g, betas=t.betas),
                     torch.optim.Adam(D.parameters(), lr=t.lr_d, betas=t.betas), precision.scaler(), precision.scaler(),
-                    LOSSES[config.loss.name])
+                    LOSSES[config.loss.name], ada=ada)
 
 
 def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor, labels: torch.Tensor | None,
                 batch_size: int, world: World, device: torch.device, precision: Precision, paths: RunPaths) -> dict:
     """One pass over the training images (ragged last batch dropped: BN and GP need full ones); returns the log row."""
     t, spec, c = config.train, s.G.latent, s.counters
-    started, d_sum, g_sum, g_count = time.perf_counter(), 0.0, 0.0, 0
+    started, d_sum, g_sum, g_count, real_sum, fake_sum = time.perf_counter(), 0.0, 0.0, 0, 0.0, 0.0
     shared = torch.Generator().manual_seed(seed_for(t.seed, epoch))   # order and latents: the same on all ranks
     torch.manual_seed(seed_for(t.seed, epoch, world.rank))            # augmentation: this rank's own
     order, mine = torch.randperm(len(images), generator=shared), world.local_slice(batch_size)
@@ -252,23 +261,29 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
         x_real = to_float(precision.images(images[batch.to(device)]))   # (b, C, S, S) in [-1, 1]
         y = labels[batch].to(device) if labels is not None else None    # fakes take the real batch's classes
 
-        # Update D.
+        # Update D (on augmented reals and fakes: with ADA, each op applies with probability p).
+        p = s.ada.p if s.ada is not None else 1.0
         z = draw(spec, batch_size, shared)[mine].to(device)
         with precision.autocast():
             with torch.no_grad():
                 fake = s.G(z, y)
-            d_loss = d_objective(s.D, s.loss, diff_augment(x_real, t.diffaugment), diff_augment(fake, t.diffaugment),
-                                 y, z, spec, config.loss.info_weight, config.loss.gp_weight)
+            d_loss, real_scores, fake_scores = d_objective(
+                s.D, s.loss, diff_augment(x_real, t.diffaugment, p), diff_augment(fake, t.diffaugment, p), y, z, spec,
+                config.loss.info_weight, config.loss.gp_weight, config.loss.lecam_weight, s.anchors)
         optimizer_step(d_loss, s.opt_d, s.scaler_d, list(s.D.parameters()), world)
         c["d_steps"] += 1
         _check_finite("D loss", d_loss, epoch, paths)
         d_sum += d_loss.item()            # this rank's share of the batch: the logged losses are rank 0's
+        real_sum, fake_sum = real_sum + real_scores.mean().item(), fake_sum + fake_scores.mean().item()
+        if s.ada is not None:             # every rank sees the same r, so p stays equal across ranks
+            s.ada.observe(float(sum_over_ranks(real_scores.sign().sum().float(), world)),
+                          int(sum_over_ranks(torch.tensor(float(real_scores.numel()), device=device), world)))
 
         # Update G, once every n_critic D updates.
         if c["d_steps"] % t.n_critic == 0:
             z = draw(spec, batch_size, shared)[mine].to(device)
             with precision.autocast():
-                g_loss = g_objective(s.D, s.loss, diff_augment(s.G(z, y), t.diffaugment), y, z, spec,
+                g_loss = g_objective(s.D, s.loss, diff_augment(s.G(z, y), t.diffaugment, p), y, z, spec,
                                      config.loss.info_weight)
             optimizer_step(g_loss, s.opt_g, s.scaler_g, list(s.G.parameters()), world)
             c["g_steps"] += 1
@@ -279,6 +294,8 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
             if s.ema is not None:
                 s.ema.update(s.G, c["g_steps"])
     return {"epoch": epoch, "d_loss": d_sum / batches, "g_loss": g_sum / max(g_count, 1),
+            "d_real": real_sum / batches, "d_fake": fake_sum / batches,     # D's mean raw score on each side
+            "augment_p": s.ada.p if s.ada is not None else (1.0 if t.diffaugment else 0.0),
             "seconds": time.perf_counter() - started}
 
 

@@ -90,18 +90,53 @@ def info_loss(spec: LatentSpec, predicted: torch.Tensor, z: torch.Tensor) -> tor
     return loss
 
 
+class LeCamAnchors:
+    """Moving averages of D's mean score on real and on fake images, the anchors of the LeCam term."""
+
+    def __init__(self, decay: float = 0.99):
+        self.decay, self.real, self.fake = decay, 0.0, 0.0
+
+    def update(self, real_scores: torch.Tensor, fake_scores: torch.Tensor) -> None:
+        self.real = self.decay * self.real + (1 - self.decay) * float(real_scores.mean())
+        self.fake = self.decay * self.fake + (1 - self.decay) * float(fake_scores.mean())
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "real": self.real, "fake": self.fake}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.real, self.fake = state["decay"], state["real"], state["fake"]
+
+
+def lecam_penalty(real_scores: torch.Tensor, fake_scores: torch.Tensor, anchors: LeCamAnchors) -> torch.Tensor:
+    """LeCam regularisation (Tseng et al., CVPR 2021), made for GANs on limited data.
+
+    Penalises real scores above the fakes' moving average and fake scores below the reals' moving
+    average: E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2]. It keeps D's outputs from
+    drifting apart as D memorises a small training set, which is what starves G of a useful signal.
+    """
+    return F.relu(real_scores - anchors.fake).pow(2).mean() + F.relu(anchors.real - fake_scores).pow(2).mean()
+
+
 def d_objective(D: torch.nn.Module, loss: GANLoss, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
-                z: torch.Tensor, spec: LatentSpec, info_weight: float = 0.0, gp_weight: float = 0.0) -> torch.Tensor:
-    """What D minimises on one batch: the adversarial loss, InfoGAN's term on the fakes, the gradient penalty."""
+                z: torch.Tensor, spec: LatentSpec, info_weight: float = 0.0, gp_weight: float = 0.0,
+                lecam_weight: float = 0.0, anchors: LeCamAnchors | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What D minimises on one batch: the adversarial loss, InfoGAN's term on the fakes, the gradient
+    penalty and the LeCam term; returns it with D's scores of the real and fake batch (detached, (B,))."""
+    real_scores = D(real, labels)
     if spec.has_codes:
-        fake_logits, predicted = D(fake, labels, codes=True)
-        total = loss.d_loss(D(real, labels), fake_logits) + info_weight * info_loss(spec, predicted, z)
+        fake_scores, predicted = D(fake, labels, codes=True)
+        total = loss.d_loss(real_scores, fake_scores) + info_weight * info_loss(spec, predicted, z)
     else:
-        total = loss.d_loss(D(real, labels), D(fake, labels))
+        fake_scores = D(fake, labels)
+        total = loss.d_loss(real_scores, fake_scores)
+    if lecam_weight > 0 and anchors is not None:
+        total = total + lecam_weight * lecam_penalty(real_scores.float(), fake_scores.float(), anchors)
+        anchors.update(real_scores.detach(), fake_scores.detach())
     if gp_weight > 0:          # in fp32 even under autocast: the double backward is precision-sensitive
         with torch.autocast(real.device.type, enabled=False):
             total = total + gp_weight * gradient_penalty(D, real.float(), fake.float(), labels)
-    return total
+    return total, real_scores.detach(), fake_scores.detach()
 
 
 def g_objective(D: torch.nn.Module, loss: GANLoss, fake: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,

@@ -19,13 +19,28 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
 
 
 def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
-    fig, ax = subplots(figsize=(7, 4))
+    """Losses, and D's mean raw score on real and fake images (with the augmentation probability when it adapts).
+
+    The scores say whether D discriminates at all: with the hinge loss, real and fake both near 0 and a
+    D loss pinned at 2 mean D gives G no signal.
+    """
+    fig, (ax_loss, ax_score) = subplots(1, 2, figsize=(11, 4))
     epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["d_loss"] for h in history], label="D loss")
-    ax.plot(epochs, [h["g_loss"] for h in history], label="G loss")
-    ax.set(xlabel="epoch", ylabel="loss (mean over epoch)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax_loss.plot(epochs, [h["d_loss"] for h in history], label="D loss")
+    ax_loss.plot(epochs, [h["g_loss"] for h in history], label="G loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss (mean over epoch)", title=title)
+    if "d_real" in history[0]:
+        ax_score.plot(epochs, [h["d_real"] for h in history], label="D(real)")
+        ax_score.plot(epochs, [h["d_fake"] for h in history], label="D(fake)")
+        ax_score.set(xlabel="epoch", ylabel="mean D score (raw)", title="does D discriminate?")
+        if any(h.get("augment_p", 1.0) not in (0.0, 1.0) for h in history):
+            twin = ax_score.twinx()
+            twin.plot(epochs, [h["augment_p"] for h in history], color="grey", ls="--", label="augment p")
+            twin.set(ylabel="augmentation probability p", ylim=(0, 1))
+            twin.legend(loc="lower right")
+    for ax in (ax_loss, ax_score):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left")
     atomic.save_figure(fig, path, dpi=100, bbox_inches="tight")
 
 

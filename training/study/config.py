@@ -31,6 +31,8 @@ class PipelineSynthesisConfig:
     num_synthetic: Optional[int] = field(None, min=1, help="instead of target_ratio")
     seed: int = field(0, min=0)
     qa_max_images: int = field(2000, min=2)
+    qa_gate: Literal["fail", "warn", "off"] = field(
+        "fail", help="stop before assembling when the QA verdict is at least this bad (off: use the images anyway)")
 
     def validate(self) -> None:
         if self.target_ratio is None and self.num_synthetic is None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from quality.assessment.qa import QAOptions, run_qa
+from quality.checks.verdicts import VERDICTS
 from training.analysis.comparison import compare_runs, pair_table, runs_table
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
@@ -158,11 +159,25 @@ def qa_stage(study: Study, real_dir: Path, synthetic: Path, key: str) -> dict:
     def qa() -> dict:
         report = run_qa(real_dir, synthetic, out, QAOptions(seed=s.seed, max_images=s.qa_max_images,
                                                             cache_dir=str(study.results / "cache")))
-        return {"report": str(out / "report.html"), "verdict": report["summary"]["verdict"]}
+        checks = report["summary"]["checks"]
+        return {"report": str(out / "report.html"), "verdict": report["summary"]["verdict"],
+                "verdicts": {name: c["verdict"] for name, c in checks.items()}}
 
     qa_out = study.stages.run("qa", key, lambda o: Path(o["report"]).is_file(), qa)
     print(f"  QA verdict: {qa_out['verdict']} ({qa_out['report']})")
+    apply_qa_gate(qa_out, s.qa_gate)
     return qa_out
+
+
+def apply_qa_gate(qa_out: dict, gate: str) -> None:
+    """Stop the study when the QA verdict is at or above `gate`: nothing downstream trains on those images."""
+    if gate == "off":
+        return
+    blocking = [name for name, v in qa_out.get("verdicts", {}).items() if VERDICTS.index(v) >= VERDICTS.index(gate)]
+    if blocking or VERDICTS.index(qa_out["verdict"]) >= VERDICTS.index(gate):
+        raise UserError(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the "
+                        f"'{gate}' gate: no classifier was trained on these images; see {qa_out['report']}, improve "
+                        "the generator, or set synthesis.qa_gate=off to study them anyway")
 
 
 def assemble_stage(study: Study, synthetic: Path, wanted: int, key: str) -> tuple[Path, str]:

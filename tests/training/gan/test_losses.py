@@ -68,7 +68,7 @@ def test_info_term_teaches_q_the_codes_and_g_to_express_them():
     before = code_loss()
     for _ in range(60):
         z = draw(G.latent, 8, stream)
-        d_loss = d_objective(D, no_adversary, real, G(z).detach(), None, z, G.latent, info_weight=1.0)
+        d_loss = d_objective(D, no_adversary, real, G(z).detach(), None, z, G.latent, info_weight=1.0)[0]
         opt_d.zero_grad()
         d_loss.backward()
         opt_d.step()

@@ -4,6 +4,7 @@ import json
 import shutil
 
 from tests.helpers import write_yaml
+from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 
 
@@ -16,7 +17,7 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
                 "overrides": ["train.epochs=1", "train.batch_size=8", "model.g_channels=8", "model.d_channels=8",
                               "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
                               "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"]},
-        "synthesis": {"target_ratio": 1.0},
+        "synthesis": {"target_ratio": 1.0, "qa_gate": "off"},     # a 1-epoch GAN fails QA: study it anyway
         "classifiers": {"arms": ["experiments/classifier_baseline.yaml:baseline",
                                  "experiments/classifier_gan_augmented.yaml:augmented"],
                         "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
@@ -43,3 +44,24 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
         assert f"[{stage}] up to date, skipped" in third
     for stage in ("synthesis", "qa", "assemble", "classifier pipeline_tiny_classifier_gan_augmented", "compare"):
         assert f"[{stage}] running" in third
+
+
+def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_it(tiny_demo, tmp_path, capsys):
+    config = write_yaml(tmp_path / "gated.yaml", {
+        "data": {"source": str(tiny_demo), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
+        "gan": {"config": "experiments/demo_gan.yaml",
+                "overrides": ["train.epochs=1", "train.batch_size=8", "model.g_channels=8", "model.d_channels=8",
+                              "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
+                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"]},
+        "synthesis": {"target_ratio": 1.0},                       # the default gate: fail
+        "classifiers": {"arms": ["experiments/classifier_baseline.yaml:baseline",
+                                 "experiments/classifier_gan_augmented.yaml:augmented"],
+                        "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
+        "output": {"results_dir": str(tmp_path / "results")},
+    })
+    assert run_cli(pipeline_main, ["--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "QA verdict fail" in err[0] and "report.html" in err[0] and "qa_gate=off" in err[0]
+    assert not (tmp_path / "processed" / "tiny_gated_augmented").exists()     # nothing assembled
+    assert not (tmp_path / "results" / "classifiers").exists()                # nothing trained
+    assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()

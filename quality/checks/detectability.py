@@ -1,0 +1,91 @@
+"""Detectability: can a classifier tell the synthetic images from the real ones? (a classifier two-sample test)
+
+A classifier is trained to separate real minority images (label 0) from synthetic ones (label 1) and
+scored, by k-fold cross-validation, only on images it did not train on (Lopez-Paz & Oquab, ICLR 2017).
+Its ROC-AUC is the check's number, with a bootstrap confidence interval over the held-out scores:
+
+* about 0.5: the classifier cannot tell them apart;
+* near 1.0: "looks synthetic" is an easy feature, and a downstream classifier trained on real benign +
+  synthetic malignant images can use it as a shortcut for the minority label (Raja Babu et al. 2024).
+
+Two detectors run, each a logistic regression on standardised inputs: one on the pixels (the simplest
+model that could learn the shortcut) and one on the domain encoder's features when they are available;
+the more successful one decides. Both sets are cut to the same size, so chance is exactly 0.5.
+
+Thresholds (docs/user_guide.md#thresholds-detectability): AUC above 0.75 warns, above 0.90 fails. A
+rule of thumb, not a calibration: at 0.90 a linear model ranks a random synthetic image above a
+random real one nine times in ten, which is a shortcut any classifier will find.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from quality.checks.verdicts import grade_above
+
+AUC_WARN = 0.75
+AUC_FAIL = 0.90
+FOLDS = 5
+MAX_PER_SET = 1000           # images per side; keeps the pixel model to seconds
+BOOTSTRAP = 1000
+CI_LEVEL = 0.95
+REGULARISATION_C = 0.1       # inverse L2 strength: many more inputs (pixels) than images
+
+
+def out_of_fold_scores(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
+    """P(synthetic) of every image from a logistic regression that did not see it (k-fold)."""
+    scores = np.empty(len(y))
+    folds = StratifiedKFold(n_splits=min(FOLDS, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    for train, held_out in folds.split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=REGULARISATION_C, max_iter=2000))
+        model.fit(x[train], y[train])
+        scores[held_out] = model.predict_proba(x[held_out])[:, 1]
+    return scores
+
+
+def auc_interval(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """ROC-AUC and its percentile-bootstrap interval (resampling images within each label)."""
+    auc = float(roc_auc_score(y, scores))
+    groups = [np.flatnonzero(y == k) for k in (0, 1)]
+    resampled = []
+    for _ in range(BOOTSTRAP):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        resampled.append(roc_auc_score(y[idx], scores[idx]))
+    tail = (1 - CI_LEVEL) / 2 * 100
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return auc, float(low), float(high)
+
+
+def detect(real: np.ndarray, synthetic: np.ndarray, seed: int) -> dict:
+    """The two-sample test on one view: (N, D) real and (M, D) synthetic rows, cut to the same size."""
+    rng = np.random.default_rng(seed)
+    n = min(len(real), len(synthetic), MAX_PER_SET)
+    x = np.concatenate([real[rng.choice(len(real), n, replace=False)],
+                        synthetic[rng.choice(len(synthetic), n, replace=False)]]).astype(np.float64)
+    y = np.repeat([0, 1], n)
+    auc, low, high = auc_interval(y, out_of_fold_scores(x, y, seed), rng)
+    return {"auc": auc, "ci_low": low, "ci_high": high, "images_per_set": int(n)}
+
+
+def check_detectability(real_unit: np.ndarray, synthetic_unit: np.ndarray, *, real_features: np.ndarray | None = None,
+                        synthetic_features: np.ndarray | None = None, seed: int = 0) -> dict:
+    """Classifier two-sample test of (N, C, H, W) sets in [0, 1] (and their features, when given)."""
+    views = {"pixels": detect(real_unit.reshape(len(real_unit), -1), synthetic_unit.reshape(len(synthetic_unit), -1),
+                              seed)}
+    if real_features is not None and synthetic_features is not None:
+        views["features"] = detect(real_features, synthetic_features, seed)
+    decisive = max(views, key=lambda k: views[k]["auc"])
+    d = views[decisive]
+    verdict = grade_above(d["auc"], AUC_WARN, AUC_FAIL)
+    reason = (f"a linear classifier on {decisive} tells synthetic from real with held-out AUC {d['auc']:.3f} "
+              f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}] ({d['images_per_set']} images per set; 0.5 = indistinguishable; "
+              f"warn > {AUC_WARN:g}, fail > {AUC_FAIL:g})")
+    return {"views": views, "decisive_view": decisive, "auc": d["auc"], "ci_low": d["ci_low"], "ci_high": d["ci_high"],
+            "thresholds": {"auc_warn_above": AUC_WARN, "auc_fail_above": AUC_FAIL, "folds": FOLDS,
+                           "ci_level": CI_LEVEL},
+            "verdict": verdict, "reason": reason, "figures": []}

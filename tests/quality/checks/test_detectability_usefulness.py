@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from quality.checks.detectability import AUC_FAIL, check_detectability
+from quality.checks.usefulness import check_usefulness
+
+
+def blobs(rng: np.random.Generator, n: int, brightness: float = 0.5) -> np.ndarray:
+    """(n, 1, 8, 8) images in [0, 1]: a random bright square on a grey background, plus noise."""
+    x = np.full((n, 1, 8, 8), brightness) + rng.normal(0, 0.1, (n, 1, 8, 8))
+    for i, (r, c) in enumerate(rng.integers(0, 5, (n, 2))):
+        x[i, 0, r:r + 3, c:c + 3] += 0.3
+    return x.clip(0, 1)
+
+
+def test_two_samples_of_one_distribution_are_indistinguishable():
+    rng = np.random.default_rng(0)
+    result = check_detectability(blobs(rng, 200), blobs(rng, 200), seed=0)
+    assert abs(result["auc"] - 0.5) < 0.1 and result["ci_low"] < 0.5 < result["ci_high"]
+    assert result["verdict"] == "pass"
+
+
+def test_obviously_different_sets_are_detected_and_fail():
+    rng = np.random.default_rng(1)
+    result = check_detectability(blobs(rng, 200), blobs(rng, 200, brightness=0.62), seed=0)
+    assert result["auc"] > 0.97 and result["ci_low"] > AUC_FAIL and result["verdict"] == "fail"
+
+
+def test_features_view_is_used_when_it_detects_more():
+    rng = np.random.default_rng(2)
+    same_pixels = blobs(rng, 100), blobs(rng, 100)
+    features = rng.normal(0, 1, (100, 4)), rng.normal(3, 1, (100, 4))     # only the features differ
+    result = check_detectability(*same_pixels, real_features=features[0], synthetic_features=features[1], seed=0)
+    assert result["decisive_view"] == "features" and result["views"]["pixels"]["auc"] < 0.7 and result["auc"] > 0.95
+
+
+def two_classes(rng: np.random.Generator, n_major: int, n_minor: int, shift: float = 1.5):
+    x = np.concatenate([rng.normal(0, 1, (n_major, 6)), rng.normal(0, 1, (n_minor, 6)) + shift])
+    return x, np.repeat([0, 1], [n_major, n_minor]).astype(bool)
+
+
+def test_real_images_standing_in_for_synthetic_ones_are_as_useful():
+    rng = np.random.default_rng(3)
+    train_x, train_y = two_classes(rng, 400, 60)
+    val_x, val_y = two_classes(rng, 200, 30)
+    more_real_minority = rng.normal(0, 1, (60, 6)) + 1.5               # an independent real sample
+    result = check_usefulness(train_x, train_y, val_x, val_y, more_real_minority)
+    assert result["ratio"] == pytest.approx(1.0, abs=0.05) and result["verdict"] == "pass"
+
+
+def test_synthetic_images_of_the_wrong_kind_are_not_useful():
+    rng = np.random.default_rng(4)
+    train_x, train_y = two_classes(rng, 400, 60)
+    val_x, val_y = two_classes(rng, 200, 30)
+    wrong = rng.normal(0, 1, (60, 6)) - 1.5                             # away from the real minority class
+    result = check_usefulness(train_x, train_y, val_x, val_y, wrong)
+    assert result["ratio"] < 0.85 and result["verdict"] == "fail"
