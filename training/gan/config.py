@@ -105,6 +105,7 @@ class OutputConfig:
     name: Optional[str] = field(None, plain_name=True, help="run name; default: the config file's stem")
     results_dir: str = "results"
     synthetic_dir: str = field("data/synthetic", help="final_samples.png goes to <synthetic_dir>/<name>/")
+    tensorboard: bool = field(False, help="also log to <results_dir>/tensorboard/<name> (needs the tensorboard package)")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from training.core.precision import Precision, optimizer_step, resolve_precision
 from training.core.progress import progress
 from training.core.run_info import run_info, write_run_record
 from training.core.runtime import seed_everything
+from training.core.tensorboard import TensorBoardLog
 from training.data.folders import load_class, load_split, to_float, to_uint8
 from training.gan.checkpoint import (
     checkpoint_path,
@@ -310,6 +311,8 @@ class Monitor:
             m.feature_extractor, data_root=config.data.root, image_size=config.data.image_size,
             channels=config.data.channels, inception_weights=m.inception_weights,
             encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
+        self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
+                                  config.output.tensorboard)
         # What FID compares against: each class's images for a conditional G, else all of them.
         self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
                         else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
@@ -330,6 +333,7 @@ class Monitor:
             per_class[name] = fidelity_metrics(fake, images, self.space, cache_dir=self.paths.cache / "fidelity",
                                                device=self.device, batch_size=cfg.metrics.batch_size)
         result = mean_over_classes(per_class)
+        self.log.scalars(epoch, result, "metrics")
         c["metric_history"].append({"epoch": epoch, **result})
         atomic.write_json(self.paths.metrics / "metrics.json", {"run": cfg.output.name, "history": c["metric_history"]})
         plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
@@ -338,13 +342,15 @@ class Monitor:
             save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
 
-    def grid(self, sampler: torch.nn.Module, path: Path) -> None:
+    def grid(self, sampler: torch.nn.Module, path: Path, epoch: int | None = None) -> None:
         n = self.config.train.sample_grid_size
-        save_grid(sample_images(sampler, n ** 2, self.config.train.seed + GRID_SEED_OFFSET, self.device, per_row=n),
-                  path, nrow=n)
+        images = sample_images(sampler, n ** 2, self.config.train.seed + GRID_SEED_OFFSET, self.device, per_row=n)
+        save_grid(images, path, nrow=n)
+        if epoch is not None:
+            self.log.image_grid(epoch, "samples", images, n)
 
     def checkpoint(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
-        self.grid(sampler, self.paths.samples / f"epoch_{epoch:04d}.png")
+        self.grid(sampler, self.paths.samples / f"epoch_{epoch:04d}.png", epoch)
         atomic.write_json(self.paths.metrics / "losses.json", s.counters["loss_history"])
         plot_losses(s.counters["loss_history"], self.paths.metrics / "loss_curves.png", self.config.output.name)
         save_training_state(checkpoint_path(self.paths.checkpoints, epoch), s.training_state(self.config))
@@ -356,6 +362,7 @@ class Monitor:
         save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],
                        metrics=final, class_names=self.class_names)
         self.grid(sampler, self.paths.synthetic / "final_samples.png")
+        self.log.close()
         return final
 
 
@@ -407,6 +414,8 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
                           world, device, precision, paths)
         c["epoch"] = epoch
         c["loss_history"].append(row)
+        if monitor is not None:
+            monitor.log.scalars(epoch, row, "train")
 
         # Monitor, then checkpoint (so the checkpoint holds the metric history). Rank 0 only.
         last = epoch == t.epochs

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from training.core.errors import ConfigError
-from training.gan.diffaugment import AUGMENTS, check_policy, cutout, diff_augment, translation
+from training.gan.diffaugment import AUGMENTS, AdaptiveProbability, check_policy, cutout, diff_augment, translation
 
 
 def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -67,3 +67,24 @@ def test_unknown_op_is_a_config_error_naming_it():
     check_policy("color, translation")
     with pytest.raises(ConfigError, match="unknown op 'rotate'"):
         check_policy("color,rotate")
+
+
+def test_adaptive_probability_follows_the_overfitting_signal_in_steps_and_stays_in_0_1():
+    ada = AdaptiveProbability(target=0.6, speed_images=64, batch_size=8, interval=4)    # step = 8 * 4 / 64
+    for _ in range(4 * 3):                      # D sure of every real image: r = 1 > 0.6, three intervals
+        ada.observe(sign_sum=8.0, count=8)
+    assert ada.p == pytest.approx(1.0)          # 0 -> 0.5 -> 1.0 -> clamped at 1.0
+    for _ in range(4):                          # D unsure: r = 0 < 0.6
+        ada.observe(sign_sum=0.0, count=8)
+    assert ada.p == pytest.approx(0.5)
+    for _ in range(3):                          # an unfinished interval changes nothing yet
+        ada.observe(sign_sum=-8.0, count=8)
+    assert ada.p == pytest.approx(0.5)
+
+
+def test_probability_zero_is_identity_and_between_mixes_plain_and_augmented_images():
+    torch.manual_seed(3)
+    x = torch.rand(400, 1, 8, 8) + 0.5
+    assert diff_augment(x, "cutout", p=0.0) is x
+    changed = (diff_augment(x, "cutout", p=0.3) != x).flatten(1).any(1).float().mean()
+    assert 0.2 < changed < 0.4

@@ -151,3 +151,35 @@ def test_cuda_options_on_cpu_train_fp32_with_one_note(tiny_demo, tmp_path, capsy
     info = json.loads((tmp_path / "results" / "checkpoints" / "tiny_hinge" / "run_info.json").read_text())
     assert info["compute"]["precision"] == "fp32" and info["compute"]["channels_last"] is False
     assert "precision: bf16" in (tmp_path / "results" / "checkpoints" / "tiny_hinge" / "config.yaml").read_text()
+
+
+def test_small_data_levers_train_resume_exactly_and_log_what_d_sees(tiny_demo, tmp_path):
+    """Bilinear G, LeCam and adaptive augmentation together: the run resumes bit for bit (anchors and p are
+    part of the training state), and the log shows D's scores and p."""
+    def levers(root, epochs):
+        raw = tiny_gan_raw(tiny_demo, root, model={"upsample": "bilinear"},
+                           train={"ada_target": 0.6, "ada_speed_images": 64, "epochs": epochs, "checkpoint_every": 2})
+        raw["loss"]["lecam_weight"] = 0.3
+        return build(GANConfig, raw, "test")
+
+    train_gan(levers(tmp_path / "full", 4))
+    train_gan(levers(tmp_path / "split", 2))
+    train_gan(levers(tmp_path / "split", 4), resume=True)
+    path = "results/checkpoints/tiny_hinge/checkpoint_epoch_0004.pth"
+    sa, sb = load_training_state(tmp_path / "full" / path), load_training_state(tmp_path / "split" / path)
+    assert all(torch.equal(sa["D"][k], sb["D"][k]) for k in sa["D"])
+    assert sa["lecam"] == sb["lecam"] and sa["ada"] == sb["ada"] and sa["lecam"]["real"] != 0
+    losses = json.loads((tmp_path / "full" / "results" / "gan_metrics" / "tiny_hinge" / "losses.json").read_text())
+    assert all({"d_real", "d_fake", "augment_p"} <= row.keys() for row in losses)
+    assert all(0 <= row["augment_p"] <= 1 for row in losses)
+
+
+def test_tensorboard_logs_scalars_and_grids_when_asked(tiny_demo, tmp_path):
+    pytest.importorskip("tensorboard")
+    train_gan(config(tiny_demo, tmp_path, output={"tensorboard": True}))
+    events = list((tmp_path / "results" / "tensorboard" / "tiny_hinge").glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    log = EventAccumulator(str(events[0])).Reload()
+    assert {"train/d_loss", "train/d_real", "metrics/fid"} <= set(log.Tags()["scalars"])
+    assert "samples" in log.Tags()["images"]
