@@ -20,14 +20,20 @@ start of each epoch, which is why a resumed run continues exactly without saving
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
+from quality.checks.artefacts import check_artefacts
+from quality.checks.memorisation import check_memorisation, extract_features
+from quality.checks.verdicts import FAIL
 from quality.features.extractors import FeatureSpace, resolve_feature_space
 from quality.features.frechet import fidelity_metrics
+from quality.features.image_sets import to_unit
 from training.core import atomic
 from training.core.config import to_dict, to_yaml
 from training.core.distributed import (
@@ -66,6 +72,7 @@ from training.gan.plots import plot_fidelity, plot_losses, save_grid
 METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart from the training stream
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
 CALIBRATION_SEED_OFFSET = 3_000_003   # latents for re-estimating G's batch-norm statistics
+LOWEST_FID_GENERATOR = "lowest_fid_generator.pth"   # the lowest FID whatever the screen says
 
 
 @dataclass(frozen=True)
@@ -224,7 +231,8 @@ def prepare_run_folder(paths: RunPaths, world: World, resume: bool, overwrite: b
                         "--overwrite to start again, or output.name=NEW for a new run")
     barrier(world)                          # every rank has looked before rank 0 deletes anything
     if overwrite and not resume and world.is_main:   # a new run: none of the old one's generators may be picked up
-        for stale in [*existing, paths.checkpoints / "final_generator.pth", paths.checkpoints / "best_generator.pth"]:
+        for stale in [*existing, *(paths.checkpoints / name for name in ("final_generator.pth", "best_generator.pth",
+                                                                          LOWEST_FID_GENERATOR))]:
             stale.unlink(missing_ok=True)
     return existing if resume else []
 
@@ -313,6 +321,7 @@ class Monitor:
             encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
         self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
                                   config.output.tensorboard)
+        self.real, self.real_features = real, None          # every training image: the screen's reference
         # What FID compares against: each class's images for a conditional G, else all of them.
         self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
                         else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
@@ -323,24 +332,49 @@ class Monitor:
         recalibrate_batchnorm(model, self.config.train.seed + CALIBRATION_SEED_OFFSET)
         return model
 
+    def screen(self, fake: torch.Tensor) -> dict[str, str]:
+        """The QA checks that rule a checkpoint out whatever its FID: artefacts and memorised copies.
+
+        Run on the evaluation samples against every real training image, as quality/run_qa.py would.
+        """
+        if self.real_features is None:
+            self.real_features = extract_features(self.real, self.space, str(self.device))
+        artefacts = check_artefacts(to_unit(self.real), to_unit(fake))
+        memorisation = check_memorisation(self.real, fake, real_features=self.real_features,
+                                          synthetic_features=extract_features(fake, self.space, str(self.device)))
+        return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"]}
+
     def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
-        """FID/KID of `sampler` now; the best so far becomes best_generator.pth."""
+        """FID/KID of `sampler` now, and the screening checks.
+
+        best_generator.pth is the lowest-FID checkpoint among those that pass the screen (no artefact
+        or memorisation fail); lowest_fid_generator.pth the lowest FID of all, the fallback when none does.
+        """
         cfg, c = self.config, s.counters
-        per_class = {}
+        per_class, fakes = {}, []
         for label, name, images in self.targets:
             fake = to_uint8(sample_images(sampler, cfg.metrics.num_samples, cfg.train.seed + METRICS_SEED_OFFSET,
                                           self.device, label))
+            fakes.append(fake)
             per_class[name] = fidelity_metrics(fake, images, self.space, cache_dir=self.paths.cache / "fidelity",
                                                device=self.device, batch_size=cfg.metrics.batch_size)
-        result = mean_over_classes(per_class)
+        result = {**mean_over_classes(per_class), "screen": self.screen(torch.cat(fakes))}
         self.log.scalars(epoch, result, "metrics")
         c["metric_history"].append({"epoch": epoch, **result})
-        atomic.write_json(self.paths.metrics / "metrics.json", {"run": cfg.output.name, "history": c["metric_history"]})
-        plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
-        if result["fid"] is not None and (c["best_fid"] is None or result["fid"] < c["best_fid"]):
-            c["best_fid"] = result["fid"]
+        fid, eligible = result["fid"], FAIL not in result["screen"].values()
+        if fid is not None and (c.get("lowest_fid") is None or fid < c["lowest_fid"]):
+            c["lowest_fid"] = fid
+            save_generator(self.paths.checkpoints / LOWEST_FID_GENERATOR, sampler, cfg, epoch=epoch, metrics=result,
+                           class_names=self.class_names)
+        if fid is not None and eligible and (c["best_fid"] is None or fid < c["best_fid"]):
+            c["best_fid"] = fid
+            c["best_choice"] = {"epoch": epoch, "fid": fid, "reason": "lowest FID among the evaluated checkpoints "
+                                "whose samples pass the artefact and memorisation checks"}
             save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
+        atomic.write_json(self.paths.metrics / "metrics.json", {"run": cfg.output.name, "history": c["metric_history"],
+                                                                "best": c.get("best_choice")})
+        plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
 
     def grid(self, sampler: torch.nn.Module, path: Path, epoch: int | None = None) -> None:
         n = self.config.train.sample_grid_size
@@ -356,9 +390,19 @@ class Monitor:
         save_training_state(checkpoint_path(self.paths.checkpoints, epoch), s.training_state(self.config))
 
     def finish(self, s: GANState) -> dict:
-        """final_generator.pth and final_samples.png; returns the last metrics."""
+        """final_generator.pth and final_samples.png; best_generator.pth when no checkpoint passed; the last metrics."""
         sampler, c = self.sampler(s), s.counters
         final = c["metric_history"][-1] if c["metric_history"] else {}
+        lowest = self.paths.checkpoints / LOWEST_FID_GENERATOR
+        if c["best_fid"] is None and lowest.is_file():
+            shutil.copyfile(lowest, self.paths.checkpoints / "best_generator.pth.tmp")
+            os.replace(self.paths.checkpoints / "best_generator.pth.tmp", self.paths.checkpoints / "best_generator.pth")
+            c["best_fid"] = c["lowest_fid"]
+            c["best_choice"] = {"fid": c["lowest_fid"], "reason": "no evaluated checkpoint passed the artefact and "
+                                "memorisation checks: the lowest FID of all (expect QA to fail)"}
+            print(f"note: {c['best_choice']['reason']}")
+            atomic.write_json(self.paths.metrics / "metrics.json",
+                              {"run": self.config.output.name, "history": c["metric_history"], "best": c["best_choice"]})
         save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],
                        metrics=final, class_names=self.class_names)
         self.grid(sampler, self.paths.synthetic / "final_samples.png")
@@ -437,7 +481,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
                "feature_extractor": None, "rank": world.rank}
     if monitor is not None:
         final = monitor.finish(s)
-        summary.update(final_fid=final.get("fid"), feature_extractor=monitor.space.kind)
+        summary.update(final_fid=final.get("fid"), best_fid=c["best_fid"], feature_extractor=monitor.space.kind)
     shutdown(world)
     return summary
 

@@ -35,7 +35,13 @@ def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
     G, record = load_generator(ckpt / "final_generator.pth")
     assert record["class_name"] == "malignant" and record["epoch"] == 2
     assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
-    assert summary["best_fid"] == min(h["fid"] for h in history)
+    assert all(set(h["screen"]) == {"artefacts", "memorisation"} for h in history)
+    best = json.loads((metrics_dir / "metrics.json").read_text())["best"]
+    passing = [h["fid"] for h in history if "fail" not in h["screen"].values()]
+    # The lowest FID among checkpoints that pass the screen, or (none passing) the lowest of all, said so.
+    assert summary["best_fid"] == (min(passing) if passing else min(h["fid"] for h in history))
+    assert "artefact and memorisation" in best["reason"]
+    assert (ckpt / "lowest_fid_generator.pth").is_file()
 
 
 def test_same_seed_same_generator(tiny_demo, tmp_path):
@@ -147,7 +153,8 @@ def test_infogan_run_saves_a_generator_with_codes(tiny_demo, tmp_path):
 def test_cuda_options_on_cpu_train_fp32_with_one_note(tiny_demo, tmp_path, capsys):
     train_gan(config(tiny_demo, tmp_path, train={"epochs": 1, "precision": "bf16", "channels_last": True, "tf32": True}))
     out = capsys.readouterr().out
-    assert out.count("note:") == 1 and "train.precision=bf16, train.channels_last=true, train.tf32=true" in out
+    notes = [line for line in out.splitlines() if line.startswith("note:") and "train." in line]
+    assert len(notes) == 1 and "train.precision=bf16, train.channels_last=true, train.tf32=true" in notes[0]
     info = json.loads((tmp_path / "results" / "checkpoints" / "tiny_hinge" / "run_info.json").read_text())
     assert info["compute"]["precision"] == "fp32" and info["compute"]["channels_last"] is False
     assert "precision: bf16" in (tmp_path / "results" / "checkpoints" / "tiny_hinge" / "config.yaml").read_text()
