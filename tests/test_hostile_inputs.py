@@ -294,7 +294,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, 
     assert "resuming from checkpoint_epoch_0001.pth instead" in out and summary["epochs"] == 3
 
 
-def test_qa_compares_at_the_smaller_size_and_says_so(tmp_path, capsys):
+def test_qa_compares_non_square_images_at_their_shorter_side(tmp_path, capsys):
     from quality.features.image_sets import load_pair
 
     real, synthetic = tmp_path / "real", tmp_path / "synthetic"
@@ -305,4 +305,4 @@ def test_qa_compares_at_the_smaller_size_and_says_so(tmp_path, capsys):
         Image.fromarray(rng.integers(0, 255, (32, 32), np.uint8)).save(real / f"{i}.png")
         Image.fromarray(rng.integers(0, 255, (100, 80), np.uint8)).save(synthetic / f"{i}.png")
     real_set, synthetic_set = load_pair(real, synthetic, max_images=None, seed=0)
-    assert real_set.images.shape[-1] == synthetic_set.images.shape[-1] == 32
+    assert real_set.images.shape[-1] == synthetic_set.images.shape[-1] == 80

@@ -193,7 +193,7 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
                                 max_images=options.max_images, seed=options.seed)
     image_size, channels = real.images.shape[-1], real.images.shape[1]
     print(f"QA of {len(synthetic.images)} synthetic against {len(real.images)} real images at {image_size} px, "
-          f"{channels} channel(s)" + ("" if options.image_size else " (the smaller set's size; --image_size to change)"),
+          f"{channels} channel(s)" + ("" if options.image_size else " (the synthetic images' size; --image_size to change)"),
           flush=True)
     space, data_root = resolve_space(options, real_dir, image_size, channels, device)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -128,15 +128,16 @@ def check_colour_modes(real: DecodedFolder, synthetic: DecodedFolder, channels: 
 
 
 def default_format(real: DecodedFolder, synthetic: DecodedFolder) -> tuple[int, int]:
-    """(image size, channels) the checks work in: the smaller of the two sets' sizes, the real images' channels.
+    """(image size, channels) the checks work in: the synthetic images' size (the shorter side of a
+    non-square one), the real images' channels.
 
-    A generator is trained on real images resized to its own resolution (e.g. 64 px data, 32 px GAN),
-    so that is usually the resolution at which the two sets are comparable, as in the training metrics.
-    Neither set is ever upsampled (that would blur it and skew the spectrum and statistics), and a
-    non-square image counts by its shorter side.
+    A generator is trained on real images resized to its own resolution (e.g. 64 px data, 32 px GAN;
+    28 px BreastMNIST, 32 px GAN), so that is the resolution at which the two sets are comparable: the
+    real images take the same resizing path the generator's training images took, as in the training
+    metrics. Resizing the synthetic images instead would give them a path of their own, a difference
+    of origin that the detectability check would rightly count against them.
     """
-    size = min(min(synthetic.pixels[0].shape[:2]), min(real.pixels[0].shape[:2]))
-    return int(size), 1 if real.pixels[0].ndim == 2 else 3
+    return int(min(synthetic.pixels[0].shape[:2])), 1 if real.pixels[0].ndim == 2 else 3
 
 
 def conform(pixels: np.ndarray, size: int, channels: int) -> np.ndarray:

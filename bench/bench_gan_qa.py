@@ -1,0 +1,114 @@
+"""Does the generator pass its own QA on every training seed? Trains, generates and runs QA per (data set, seed).
+
+    python bench/bench_gan_qa.py                                   # demo data, seeds 0 1 2
+    python bench/bench_gan_qa.py --datasets demo breastmnist --breastmnist ../shared/data/breastmnist.npz
+    python bench/bench_gan_qa.py --seeds 0 --overrides model.upsample=resize_conv    # a lever switched off
+
+For each data set (demo: experiments/demo_gan.yaml; BreastMNIST malignant: experiments/breastmnist_hinge.yaml)
+and seed, it trains the shipped config with train.seed=SEED, makes --num_samples images from
+best_generator.pth, runs every QA check against the real training images of the minority class, and
+prints one row: the QA verdict and counts, the domain-FID ratio to the real-vs-real baseline, the
+detectability AUC, the usefulness ratio, D's mean scores at the end (does D discriminate?) and the
+wall time of training. Everything goes into a scratch folder that is removed afterwards (--keep keeps it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from quality.assessment.qa import QAOptions, run_qa  # noqa: E402
+from training.core.cli import Parser  # noqa: E402
+from training.core.config import load_config  # noqa: E402
+from training.data.prepare import SourceOptions, prepare_dataset  # noqa: E402
+from training.gan.config import GANConfig  # noqa: E402
+from training.gan.loop import train_gan  # noqa: E402
+from training.synthesis import sampling  # noqa: E402
+
+CONFIGS = {"demo": "experiments/demo_gan.yaml", "breastmnist": "experiments/breastmnist_hinge.yaml"}
+
+
+def prepare(dataset: str, work: Path, breastmnist: str) -> Path:
+    if dataset == "demo":
+        return prepare_dataset("demo", work / "processed", "demo").root
+    return prepare_dataset(breastmnist, work / "processed", "breastmnist",
+                           SourceOptions(class_names="0=malignant,1=benign"), drop_leaked=True).root
+
+
+def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
+    name = f"{dataset}_seed{seed}"
+    config = load_config(GANConfig, ROOT / CONFIGS[dataset], [
+        f"data.root={root}", f"train.seed={seed}", f"output.name={name}", f"output.results_dir={work / 'results'}",
+        f"output.synthetic_dir={work / 'synthetic'}", f"train.device={args.device}", *args.overrides])
+    start = time.perf_counter()
+    train_gan(config, overwrite=True)
+    seconds = time.perf_counter() - start
+    checkpoints = work / "results" / "checkpoints" / name
+    generators = sampling.load_generators([checkpoints / "best_generator.pth"], torch.device("cpu"))
+    folder = work / "generated" / name
+    sampling.generate(generators, [1.0], args.num_samples, 0, folder, progress_bar=False)
+    report = run_qa(root / "train" / config.data.minority_class, folder, work / "qa" / name,
+                    QAOptions(seed=0, cache_dir=str(work / "results" / "cache"), data_root=str(root)))
+    losses = json.loads((work / "results" / "gan_metrics" / name / "losses.json").read_text())[-20:]
+    ratio = re.search(r"is ([\d.]+)x the real-vs-real", report["fidelity"]["reason"])
+    return {"dataset": dataset, "seed": seed, "verdict": report["summary"]["verdict"],
+            "counts": report["summary"]["counts"],
+            "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
+            "fid_ratio": float(ratio.group(1)) if ratio else None,
+            "detectability_auc": report["detectability"]["auc"],
+            "usefulness_ratio": report.get("usefulness", {}).get("ratio"),
+            "d_real": sum(h["d_real"] for h in losses) / len(losses),
+            "d_fake": sum(h["d_fake"] for h in losses) / len(losses), "train_seconds": seconds}
+
+
+def main() -> None:
+    p = Parser(__doc__)
+    p.add_argument("--datasets", nargs="+", choices=sorted(CONFIGS), default=["demo"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--breastmnist", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
+    p.add_argument("--num_samples", type=int, default=1000)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--overrides", nargs="*", default=[], metavar="key.sub=value", help="applied to every GAN config")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--json", help="also write the rows to this file")
+    args = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench_gan_qa_", dir=ROOT / "results" if (ROOT / "results").is_dir() else None))
+    rows = []
+    try:
+        for dataset in args.datasets:
+            root = prepare(dataset, work, args.breastmnist)
+            for seed in args.seeds:
+                rows.append(one_run(dataset, root, seed, work, args))
+                r = rows[-1]
+                print(f"{dataset} seed {seed}: QA {r['verdict']} {r['checks']}, FID {r['fid_ratio']}x baseline, "
+                      f"detectability AUC {r['detectability_auc']:.3f}, usefulness {r['usefulness_ratio']}, "
+                      f"D(real) {r['d_real']:+.2f} D(fake) {r['d_fake']:+.2f}, {r['train_seconds']:.0f} s", flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\n| data | seed | QA | pass/warn/fail | FID / real-vs-real | detectability AUC | usefulness | D(real) | D(fake) "
+          "| train s |\n|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        c = r["counts"]
+        useful = "n/a" if r["usefulness_ratio"] is None else f"{r['usefulness_ratio']:.2f}"
+        print(f"| {r['dataset']} | {r['seed']} | {r['verdict']} | {c['pass']}/{c['warn']}/{c['fail']} | "
+              f"{r['fid_ratio']}x | {r['detectability_auc']:.3f} | {useful} | {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
+              f"| {r['train_seconds']:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
