@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from training.analysis.statistics import delong, holm
 from training.classify.metrics import METRICS, binary_metrics
 from training.core import atomic
 from training.core.errors import DataError, UserError
@@ -353,6 +354,8 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0) -> dict[s
             "warnings": _summary_mismatches(run, values),
         })
     pairs = paired_bootstrap(base, runs[1:], METRICS, resamples, seed)
+    auc_tests = [delong(labels, base.scores, run.scores, CI_LEVEL) for run in runs[1:]]
+    adjusted = holm([t.p_value for t in auc_tests])
     return {
         "test_set": {"images": int(len(labels)), "positives": int(labels.sum()),
                      "negatives": int(len(labels) - labels.sum()),
@@ -367,8 +370,13 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0) -> dict[s
         "comparisons": [{"run": run.label, "baseline": base.label,
                          "metrics": {m: {"baseline_mean": per_run[0]["metrics"][m]["mean"],
                                          "run_mean": per_run[i]["metrics"][m]["mean"],
-                                         **vars(d)} for m, d in pair.items()}}
-                        for i, (run, pair) in enumerate(zip(runs[1:], pairs), start=1)],
+                                         **vars(d)} for m, d in pair.items()},
+                         "delong_auc": {**vars(test), "p_value_holm": p_holm,
+                                        "verdict": (IMPROVEMENT if test.difference > 0 else WORSE)
+                                        if p_holm < 1 - CI_LEVEL else NO_DIFFERENCE}}
+                        for i, (run, pair, test, p_holm) in enumerate(zip(runs[1:], pairs, auc_tests, adjusted), start=1)],
+        "delong": {"statistic": "AUC of the seed-mean placement values (DeLong et al. 1988), paired by image",
+                   "correction": f"Holm over the {len(runs) - 1} runs compared with the baseline"},
     }
 
 
@@ -425,6 +433,11 @@ def pair_table(report: dict, comparison: dict) -> str:
         d = comparison["metrics"][m]
         lines.append(f"| {METRIC_NAMES[m]} | {_mean_std_cell(base['metrics'][m])} | {_mean_std_cell(run['metrics'][m])} "
                      f"| {_improvement_cell(m, d)} | {_ci_cell(d)} | {d['verdict']} |")
+    if "delong_auc" in comparison:
+        t = comparison["delong_auc"]
+        lines.append(f"\nAUC-ROC by DeLong's paired test: {t['difference']:+.3f} "
+                     f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}], p = {t['p_value']:.3g}, "
+                     f"Holm-adjusted p = {t['p_value_holm']:.3g}: {t['verdict']}")
     return "\n".join(lines)
 
 
@@ -458,6 +471,8 @@ def comparison_markdown(report: dict) -> str:
         "\"improvement\" / \"worse\" means the CI lies entirely above / below 0. The CIs are per metric and per "
         "pair, not corrected for the number of comparisons, and reflect test-set sampling only (seed-to-seed "
         "spread is the ± column).\n",
+        "AUC-ROC differences are also tested with DeLong's paired test on the seed-mean placement values, and "
+        "its p-values are Holm-corrected over the runs compared with the baseline (family-wise error 5 %).\n",
         *_small_sample_note(t),
         "## All runs\n", runs_table(report), "",
     ]

@@ -211,6 +211,10 @@ def test_end_to_end_three_runs(tmp_path, capsys):
 
     md = (out / "comparison.md").read_text()
     assert "150 real images (50 malignant, 100 benign)" in md and "300 resamples" in md
+    assert md.count("AUC-ROC by DeLong's paired test") == 2 and "Holm-adjusted p" in md
+    report = json.loads((out / "comparison.json").read_text())
+    tests = [c["delong_auc"] for c in report["comparisons"]]
+    assert all(t["p_value"] <= t["p_value_holm"] <= 1 for t in tests)
     for label in ("classifier_weighted", "classifier_gan_aug"):
         assert f"| Metric | Baseline | {label} | Improvement | 95 % CI of the difference | Verdict |" in md
     for name in ("Accuracy", "Sensitivity (recall)", "Specificity", "F1", "AUC-ROC", "PR-AUC"):
