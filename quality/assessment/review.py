@@ -16,6 +16,7 @@ from pathlib import Path
 from training.core import atomic
 from training.core.errors import DataError
 from training.data.images import file_sha256, is_image_file, read_image
+from training.data.synthetic_folder import OWN_FILES
 from training.data.synthetic_folder import REJECTED as REJECTED_FOLDER
 
 REVIEW_FILE = "review.json"
@@ -49,8 +50,9 @@ def is_decided(path: Path, decisions: dict[str, dict]) -> bool:
 
 
 def pending_images(folder: Path, decisions: dict[str, dict], shuffle: bool, seed: int) -> list[Path]:
-    """Images directly in `folder` not yet decided (see `is_decided`), in review order."""
-    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    """Images directly in `folder` not yet decided (see `is_decided`), in review order; the preview and
+    sample grids this toolkit writes beside the images are not samples, so they are not reviewed."""
+    files = sorted(p for p in folder.iterdir() if is_image_file(p) and p.name not in OWN_FILES)
     pending = [p for p in files if not is_decided(p, decisions)]
     if shuffle:
         random.Random(seed).shuffle(pending)

@@ -131,3 +131,12 @@ def test_a_rejected_file_that_comes_back_is_asked_about_again(tmp_path):
     assert [line for line in lines if line.startswith("[")] == [f"[1/1] {paths[0]}"]
     assert counts == {"accepted": 1, "rejected": 1, "remaining": 0}
     assert (tmp_path / "syn" / "rejected" / paths[0].name).is_file() and not paths[0].exists()
+
+
+def test_the_preview_grid_beside_the_samples_is_not_reviewed(tmp_path):
+    from PIL import Image
+
+    from quality.assessment.review import pending_images
+    for name in ("synthetic_malignant_000000.png", "preview_grid.png", "final_samples.png"):
+        Image.new("L", (4, 4)).save(tmp_path / name)
+    assert [p.name for p in pending_images(tmp_path, {}, False, 0)] == ["synthetic_malignant_000000.png"]
