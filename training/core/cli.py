@@ -1,7 +1,7 @@
 """Command-line conventions shared by every script.
 
-Flags are spelled with underscores (`--num_samples`, `--output_dir`, `--preview_only`), as the user
-guide spells them; the dashed spelling of any flag (`--num-samples`, `--dry-run`) is accepted too, so
+Flags are spelled with underscores (`--num_samples`, `--output_dir`, `--preview_only`), as the reference
+guide and docs/user_guide.md spell them; the dashed spelling of any flag (`--num-samples`, `--dry-run`) is accepted too, so
 muscle memory from other tools works. Output folders are `--output_dir` everywhere; the older
 `--out` / `--out_dir` stay as aliases for one release.
 """
