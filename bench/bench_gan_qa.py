@@ -15,7 +15,6 @@ wall time of training. Everything goes into a scratch folder that is removed aft
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -60,11 +59,10 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
     report = run_qa(root / "train" / config.data.minority_class, folder, work / "qa" / name,
                     QAOptions(seed=0, cache_dir=str(work / "results" / "cache"), data_root=str(root)))
     losses = json.loads((work / "results" / "gan_metrics" / name / "losses.json").read_text())[-20:]
-    ratio = re.search(r"is ([\d.]+)x the real-vs-real", report["fidelity"]["reason"])
     return {"dataset": dataset, "seed": seed, "verdict": report["summary"]["verdict"],
             "counts": report["summary"]["counts"],
             "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
-            "fid_ratio": float(ratio.group(1)) if ratio else None,
+            "fid_ratio": report["fidelity"].get("real_baseline", {}).get("ratio"),
             "detectability_auc": report["detectability"]["auc"],
             "usefulness_ratio": report.get("usefulness", {}).get("ratio"),
             "d_real": sum(h["d_real"] for h in losses) / len(losses),
@@ -90,7 +88,8 @@ def main() -> None:
             for seed in args.seeds:
                 rows.append(one_run(dataset, root, seed, work, args))
                 r = rows[-1]
-                print(f"{dataset} seed {seed}: QA {r['verdict']} {r['checks']}, FID {r['fid_ratio']}x baseline, "
+                r["fid_cell"] = "n/a" if r["fid_ratio"] is None else f"{r['fid_ratio']:.2f}x"
+                print(f"{dataset} seed {seed}: QA {r['verdict']} {r['checks']}, FID {r['fid_cell']} baseline, "
                       f"detectability AUC {r['detectability_auc']:.3f}, usefulness {r['usefulness_ratio']}, "
                       f"D(real) {r['d_real']:+.2f} D(fake) {r['d_fake']:+.2f}, {r['train_seconds']:.0f} s", flush=True)
     finally:
@@ -104,7 +103,7 @@ def main() -> None:
         c = r["counts"]
         useful = "n/a" if r["usefulness_ratio"] is None else f"{r['usefulness_ratio']:.2f}"
         print(f"| {r['dataset']} | {r['seed']} | {r['verdict']} | {c['pass']}/{c['warn']}/{c['fail']} | "
-              f"{r['fid_ratio']}x | {r['detectability_auc']:.3f} | {useful} | {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
+              f"{r['fid_cell']} | {r['detectability_auc']:.3f} | {useful} | {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
               f"| {r['train_seconds']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

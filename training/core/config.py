@@ -25,14 +25,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from training.core.errors import ConfigError, UserError
+from training.core.errors import ConfigError, UserError, short_repr
 from training.core.names import check_plain_name
 
 # An optional setting is unset by the YAML null (`null`, `~`, empty) or by the word `off`, which every
 # optional key documents ("ema_decay: off"). Nothing else: a class really named `no` or `none` stays a name.
 _OFF = "off"
 _MAX_CONFIG_BYTES = 1_000_000        # a config is a page of text; anything far larger is not one
-_MAX_REPR = 80                       # characters of a bad value quoted in an error message
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -78,11 +77,6 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: nested too deeply to be a config") from None
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[:_MAX_REPR - 3] + "..."
-
-
 _SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: float | None = None,
@@ -109,7 +103,7 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check `value` against type `tp` and return it in canonical form, or raise ConfigError."""
     def fail(expected: str | None = None) -> typing.NoReturn:
-        raise ConfigError(f"{source}: '{key}' must be {expected or _type_name(tp)}, got {_short(value)}")
+        raise ConfigError(f"{source}: '{key}' must be {expected or _type_name(tp)}, got {short_repr(value)}")
 
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -191,7 +185,7 @@ def build(cls: type, raw: dict, source: str, prefix: str = "") -> Any:
         for number in _numbers(value):
             if (lo is not None and number < lo) or (hi is not None and number > hi):
                 bounds = f"[{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}]"
-                raise ConfigError(f"{source}: '{key}' = {_short(value)} is out of range {bounds}")
+                raise ConfigError(f"{source}: '{key}' = {short_repr(value)} is out of range {bounds}")
         values[name] = value
     obj = cls(**values)
     if hasattr(obj, "validate"):

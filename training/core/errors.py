@@ -15,6 +15,12 @@ from collections.abc import Callable
 _ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 
 
+def short_repr(value: object, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: error messages quote user input, never unbounded."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class UserError(Exception):
     """A problem with the user's input or environment, reported as one line."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from training.core.errors import UserError
+from training.core.errors import UserError, short_repr
 
 _PLAIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+= -]{0,126}[A-Za-z0-9_.+=-]|[A-Za-z0-9_]")
 
@@ -18,7 +18,6 @@ def check_plain_name(name: str, what: str) -> str:
     """`name` if it is a plain folder name (letters, digits, _ . + = - and inner spaces, not starting with a dot,
     at most 128 characters); else UserError."""
     if not isinstance(name, str) or not _PLAIN.fullmatch(name) or name in (".", ".."):
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise UserError(f"{what} must be a plain name (letters, digits, _ . + = -; no '/', no '..', not starting "
-                        f"with '.'), got {shown}")
+                        f"with '.'), got {short_repr(name, 60)}")
     return name

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.core import atomic
-from training.core.errors import DataError, UserError
+from training.core.errors import DataError, UserError, short_repr
 from training.data.images import is_image_file
 
 SYNTHETIC_MANIFEST = "manifest.jsonl"
@@ -157,8 +157,7 @@ def confined_file(folder: Path, name: object) -> Path:
     path = Path(name) if isinstance(name, str) and name else None
     if path is None or path.is_absolute() or ".." in path.parts or not (folder / path).resolve().is_relative_to(
             folder.resolve()):
-        shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
-        raise DataError(f"{folder / SYNTHETIC_MANIFEST} lists {shown}, which is not a file inside {folder}; "
+        raise DataError(f"{folder / SYNTHETIC_MANIFEST} lists {short_repr(name)}, which is not a file inside {folder}; "
                         "refusing the folder (an edited or foreign manifest)")
     return folder / path
 

@@ -20,7 +20,6 @@ start of each epoch, which is why a resumed run continues exactly without saving
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -260,7 +259,8 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
                 batch_size: int, world: World, device: torch.device, precision: Precision, paths: RunPaths) -> dict:
     """One pass over the training images (ragged last batch dropped: BN and GP need full ones); returns the log row."""
     t, spec, c = config.train, s.G.latent, s.counters
-    started, d_sum, g_sum, g_count, real_sum, fake_sum = time.perf_counter(), 0.0, 0.0, 0, 0.0, 0.0
+    started, d_sum, g_sum, g_count = time.perf_counter(), 0.0, 0.0, 0
+    real_sum = fake_sum = torch.zeros((), device=device)
     shared = torch.Generator().manual_seed(seed_for(t.seed, epoch))   # order and latents: the same on all ranks
     torch.manual_seed(seed_for(t.seed, epoch, world.rank))            # augmentation: this rank's own
     order, mine = torch.randperm(len(images), generator=shared), world.local_slice(batch_size)
@@ -283,10 +283,9 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
         c["d_steps"] += 1
         _check_finite("D loss", d_loss, epoch, paths)
         d_sum += d_loss.item()            # this rank's share of the batch: the logged losses are rank 0's
-        real_sum, fake_sum = real_sum + real_scores.mean().item(), fake_sum + fake_scores.mean().item()
-        if s.ada is not None:             # every rank sees the same r, so p stays equal across ranks
-            s.ada.observe(float(sum_over_ranks(real_scores.sign().sum().float(), world)),
-                          int(sum_over_ranks(torch.tensor(float(real_scores.numel()), device=device), world)))
+        real_sum, fake_sum = real_sum + real_scores.mean(), fake_sum + fake_scores.mean()   # on the device: no sync
+        if s.ada is not None:             # the global batch's signs: every rank sees the same r and keeps the same p
+            s.ada.observe(float(sum_over_ranks(real_scores.sign().sum().float(), world)), batch_size)
 
         # Update G, once every n_critic D updates.
         if c["d_steps"] % t.n_critic == 0:
@@ -303,7 +302,7 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
             if s.ema is not None:
                 s.ema.update(s.G, c["g_steps"])
     return {"epoch": epoch, "d_loss": d_sum / batches, "g_loss": g_sum / max(g_count, 1),
-            "d_real": real_sum / batches, "d_fake": fake_sum / batches,     # D's mean raw score on each side
+            "d_real": float(real_sum) / batches, "d_fake": float(fake_sum) / batches,   # D's mean raw score per side
             "augment_p": s.ada.p if s.ada is not None else (1.0 if t.diffaugment else 0.0),
             "seconds": time.perf_counter() - started}
 
@@ -372,9 +371,14 @@ class Monitor:
                                 "whose samples pass the artefact and memorisation checks"}
             save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
-        atomic.write_json(self.paths.metrics / "metrics.json", {"run": cfg.output.name, "history": c["metric_history"],
-                                                                "best": c.get("best_choice")})
+        self.write_metrics(c)
         plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
+
+    def write_metrics(self, counters: dict) -> None:
+        """metrics.json: every evaluation, and which checkpoint best_generator.pth is and why."""
+        atomic.write_json(self.paths.metrics / "metrics.json", {"run": self.config.output.name,
+                                                                "history": counters["metric_history"],
+                                                                "best": counters.get("best_choice")})
 
     def grid(self, sampler: torch.nn.Module, path: Path, epoch: int | None = None) -> None:
         n = self.config.train.sample_grid_size
@@ -395,14 +399,13 @@ class Monitor:
         final = c["metric_history"][-1] if c["metric_history"] else {}
         lowest = self.paths.checkpoints / LOWEST_FID_GENERATOR
         if c["best_fid"] is None and lowest.is_file():
-            shutil.copyfile(lowest, self.paths.checkpoints / "best_generator.pth.tmp")
-            os.replace(self.paths.checkpoints / "best_generator.pth.tmp", self.paths.checkpoints / "best_generator.pth")
+            with atomic.atomic_path(self.paths.checkpoints / "best_generator.pth") as tmp:
+                shutil.copyfile(lowest, tmp)
             c["best_fid"] = c["lowest_fid"]
             c["best_choice"] = {"fid": c["lowest_fid"], "reason": "no evaluated checkpoint passed the artefact and "
                                 "memorisation checks: the lowest FID of all (expect QA to fail)"}
             print(f"note: {c['best_choice']['reason']}")
-            atomic.write_json(self.paths.metrics / "metrics.json",
-                              {"run": self.config.output.name, "history": c["metric_history"], "best": c["best_choice"]})
+            self.write_metrics(c)
         save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],
                        metrics=final, class_names=self.class_names)
         self.grid(sampler, self.paths.synthetic / "final_samples.png")

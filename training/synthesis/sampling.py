@@ -322,90 +322,80 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
                         "others; clear it first (or run --overwrite without --shard)")
     check_output_dir(out_dir)
     with writer_lock(out_dir, shard):
-        return _generate(generators, weights, num_samples, seed, out_dir, batch_size=batch_size, device=device,
-                         overwrite=overwrite, workers=workers, manifest_every_s=manifest_every_s, confidence=confidence,
-                         conf_thresh=conf_thresh, shard=shard, progress_bar=progress_bar, before_writing=before_writing)
+        job = plan(num_samples, generators, weights, seed)
+        items = shard_items(job, shard)
+        # Left by a killed worker mid-write; a shard removes only its own (another may be writing now).
+        for stale in stale_temporaries(out_dir, None if shard[1] == 1 else {item.file for item in items}):
+            stale.unlink(missing_ok=True)
+        if overwrite:
+            clear_folder(out_dir)
+        records = read_synthetic_manifest(out_dir)
+        todo = items if overwrite else reconcile(items, generators, out_dir, records, device, job)
+        if before_writing is not None:
+            before_writing()
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        chunk = max(1, batch_size // max(1, workers))
 
+        start = time.perf_counter()
+        pool, pending, last_write = _pool(workers), deque(), time.perf_counter()
 
-def _generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
-              *, batch_size: int, device: torch.device, overwrite: bool, workers: int | None, manifest_every_s: float,
-              confidence: Callable[[np.ndarray], np.ndarray] | None, conf_thresh: float, shard: tuple[int, int],
-              progress_bar: bool, before_writing: Callable[[], None] | None) -> dict:
-    job = plan(num_samples, generators, weights, seed)
-    items = shard_items(job, shard)
-    # Left by a killed worker mid-write; a shard removes only its own (another may be writing now).
-    for stale in stale_temporaries(out_dir, None if shard[1] == 1 else {item.file for item in items}):
-        stale.unlink(missing_ok=True)
-    if overwrite:
-        clear_folder(out_dir)
-    records = read_synthetic_manifest(out_dir)
-    todo = items if overwrite else reconcile(items, generators, out_dir, records, device, job)
-    if before_writing is not None:
-        before_writing()
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    chunk = max(1, batch_size // max(1, workers))
+        scores: dict[int, float] = {}
 
-    start = time.perf_counter()
-    pool, pending, last_write = _pool(workers), deque(), time.perf_counter()
+        def collect(job) -> None:
+            chunk_items, result = job
+            for item, sha in zip(chunk_items, result.get() if pool else result):
+                records[item.index] = manifest_record(item, generators[item.generator], sha)
+                if item.index in scores:
+                    records[item.index]["confidence"] = scores[item.index]
+            bar.update(len(chunk_items))
 
-    scores: dict[int, float] = {}
+        def save_manifest() -> None:
+            # A shard records only its own indices: the folder's other records belong to other shards.
+            mine = records if shard[1] == 1 else {item.index: records[item.index] for item in items if item.index in records}
+            write_synthetic_manifest(out_dir, mine, shard)
 
-    def collect(job) -> None:
-        chunk_items, result = job
-        for item, sha in zip(chunk_items, result.get() if pool else result):
-            records[item.index] = manifest_record(item, generators[item.generator], sha)
-            if item.index in scores:
-                records[item.index]["confidence"] = scores[item.index]
-        bar.update(len(chunk_items))
-
-    def save_manifest() -> None:
-        # A shard records only its own indices: the folder's other records belong to other shards.
-        mine = records if shard[1] == 1 else {item.index: records[item.index] for item in items if item.index in records}
-        write_synthetic_manifest(out_dir, mine, shard)
-
-    filtered = 0
-    bar = progress(total=len(todo), desc="generating", unit="img", disable=None if progress_bar else True)
-    try:
-        for g, batch in _batches(todo, batch_size):
-            pixels = render(generators[g], [item.seed for item in batch], device)
-            if confidence is not None:
-                conf = confidence(pixels)
-                scores.update({item.index: float(c) for item, c in zip(batch, conf)})
-                for item in (item for item, c in zip(batch, conf) if c < conf_thresh):
-                    records[item.index] = {**manifest_record(item, generators[item.generator], None),
-                                           "filtered_out": True, "confidence": scores[item.index]}
-                    filtered += 1
-                bar.update(int((conf < conf_thresh).sum()))
-                keep = conf >= conf_thresh
-                batch, pixels = [item for item, k in zip(batch, keep) if k], pixels[keep]
-            for k in range(0, len(batch), chunk):
-                names = [item.file for item in batch[k:k + chunk]]
-                if pool:
-                    pending.append((batch[k:k + chunk], pool.apply_async(write_pngs, (str(out_dir), names, pixels[k:k + chunk]))))
-                else:
-                    pending.append((batch[k:k + chunk], write_pngs(str(out_dir), names, pixels[k:k + chunk])))
-            # On a GPU, G runs while the workers write. On CPU, G already uses every core, and workers
-            # competing with its threads slow both, so each batch is written before the next is made.
-            while len(pending) > (2 * max(1, workers) if device.type == "cuda" else 0):
+        filtered = 0
+        bar = progress(total=len(todo), desc="generating", unit="img", disable=None if progress_bar else True)
+        try:
+            for g, batch in _batches(todo, batch_size):
+                pixels = render(generators[g], [item.seed for item in batch], device)
+                if confidence is not None:
+                    conf = confidence(pixels)
+                    scores.update({item.index: float(c) for item, c in zip(batch, conf)})
+                    for item in (item for item, c in zip(batch, conf) if c < conf_thresh):
+                        records[item.index] = {**manifest_record(item, generators[item.generator], None),
+                                               "filtered_out": True, "confidence": scores[item.index]}
+                        filtered += 1
+                    bar.update(int((conf < conf_thresh).sum()))
+                    keep = conf >= conf_thresh
+                    batch, pixels = [item for item, k in zip(batch, keep) if k], pixels[keep]
+                for k in range(0, len(batch), chunk):
+                    names, part = [item.file for item in batch[k:k + chunk]], pixels[k:k + chunk]
+                    written = (pool.apply_async(write_pngs, (str(out_dir), names, part)) if pool
+                               else write_pngs(str(out_dir), names, part))
+                    pending.append((batch[k:k + chunk], written))
+                # On a GPU, G runs while the workers write. On CPU, G already uses every core, and workers
+                # competing with its threads slow both, so each batch is written before the next is made.
+                while len(pending) > (2 * max(1, workers) if device.type == "cuda" else 0):
+                    collect(pending.popleft())
+                if time.perf_counter() - last_write > manifest_every_s:
+                    save_manifest()
+                    last_write = time.perf_counter()
+            while pending:
                 collect(pending.popleft())
-            if time.perf_counter() - last_write > manifest_every_s:
-                save_manifest()
-                last_write = time.perf_counter()
-        while pending:
-            collect(pending.popleft())
-        if pool:
-            pool.close()
-            pool.join()
-    finally:
-        bar.close()
-        if pool:
-            pool.terminate()
-        save_manifest()                      # what was written, even when interrupted
-    seconds = time.perf_counter() - start
-    return {"written": len(todo) - filtered, "filtered_out": filtered, "kept": len(items) - len(todo),
-            "total_in_folder": sum(not r.get("filtered_out") for r in records.values()),
-            "acceptance_rate": (len(todo) - filtered) / len(todo) if todo and confidence is not None else None,
-            "seconds": seconds, "images_per_s": len(todo) / seconds if seconds > 0 else None}
+            if pool:
+                pool.close()
+                pool.join()
+        finally:
+            bar.close()
+            if pool:
+                pool.terminate()
+            save_manifest()                      # what was written, even when interrupted
+        seconds = time.perf_counter() - start
+        return {"written": len(todo) - filtered, "filtered_out": filtered, "kept": len(items) - len(todo),
+                "total_in_folder": sum(not r.get("filtered_out") for r in records.values()),
+                "acceptance_rate": (len(todo) - filtered) / len(todo) if todo and confidence is not None else None,
+                "seconds": seconds, "images_per_s": len(todo) / seconds if seconds > 0 else None}
 
 
 def combine_summaries(parts: list[dict], records: dict[int, dict]) -> dict:
