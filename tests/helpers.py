@@ -36,3 +36,25 @@ def tiny_gan_raw(data_root: Path, results: Path, loss: str = "hinge", **sections
 def random_images(rng: np.random.Generator, n: int, size: int = 16, channels: int = 3) -> np.ndarray:
     shape = (n, size, size, channels) if channels == 3 else (n, size, size)
     return rng.integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0,
+                     channels: int = 3) -> Path:
+    """`num` images of an untrained tiny generator (its init drawn from `seed`), written by bulk synthesis."""
+    import torch
+
+    from training.core.config import build
+    from training.gan.checkpoint import save_generator
+    from training.gan.config import GANConfig
+    from training.gan.networks import build_generator
+    from training.synthesis import sampling
+
+    raw = tiny_gan_raw(Path("unused"), out.parent)
+    raw["data"].update(image_size=image_size, minority_class=class_name, channels=channels)
+    config = build(GANConfig, raw, "test")
+    torch.manual_seed(seed)
+    ckpt = out.parent / f"{out.name}.pth"
+    save_generator(ckpt, build_generator(config.model, config.data), config, epoch=1)
+    generators = sampling.load_generators([ckpt], torch.device("cpu"))
+    sampling.generate(generators, [1.0], num, 0, out, workers=1)
+    return out

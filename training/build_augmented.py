@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     amount = p.add_mutually_exclusive_group()
     amount.add_argument("--num_synthetic", type=int, help="synthetic images per class that has some")
     amount.add_argument("--target_ratio", type=float, help="largest class : augmented class after adding, e.g. 1.4")
+    amount.add_argument("--synthetic_per_real", type=float,
+                        help="synthetic images per real image of each class that has some (e.g. 1.0 with a folder per "
+                             "class: the same share of synthetic images in every class)")
     p.add_argument("--force", action="store_true", help="allow more than 10x the real images of a class")
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing augmented dataset")
     args = p.parse_args(argv)
@@ -40,6 +43,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         raise UserError("--num_synthetic must be >= 0")
     if args.target_ratio is not None and not (math.isfinite(args.target_ratio) and args.target_ratio >= 1):
         raise UserError("--target_ratio must be >= 1 (largest class : augmented class)")
+    if args.synthetic_per_real is not None and not (math.isfinite(args.synthetic_per_real) and args.synthetic_per_real > 0):
+        raise UserError("--synthetic_per_real must be > 0")
     return args
 
 
@@ -48,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.baseline).is_dir():
         raise UserError(f"baseline dataset not found: {args.baseline}")
     composition = build_augmented(args.baseline, args.synthetic, args.output_dir, num_synthetic=args.num_synthetic,
-                                  target_ratio=args.target_ratio, force=args.force, overwrite=args.overwrite)
+                                  target_ratio=args.target_ratio, synthetic_per_real=args.synthetic_per_real,
+                                  force=args.force, overwrite=args.overwrite)
     print(composition_markdown(composition), end="")
     print(f"wrote {args.output_dir} (composition.md, composition.json, manifest.csv)")
     return 0

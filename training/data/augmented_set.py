@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +28,9 @@ from PIL import Image
 
 from training.core import atomic
 from training.core.errors import DataError, UserError
-from training.data.processed import SPLITS_MANIFEST, SPLITS, read_splits_manifest
 from training.core.progress import progress
 from training.data.images import pixel_sha256, read_image
+from training.data.processed import SPLITS, SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SyntheticImage, read_synthetic
 
 # Beyond 10x the real minority the generator's biases dominate: the reference guide's rule of thumb, unmeasured
@@ -41,17 +40,21 @@ COMPOSITION = "composition.json"
 
 
 def synthetic_counts(real_train: dict[str, int], available: dict[str, int], *, num_synthetic: int | None,
-                     target_ratio: float | None) -> dict[str, int]:
+                     target_ratio: float | None, per_real: float | None = None) -> dict[str, int]:
     """How many synthetic images each class with synthetic images gets.
 
-    `num_synthetic` per class; or `target_ratio` R = majority : (class after augmentation), so the
-    class gets ceil(majority / R) - real; or, with neither, all that are available.
+    `num_synthetic` per class; or `per_real` synthetic images per real image of the class (the same
+    share of synthetic images in every class, so origin says nothing about the label); or
+    `target_ratio` R = majority : (class after augmentation), so the class gets ceil(majority / R) - real;
+    or, with none of them, all that are available.
     """
     majority = max(real_train.values())
     counts = {}
     for class_name, have in available.items():
         if num_synthetic is not None:
             want = num_synthetic
+        elif per_real is not None:
+            want = max(1, round(per_real * real_train[class_name]))
         elif target_ratio is not None:
             want = max(0, math.ceil(majority / target_ratio) - real_train[class_name])
         else:
@@ -142,7 +145,8 @@ def _check_format(chosen: list[SyntheticImage], reference: Path) -> list[str]:
 
 
 def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,
-                    num_synthetic: int | None = None, target_ratio: float | None = None, force: bool = False,
+                    num_synthetic: int | None = None, target_ratio: float | None = None,
+                    synthetic_per_real: float | None = None, force: bool = False,
                     overwrite: bool = False, real_fraction: float = 1.0, seed: int = 0) -> dict:
     """Assemble, verify and move the augmented dataset into place; returns its composition.
 
@@ -164,7 +168,8 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
     unknown = sorted(set(available) - set(real_train))
     if unknown:
         raise DataError(f"synthetic class '{unknown[0]}' is not a class of {baseline} (classes: {', '.join(sorted(real_train))})")
-    counts = synthetic_counts(dict(real_train), dict(available), num_synthetic=num_synthetic, target_ratio=target_ratio)
+    counts = synthetic_counts(dict(real_train), dict(available), num_synthetic=num_synthetic, target_ratio=target_ratio,
+                              per_real=synthetic_per_real)
     check_cap(counts, dict(real_train), force)
     chosen = choose(folders, counts)
     notes = _check_format([image for _, image in chosen], baseline / next(r["path"] for r in rows if r["split"] == "train"))

@@ -15,16 +15,16 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
-from training.core.progress import progress
 
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.core.names import check_plain_name
+from training.core.progress import progress
 from training.data.images import encode_png, pixel_sha256
 
 SPLITS = ("train", "val", "test")

@@ -5,6 +5,7 @@
                                        generator, seed, ...); split jobs first write manifest.shard<k>of<n>.jsonl
     generation.json                    what ran
     preview_grid.png                   the 8x8 preview
+    selection.json, selection_scores.png   in a folder select_samples.py chose from a larger pool
     rejected/                          images a person rejected in quality/review.py (left out downstream)
 
 Kept apart from the code that makes the images (training/synthesis) so that the augmented-set
@@ -29,7 +30,8 @@ SHARD_MANIFESTS = "manifest.shard*of*.jsonl"       # one per shard of a split jo
 GENERATION_INFO = "generation.json"
 PREVIEW = "preview_grid.png"
 PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
-OWN_FILES = {PREVIEW, "final_samples.png"}         # images this toolkit writes beside the samples
+SELECTION_HISTOGRAM = "selection_scores.png"      # the pool's scores with the cut, in a folder select_samples.py made
+OWN_FILES = {PREVIEW, "final_samples.png", SELECTION_HISTOGRAM}   # images this toolkit writes beside the samples
 EVAL_SPLITS = {"val", "valid", "validation", "test"}
 REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
 
@@ -46,7 +48,7 @@ def writer_lock(out_dir: Path, shard: tuple[int, int] = (0, 1)) -> Iterator[None
     if os.name != "posix":          # no flock: the check is skipped, as before
         yield
         return
-    import fcntl   # POSIX only, hence here
+    import fcntl  # POSIX only, hence here
 
     out_dir.mkdir(parents=True, exist_ok=True)
     k, n = shard
@@ -112,7 +114,8 @@ def read_synthetic_manifest(out_dir: Path) -> dict[int, dict]:
                 record = json.loads(line)
                 records[int(record["index"])] = record
             except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use --overwrite") from None
+                raise DataError(f"{path} line {number} is not a manifest record; move the folder aside or use "
+                                "--overwrite") from None
     return records
 
 

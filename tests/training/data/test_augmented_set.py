@@ -6,33 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from tests.helpers import tiny_gan_raw
+from tests.helpers import synthetic_folder
 from training.build_augmented import main as build_main
-from training.core.config import build
 from training.core.errors import DataError, UserError
 from training.data.augmented_set import build_augmented, verify
 from training.data.images import pixel_sha256
 from training.data.processed import read_splits_manifest
-from training.gan.checkpoint import save_generator
-from training.gan.config import GANConfig
-from training.gan.networks import build_generator
-from training.synthesis import sampling
-
-
-def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str = "malignant", seed: int = 0,
-                     channels: int = 3) -> Path:
-    raw = tiny_gan_raw(Path("unused"), out.parent)
-    raw["data"].update(image_size=image_size, minority_class=class_name, channels=channels)
-    config = build(GANConfig, raw, "test")
-    torch.manual_seed(seed)
-    ckpt = out.parent / f"{out.name}.pth"
-    save_generator(ckpt, build_generator(config.model, config.data), config, epoch=1)
-    generators = sampling.load_generators([ckpt], torch.device("cpu"))
-    sampling.generate(generators, [1.0], num, 0, out, workers=1)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -159,4 +140,5 @@ def test_real_fraction_replaces_real_minority_images_with_synthetic(tiny_demo, s
     composition = build_augmented(tiny_demo, [synthetic], tmp_path / "a", num_synthetic=10, real_fraction=1 / 3)
     assert composition["counts"]["train"]["malignant"] == {"real": 5, "synthetic": 10}
     assert composition["counts"]["train"]["benign"]["real"] == 30
-    assert composition["counts"]["val"] == build_augmented(tiny_demo, [synthetic], tmp_path / "b", num_synthetic=1)["counts"]["val"]
+    other = build_augmented(tiny_demo, [synthetic], tmp_path / "b", num_synthetic=1)
+    assert composition["counts"]["val"] == other["counts"]["val"]

@@ -8,9 +8,9 @@ Keras-style MNIST .npz, a MedMNIST .npz, a folder of MNIST IDX files, an image f
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from training.core.errors import DataError
 from training.core.registry import Registry

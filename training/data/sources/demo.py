@@ -15,8 +15,8 @@ Skin texture, illumination, lesion size, hair strokes and sensor noise vary per 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import Iterator
 
 import numpy as np
 from PIL import Image

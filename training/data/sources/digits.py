@@ -9,14 +9,14 @@ train/val/test with a fixed seed (`assign_splits`, shared with the MNIST-family 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
+from sklearn.datasets import load_digits
 
 from training.core.errors import DataError
 from training.data.images import resize
 from training.data.processed import Record
-from sklearn.datasets import load_digits
 
 DIGITS_LEVELS = 16          # load_digits pixels are integers 0..16
 

@@ -6,8 +6,8 @@ Images are uint8 (N, H, W) grey or (N, H, W, 3) RGB; labels are (N,) or (N, 1) i
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
