@@ -5,7 +5,8 @@
 
 The first RUN_DIR is the baseline unless --baseline names one. Test images are matched across runs by
 pixel sha256, so an augmented dataset's renamed test files still pair up. Writes comparison.md,
-comparison.json and roc_curves.png into --output_dir.
+comparison.json and roc_curves.png into --output_dir. The --primary_metric (default: sensitivity at >= 90 %
+validation specificity) decides each verdict, Holm-corrected over the runs compared with the baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python training/compare.py`: the repository root, not this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from training.analysis.comparison import TABLE_METRICS, compare_runs, pair_table, runs_table
+from training.analysis.comparison import COMPARISON_METRICS, TABLE_METRICS, compare_runs, pair_table, runs_table
+from training.classify.metrics import PRIMARY_METRIC
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import run_cli
 
@@ -32,12 +34,15 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: each summary.json's name)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--primary_metric", default=PRIMARY_METRIC, choices=COMPARISON_METRICS,
+                   help=f"the metric whose Holm-corrected bootstrap test decides the verdicts (default {PRIMARY_METRIC})")
     args = p.parse_args(argv)
     report, _ = compare_runs(args.run_dirs, args.output_dir, baseline=args.baseline, labels=args.labels,
-                             resamples=args.bootstrap, seed=args.seed)
+                             resamples=args.bootstrap, seed=args.seed, primary_metric=args.primary_metric)
     t = report["test_set"]
     print(f"test set: {t['images']} images ({t['positives']} positive, {t['negatives']} negative); "
-          f"{args.bootstrap} paired bootstrap resamples, seed {args.seed}\n")
+          f"{args.bootstrap} paired bootstrap resamples, seed {args.seed}; "
+          f"primary metric {args.primary_metric}\n")
     print(runs_table(report) + "\n")
     for comparison in report["comparisons"]:
         print(pair_table(report, comparison) + "\n")

@@ -3,7 +3,8 @@
 Each run folder is written by the classifier trainer:
 
     <run>/summary.json                      name, positive_class, class_names, seeds, test/val means
-    <run>/seed_<s>/metrics.json             threshold (chosen on validation), val and test metrics
+    <run>/seed_<s>/metrics.json             threshold and threshold_spec90 (chosen on validation), val and
+                                            test metrics
     <run>/seed_<s>/test_predictions.csv     sha256, path, label, score  (score = P(positive class))
 
 Test images are matched across runs by `sha256` of their pixels, never by path: an augmented dataset
@@ -14,6 +15,12 @@ The chain is: load runs (rows keyed by sha256) -> check they share the test set 
 resamples test images only, with the same images for both runs, so it answers "would the ranking of
 these two classifiers hold on another test set of this size?"; seed-to-seed variation is averaged
 inside every resample.
+
+One metric is declared primary (default: sensitivity at >= 90 % validation specificity). It alone
+decides whether a run beats the baseline: its two-sided bootstrap p-value is Holm-corrected over the
+runs compared with the baseline. The other metrics' CIs describe how a run differs and are not
+corrected. Runs written before threshold_spec90 existed still load; their spec-90 metrics are
+unavailable (None), never recomputed from another threshold.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from training.analysis.statistics import delong, holm
-from training.classify.metrics import METRICS, binary_metrics
+from training.classify.metrics import METRICS, PRIMARY_METRIC, PRIMARY_SPECIFICITY, SPEC90_METRICS, binary_metrics
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.core.plotting import subplots
@@ -42,15 +49,23 @@ TEST_PREDICTIONS = "test_predictions.csv"
 PREDICTION_COLUMNS = ("sha256", "path", "label", "score")
 
 # The metrics of the reference guide's results table (plus specificity and PR-AUC, which say what a gain in
-# sensitivity cost and how well the minority class is ranked); comparison.json holds all of METRICS.
+# sensitivity cost and how well the minority class is ranked); comparison.json holds all of COMPARISON_METRICS.
 TABLE_METRICS = ("accuracy", "sensitivity", "specificity", "f1", "roc_auc", "pr_auc")
+COMPARISON_METRICS = METRICS + SPEC90_METRICS
 METRIC_NAMES = {
     "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "sensitivity": "Sensitivity (recall)",
     "specificity": "Specificity", "precision": "Precision (PPV)", "f1": "F1", "roc_auc": "AUC-ROC",
     "pr_auc": "PR-AUC",
+    "sensitivity_at_spec90": f"Sensitivity at >= {100 * PRIMARY_SPECIFICITY:.0f} % validation specificity",
+    "specificity_at_spec90": f"Specificity at the {100 * PRIMARY_SPECIFICITY:.0f} %-validation-specificity threshold",
 }
+# Metrics that are shares of images, so their differences read as percentage points.
+PROPORTION_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "precision") + SPEC90_METRICS
+# Which plain metric each SPEC90_METRICS entry is, at the seed's threshold_spec90.
+_AT_SPEC90 = {"sensitivity_at_spec90": "sensitivity", "specificity_at_spec90": "specificity"}
 IMPROVEMENT, WORSE, NO_DIFFERENCE, UNDEFINED = "improvement", "worse", "no significant difference", "undefined"
 CI_LEVEL = 0.95
+FAMILY_ALPHA = 0.05         # family-wise error rate of the Holm-corrected verdicts (1 - CI_LEVEL)
 SMALL_CLASS = 30            # fewer test images than this in a class: the CIs get a caution
 STD_DDOF = 0                # population std over seeds, as the trainer's summary.json, so the two files agree
 _CHUNK_CELLS = 2_000_000    # resamples x images held at once, so a large test set does not need B x n memory
@@ -69,6 +84,8 @@ class Run:
         summary: summary.json as written by the trainer.
         seeds: the training seeds, in summary order.
         thresholds: each seed's decision threshold (chosen on validation), shape (S,).
+        spec90_thresholds: each seed's lowest threshold keeping validation specificity >= PRIMARY_SPECIFICITY,
+            shape (S,); None for a run written before metrics.json held threshold_spec90.
         keys: the image keys (sha256, occurrence) in row order, length n.
         labels: 1 = positive class, shape (n,).
         scores: P(positive class), shape (S, n).
@@ -82,6 +99,7 @@ class Run:
     keys: tuple[tuple[str, int], ...]
     labels: np.ndarray
     scores: np.ndarray
+    spec90_thresholds: np.ndarray | None = None
 
 
 def _read_json(path: Path) -> dict:
@@ -151,13 +169,15 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Run:
     seeds = summary.get("seeds")
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise DataError(f"{run_dir / SUMMARY}: 'seeds' must be a non-empty list of integers")
-    thresholds, per_seed = [], []
+    thresholds, spec90_thresholds, per_seed = [], [], []
     for seed in seeds:
         seed_dir = run_dir / f"seed_{seed}"
-        threshold = _read_json(seed_dir / SEED_METRICS).get("threshold")
+        seed_metrics_json = _read_json(seed_dir / SEED_METRICS)
+        threshold = seed_metrics_json.get("threshold")
         if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise DataError(f"{seed_dir / SEED_METRICS}: 'threshold' must be a finite number")
         thresholds.append(float(threshold))
+        spec90_thresholds.append(_optional_threshold(seed_metrics_json, "threshold_spec90", seed_dir / SEED_METRICS))
         per_seed.append(read_predictions(seed_dir / TEST_PREDICTIONS))
     keys = sorted(per_seed[0])
     ref_labels = {k: v[0] for k, v in per_seed[0].items()}
@@ -167,7 +187,19 @@ def load_run(run_dir: str | Path, label: str | None = None) -> Run:
     return Run(label=label or str(summary.get("name") or run_dir.name), run_dir=run_dir, summary=summary,
                seeds=tuple(seeds), thresholds=np.array(thresholds), keys=tuple(keys),
                labels=np.array([ref_labels[k] for k in keys], dtype=np.int64),
-               scores=np.array([[preds[k][1] for k in keys] for preds in per_seed], dtype=np.float64))
+               scores=np.array([[preds[k][1] for k in keys] for preds in per_seed], dtype=np.float64),
+               # one seed without it and the run's seed mean is undefined: the metric is unavailable
+               spec90_thresholds=None if None in spec90_thresholds else np.array(spec90_thresholds))
+
+
+def _optional_threshold(metrics_json: dict, key: str, path: Path) -> float | None:
+    """metrics_json[key] as a float; None when absent (a run from before the key existed)."""
+    if key not in metrics_json:
+        return None
+    value = metrics_json[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(f"{path}: {key!r} must be a finite number")
+    return float(value)
 
 
 def check_comparable(runs: Sequence[Run]) -> list[Run]:
@@ -192,9 +224,22 @@ def check_comparable(runs: Sequence[Run]) -> list[Run]:
 # Per-seed metrics on the whole test set.
 
 def seed_metrics(run: Run, metrics: Sequence[str] = METRICS) -> dict[str, list[float | None]]:
-    """{metric: [value per seed]} from binary_metrics at each seed's validation threshold."""
+    """{metric: [value per seed]} from binary_metrics at each seed's validation threshold.
+
+    SPEC90_METRICS are binary_metrics at each seed's threshold_spec90 instead; None per seed for a run
+    without those thresholds.
+    """
     per_seed = [binary_metrics(run.labels, scores, t) for scores, t in zip(run.scores, run.thresholds)]
-    return {m: [r[m] for r in per_seed] for m in metrics}
+    at_spec90: list[dict] | None = None
+    if run.spec90_thresholds is not None:
+        at_spec90 = [binary_metrics(run.labels, scores, t) for scores, t in zip(run.scores, run.spec90_thresholds)]
+    out = {}
+    for m in metrics:
+        if m in _AT_SPEC90:
+            out[m] = [None] * len(run.seeds) if at_spec90 is None else [r[_AT_SPEC90[m]] for r in at_spec90]
+        else:
+            out[m] = [r[m] for r in per_seed]
+    return out
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
@@ -274,9 +319,24 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, 
 
 
 def run_resampled(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
-    """The run's metrics on each resample, averaged over its seeds: {metric: (b,)}."""
-    per_seed = [resampled_metrics(run.labels, s, t, counts, metrics) for s, t in zip(run.scores, run.thresholds)]
-    return {m: np.mean([r[m] for r in per_seed], axis=0) for m in metrics}
+    """The run's metrics on each resample, averaged over its seeds: {metric: (b,)}.
+
+    SPEC90_METRICS use each seed's threshold_spec90, and are NaN throughout for a run without them.
+    """
+    out: dict[str, np.ndarray] = {}
+    plain = [m for m in metrics if m not in _AT_SPEC90]
+    if plain:
+        per_seed = [resampled_metrics(run.labels, s, t, counts, plain) for s, t in zip(run.scores, run.thresholds)]
+        out.update({m: np.mean([r[m] for r in per_seed], axis=0) for m in plain})
+    at_spec90 = [m for m in metrics if m in _AT_SPEC90]
+    if at_spec90 and run.spec90_thresholds is None:
+        out.update({m: np.full(len(counts), np.nan) for m in at_spec90})
+    elif at_spec90:
+        sources = sorted({_AT_SPEC90[m] for m in at_spec90})
+        per_seed = [resampled_metrics(run.labels, s, t, counts, sources)
+                    for s, t in zip(run.scores, run.spec90_thresholds)]
+        out.update({m: np.mean([r[_AT_SPEC90[m]] for r in per_seed], axis=0) for m in at_spec90})
+    return {m: out[m] for m in metrics}
 
 
 def verdict(ci_low: float | None, ci_high: float | None) -> str:
@@ -301,14 +361,13 @@ class Difference:
     resamples_used: int
 
 
-def paired_bootstrap(baseline: Run, others: Sequence[Run], metrics: Sequence[str] = METRICS,
-                     resamples: int = 2000, seed: int = 0) -> list[dict[str, Difference]]:
-    """For each run of `others` (aligned with `baseline`), {metric: Difference} against the baseline.
+def bootstrap_differences(baseline: Run, others: Sequence[Run], metrics: Sequence[str] = METRICS,
+                          resamples: int = 2000, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """For each run of `others`, {metric: (run - baseline) on each resample where the metric is defined}.
 
     Every resample draws test images with replacement, and the same draw is scored for the baseline and
     for every other run (paired), so the variation shared by both runs (easy or hard images drawn)
-    cancels in the difference. The CI is the 2.5 / 97.5 percentile of the resampled differences, over the
-    resamples where the metric is defined; how many those were is `resamples_used`.
+    cancels in the difference. Resamples where either run's metric is undefined (NaN) are dropped.
     """
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
@@ -319,41 +378,139 @@ def paired_bootstrap(baseline: Run, others: Sequence[Run], metrics: Sequence[str
             values = run_resampled(run, counts, metrics)
             for m in metrics:
                 run_diffs[m].append(values[m] - base[m])
+    samples = []
+    for run_diffs in diffs:
+        joined = {m: np.concatenate(run_diffs[m]) for m in metrics}
+        samples.append({m: d[~np.isnan(d)] for m, d in joined.items()})
+    return samples
+
+
+def percentile_ci(sample: np.ndarray, level: float) -> tuple[float, float]:
+    """The (1 - level) / 2 and (1 + level) / 2 percentiles of a non-empty bootstrap sample."""
+    low, high = np.percentile(sample, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def mean_differences(baseline: Run, others: Sequence[Run], samples: Sequence[dict[str, np.ndarray]],
+                     metrics: Sequence[str] = METRICS) -> list[dict[str, Difference]]:
+    """For each run, {metric: Difference}: the seed means' difference and the CI_LEVEL percentile CI of
+    its bootstrap `samples` (from bootstrap_differences); how many resamples those were is `resamples_used`."""
     base_means = {m: mean_std(v)[0] for m, v in seed_metrics(baseline, metrics).items()}
     results = []
-    for run, run_diffs in zip(others, diffs):
+    for run, run_samples in zip(others, samples):
         run_means = {m: mean_std(v)[0] for m, v in seed_metrics(run, metrics).items()}
         pair = {}
         for m in metrics:
-            sample = np.concatenate(run_diffs[m])
-            sample = sample[~np.isnan(sample)]
+            sample = run_samples[m]
             point = None if run_means[m] is None or base_means[m] is None else run_means[m] - base_means[m]
-            if len(sample) and point is not None:
-                low, high = (float(x) for x in np.percentile(sample, [50 * (1 - CI_LEVEL), 50 * (1 + CI_LEVEL)]))
-            else:
-                low = high = None
+            low, high = percentile_ci(sample, CI_LEVEL) if len(sample) and point is not None else (None, None)
             pair[m] = Difference(point, low, high, verdict(low, high), int(len(sample)))
         results.append(pair)
     return results
 
 
+def paired_bootstrap(baseline: Run, others: Sequence[Run], metrics: Sequence[str] = METRICS,
+                     resamples: int = 2000, seed: int = 0) -> list[dict[str, Difference]]:
+    """For each run of `others` (aligned with `baseline`), {metric: Difference} against the baseline.
+
+    The CI is the 2.5 / 97.5 percentile of the paired resampled differences (bootstrap_differences),
+    over the resamples where the metric is defined.
+    """
+    samples = bootstrap_differences(baseline, others, metrics, resamples, seed)
+    return mean_differences(baseline, others, samples, metrics)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The primary metric: bootstrap p-values, Holm-corrected over the runs compared with the baseline.
+
+def bootstrap_p_value(sample: np.ndarray) -> float | None:
+    """Two-sided p-value of "no difference" from bootstrap differences: 2 min(P(d <= 0), P(d >= 0)).
+
+    Floored at 1 / (B + 1): B resamples cannot show a smaller p than that. None for an empty sample.
+    """
+    if not len(sample):
+        return None
+    tail = min(float(np.mean(sample <= 0)), float(np.mean(sample >= 0)))
+    return min(1.0, max(2 * tail, 1 / (len(sample) + 1)))
+
+
+def holm_levels(p_values: Sequence[float]) -> list[float]:
+    """Per p-value, in the order given, the confidence level matching its Holm threshold:
+    1 - FAMILY_ALPHA / (m - k + 1) for the k-th smallest of m (ties ranked as statistics.holm ranks them)."""
+    levels = [0.0] * len(p_values)
+    for rank, i in enumerate(np.argsort(p_values)):
+        levels[i] = 1 - FAMILY_ALPHA / (len(p_values) - rank)
+    return levels
+
+
+def primary_verdict(sample: np.ndarray, p_holm: float | None) -> str:
+    """improvement / worse when the Holm-adjusted p is below FAMILY_ALPHA (the side the resamples favour)."""
+    if p_holm is None:
+        return UNDEFINED
+    if p_holm >= FAMILY_ALPHA:
+        return NO_DIFFERENCE
+    return IMPROVEMENT if np.mean(sample <= 0) < np.mean(sample >= 0) else WORSE
+
+
+def primary_tests(samples: Sequence[np.ndarray], differences: Sequence[Difference]) -> list[dict[str, Any]]:
+    """For each run's bootstrap sample of the primary metric, its p-value, Holm-adjusted p, the CI at the
+    Holm-adjusted level (from the same draws) and the verdict; the Holm family is the runs where it is defined.
+
+    Holm is step-down: a run is significant when its Holm-adjusted p < FAMILY_ALPHA, i.e. when its CI at
+    its Holm level excludes 0 and so do those of all runs with smaller p.
+    """
+    p_values = [bootstrap_p_value(s) if d.difference is not None else None for s, d in zip(samples, differences)]
+    family = [i for i, p in enumerate(p_values) if p is not None]
+    adjusted = dict(zip(family, holm([p_values[i] for i in family])))
+    levels = dict(zip(family, holm_levels([p_values[i] for i in family])))
+    tests = []
+    for i, (sample, p) in enumerate(zip(samples, p_values)):
+        low, high = percentile_ci(sample, levels[i]) if p is not None else (None, None)
+        tests.append({"p_value": p, "p_value_holm": adjusted.get(i), "holm_ci_level": levels.get(i),
+                      "holm_ci_low": low, "holm_ci_high": high, "verdict": primary_verdict(sample, adjusted.get(i))})
+    return tests
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Report.
 
-def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Everything comparison.json holds: the test set, per-run metrics per seed, and each run vs the first."""
+def check_primary_metric(primary_metric: str) -> str:
+    """`primary_metric`, or a UserError naming the metrics a comparison can declare primary."""
+    if primary_metric not in COMPARISON_METRICS:
+        raise UserError(f"primary metric {primary_metric!r} is not one of {', '.join(COMPARISON_METRICS)}")
+    return primary_metric
+
+
+def _primary_entry(metric: str, per_run: list[dict], i: int, d: Difference,
+                   test: dict[str, Any]) -> dict[str, Any]:
+    """comparison.json's "primary" of run i against the baseline (run 0)."""
+    missing = [r["label"] for r in (per_run[0], per_run[i]) if r["metrics"][metric]["mean"] is None]
+    return {"metric": metric, "description": _describe(metric), "available": not missing,
+            "unavailable_in": missing, "baseline_mean": per_run[0]["metrics"][metric]["mean"],
+            "run_mean": per_run[i]["metrics"][metric]["mean"], "difference": d.difference, "ci_level": CI_LEVEL,
+            "ci_low": d.ci_low, "ci_high": d.ci_high, "resamples_used": d.resamples_used, **test}
+
+
+def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
+            primary_metric: str = PRIMARY_METRIC) -> dict[str, Any]:
+    """Everything comparison.json holds: the test set, per-run metrics per seed, and each run vs the first,
+    the declared primary metric first."""
+    check_primary_metric(primary_metric)
     runs = check_comparable(runs)
     base, labels = runs[0], runs[0].labels
     per_run = []
     for run in runs:
-        values = seed_metrics(run)
+        values = seed_metrics(run, COMPARISON_METRICS)
         per_run.append({
             "label": run.label, "run_dir": str(run.run_dir), "name": run.summary.get("name"),
             "seeds": list(run.seeds), "thresholds": run.thresholds.tolist(),
+            "thresholds_spec90": None if run.spec90_thresholds is None else run.spec90_thresholds.tolist(),
             "metrics": {m: dict(zip(("mean", "std"), mean_std(v)), values=v) for m, v in values.items()},
             "warnings": _summary_mismatches(run, values),
         })
-    pairs = paired_bootstrap(base, runs[1:], METRICS, resamples, seed)
+    samples = bootstrap_differences(base, runs[1:], COMPARISON_METRICS, resamples, seed)
+    pairs = mean_differences(base, runs[1:], samples, COMPARISON_METRICS)
+    primary = primary_tests([s[primary_metric] for s in samples], [pair[primary_metric] for pair in pairs])
     auc_tests = [delong(labels, base.scores, run.scores, CI_LEVEL) for run in runs[1:]]
     adjusted = holm([t.p_value for t in auc_tests])
     return {
@@ -365,16 +522,27 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0) -> dict[s
                       "statistic": "mean over seeds of the metric at each seed's validation threshold"},
         "std": f"standard deviation over seeds, ddof={STD_DDOF}",
         "baseline": base.label,
+        "primary_metric": {
+            "metric": primary_metric, "description": _describe(primary_metric),
+            "p_value": "two-sided paired bootstrap: 2 min(P(d <= 0), P(d >= 0)) over the resampled differences d, "
+                       "at least 1 / (resamples + 1)",
+            "correction": f"Holm over the {sum(t['p_value'] is not None for t in primary)} runs compared with the "
+                          "baseline where the metric is available",
+            "alpha": FAMILY_ALPHA,
+            "rule": f"improvement / worse only when the Holm-adjusted p < {FAMILY_ALPHA:g}",
+        },
         "table_metrics": list(TABLE_METRICS),
         "runs": per_run,
         "comparisons": [{"run": run.label, "baseline": base.label,
+                         "primary": _primary_entry(primary_metric, per_run, i, pair[primary_metric], p_test),
                          "metrics": {m: {"baseline_mean": per_run[0]["metrics"][m]["mean"],
                                          "run_mean": per_run[i]["metrics"][m]["mean"],
                                          **vars(d)} for m, d in pair.items()},
                          "delong_auc": {**vars(test), "p_value_holm": p_holm,
                                         "verdict": (IMPROVEMENT if test.difference > 0 else WORSE)
                                         if p_holm < 1 - CI_LEVEL else NO_DIFFERENCE}}
-                        for i, (run, pair, test, p_holm) in enumerate(zip(runs[1:], pairs, auc_tests, adjusted), start=1)],
+                        for i, (run, pair, p_test, test, p_holm)
+                        in enumerate(zip(runs[1:], pairs, primary, auc_tests, adjusted), start=1)],
         "delong": {"statistic": "AUC of the seed-mean placement values (DeLong et al. 1988), paired by image",
                    "correction": f"Holm over the {len(runs) - 1} runs compared with the baseline"},
     }
@@ -413,22 +581,60 @@ def _ci_cell(d: dict) -> str:
     return "n/a" if d["ci_low"] is None else f"[{_fmt(d['ci_low'], True)}, {_fmt(d['ci_high'], True)}]"
 
 
+def _describe(metric: str) -> str:
+    """The metric's name inside a sentence: "sensitivity at ...", but "AUC-ROC" and "F1" kept as written."""
+    name = METRIC_NAMES[metric]
+    return name[0].lower() + name[1:] if name[1:2].islower() else name
+
+
+def _difference_text(metric: str, value: float) -> str:
+    return f"{100 * value:+.1f}" if metric in PROPORTION_METRICS else f"{value:+.3f}"
+
+
+def primary_line(comparison: dict) -> str:
+    """The pair's one-line verdict on the primary metric, with the Holm-adjusted p and the CI at its level."""
+    p = comparison["primary"]
+    head = f"Primary metric ({p['description']}): "
+    if p["unavailable_in"]:
+        return head + (f"unavailable: {' and '.join(p['unavailable_in'])} "
+                       f"{'has' if len(p['unavailable_in']) == 1 else 'have'} no value for it "
+                       "(a run folder from before the metric was recorded; re-evaluate it to compare)")
+    if p["p_value"] is None:
+        return head + f"{UNDEFINED} (no resample of the test set holds both classes)"
+    m, unit = p["metric"], " pp" if p["metric"] in PROPORTION_METRICS else ""
+    ci = f"[{_difference_text(m, p['ci_low'])}, {_difference_text(m, p['ci_high'])}]"
+    holm_ci = (f"{100 * p['holm_ci_level']:.4g} % CI [{_difference_text(m, p['holm_ci_low'])}, "
+               f"{_difference_text(m, p['holm_ci_high'])}]")
+    return head + (f"{_difference_text(m, p['difference'])}{unit} {ci}, p = {p['p_value']:.3g}, "
+                   f"Holm-adjusted p = {p['p_value_holm']:.3g} ({holm_ci}): {p['verdict']}")
+
+
+def _runs_table_metrics(report: dict) -> tuple[str, ...]:
+    """TABLE_METRICS, with the primary metric first when it is not one of them."""
+    primary = (report.get("primary_metric") or {}).get("metric")
+    return TABLE_METRICS if primary is None or primary in TABLE_METRICS else (primary, *TABLE_METRICS)
+
+
 def runs_table(report: dict) -> str:
-    """All runs side by side: mean ± std over seeds of each table metric."""
-    lines = ["| Run | seeds | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |",
-             "|---|---:|" + "---:|" * len(TABLE_METRICS)]
+    """All runs side by side: mean ± std over seeds of the primary metric and each table metric."""
+    metrics = _runs_table_metrics(report)
+    primary = (report.get("primary_metric") or {}).get("metric")
+    names = [METRIC_NAMES[m] + (" (primary)" if m == primary else "") for m in metrics]
+    lines = ["| Run | seeds | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(metrics)]
     for run in report["runs"]:
-        cells = [_mean_std_cell(run["metrics"][m]) for m in TABLE_METRICS]
+        cells = [_mean_std_cell(run["metrics"][m]) if m in run["metrics"] else "n/a" for m in metrics]
         lines.append(f"| {run['label']} | {len(run['seeds'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def pair_table(report: dict, comparison: dict) -> str:
-    """One run against the baseline: values, improvement, CI of the difference and verdict per metric."""
+    """One run against the baseline: the primary metric's verdict line, then values, improvement, CI of the
+    difference and verdict per table metric."""
     runs = {r["label"]: r for r in report["runs"]}
     base, run = runs[comparison["baseline"]], runs[comparison["run"]]
-    lines = [f"| Metric | Baseline | {run['label']} | Improvement | {round(100 * CI_LEVEL)} % CI of the difference "
-             "| Verdict |", "|---|---:|---:|---:|---:|---|"]
+    lines = [primary_line(comparison), ""] if "primary" in comparison else []
+    lines += [f"| Metric | Baseline | {run['label']} | Improvement | {round(100 * CI_LEVEL)} % CI of the difference "
+              "| Verdict |", "|---|---:|---:|---:|---:|---|"]
     for m in TABLE_METRICS:
         d = comparison["metrics"][m]
         lines.append(f"| {METRIC_NAMES[m]} | {_mean_std_cell(base['metrics'][m])} | {_mean_std_cell(run['metrics'][m])} "
@@ -448,6 +654,26 @@ def _small_sample_note(test_set: dict) -> list[str]:
         return []
     return [f"Caution: only {fewest} test images of one class; with so few, bootstrap CIs are approximate and tend "
             "to be too narrow.\n"]
+
+
+def _primary_note(report: dict) -> list[str]:
+    """comparison.md's paragraph on the declared primary metric and how its verdict is reached."""
+    primary = report.get("primary_metric")
+    if not primary:
+        return []
+    m, alpha = primary["metric"], primary["alpha"]
+    threshold = (f" Each seed's threshold for it is the lowest that keeps specificity >= "
+                 f"{100 * PRIMARY_SPECIFICITY:.0f} % on validation, applied unchanged to test (where specificity may "
+                 "differ)." if m in SPEC90_METRICS else "")
+    return [f"Primary metric, declared before the comparison: {primary['description']}.{threshold} It alone "
+            "decides whether a run beats the baseline; the other metrics describe how the runs differ. Its two-sided "
+            "p-value comes from the same paired bootstrap (twice the smaller share of resampled differences on either "
+            "side of 0, at least 1 / (resamples + 1)) and is Holm-corrected over the runs compared with the baseline "
+            f"(family-wise error {100 * alpha:g} %). A verdict of improvement / worse on the primary metric requires a "
+            f"Holm-adjusted p < {alpha:g}: equivalently, the CI at the Holm-adjusted level (1 - {alpha:g} / "
+            "(m - k + 1) for the k-th smallest of m p-values, from the same bootstrap draws, shown after the "
+            "Holm-adjusted p) excludes 0, for this run and for every run with a smaller p. The first line of each "
+            "comparison below gives that verdict.\n"]
 
 
 def comparison_markdown(report: dict) -> str:
@@ -471,6 +697,7 @@ def comparison_markdown(report: dict) -> str:
         "\"improvement\" / \"worse\" means the CI lies entirely above / below 0. The CIs are per metric and per "
         "pair, not corrected for the number of comparisons, and reflect test-set sampling only (seed-to-seed "
         "spread is the ± column).\n",
+        *_primary_note(report),
         "AUC-ROC differences are also tested with DeLong's paired test on the seed-mean placement values, and "
         "its p-values are Holm-corrected over the runs compared with the baseline (family-wise error 5 %).\n",
         *_small_sample_note(t),
@@ -518,10 +745,11 @@ def plot_roc_curves(runs: Sequence[Run], path: str | Path) -> None:
     atomic.save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
-def write_comparison(runs: Sequence[Run], out_dir: str | Path, resamples: int = 2000, seed: int = 0) -> dict:
+def write_comparison(runs: Sequence[Run], out_dir: str | Path, resamples: int = 2000, seed: int = 0,
+                     primary_metric: str = PRIMARY_METRIC) -> dict:
     """Compare `runs` (the first is the baseline) and write comparison.md/.json and roc_curves.png atomically."""
     out_dir = Path(out_dir)
-    report = compare(runs, resamples, seed)     # checks the runs before anything is written
+    report = compare(runs, resamples, seed, primary_metric)     # checks the runs before anything is written
     atomic.write_json(out_dir / "comparison.json", report)
     atomic.write_text(out_dir / "comparison.md", comparison_markdown(report))
     plot_roc_curves(runs, out_dir / "roc_curves.png")
@@ -555,9 +783,11 @@ def run_labels(names: list[str], dirs: list[Path], given: list[str] | None) -> l
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, baseline: str | Path | None = None,
-                 labels: list[str] | None = None, resamples: int = 2000, seed: int = 0) -> tuple[dict, list[Run]]:
+                 labels: list[str] | None = None, resamples: int = 2000, seed: int = 0,
+                 primary_metric: str = PRIMARY_METRIC) -> tuple[dict, list[Run]]:
     """Load the runs (baseline first: `baseline`, else the first given), label them and write the comparison
-    into `out_dir`; returns the report and the runs as compared."""
+    into `out_dir`, `primary_metric` deciding the verdicts; returns the report and the runs as compared."""
+    check_primary_metric(primary_metric)
     if resamples < 1:
         raise UserError("--bootstrap must be >= 1")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
@@ -566,4 +796,17 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, baselin
     runs = [load_run(d) for d in dirs]
     names = run_labels([r.label for r in runs], dirs, labels)
     runs = [dataclasses.replace(r, label=label) for r, label in zip(runs, names)]
-    return write_comparison(runs, out_dir, resamples=resamples, seed=seed), runs
+    return write_comparison(runs, out_dir, resamples=resamples, seed=seed, primary_metric=primary_metric), runs
+
+
+def validation_score(run_dir: str | Path, metric: str) -> float:
+    """The run's validation mean (over seeds) of `metric`, from its summary.json: for choosing among runs
+    without looking at test."""
+    path = Path(run_dir) / SUMMARY
+    val = _read_json(path).get("val")
+    stats = val.get(metric) if isinstance(val, dict) else None
+    mean = stats.get("mean") if isinstance(stats, dict) else None
+    if isinstance(mean, bool) or not isinstance(mean, (int, float)) or not math.isfinite(mean):
+        raise UserError(f"{path} holds no validation mean of {metric!r} (a run from before it was recorded, "
+                        "or one it is undefined for)")
+    return float(mean)

@@ -23,6 +23,10 @@ class ClassifierDataConfig:
     positive_class: str = field("malignant", plain_name=True, help="the minority class whose sensitivity is reported")
     synthetic_dir: Optional[str] = field(None, help="a synthetic folder with manifest.jsonl (generate_samples.py or "
                                                     "pseudo_label.py) added to train only")
+    synthetic_weight: float = field(1.0, min=0.0, max=1.0,
+                                    help="loss weight of synthetic training images (0: they are left out entirely)")
+    synthetic_fraction_per_batch: Optional[float] = field(
+        None, min=0.0, max=0.9, help="draw this share of every batch from the synthetic images (off: as the folders hold them)")
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class ClassifierTrainConfig:
     label_smoothing: float = field(0.0, min=0.0, max=0.5)
     mixup_alpha: float = field(0.0, min=0.0, max=10.0, help="0 = off")
     augment: bool = field(True, help="flips, small rotations and shifts, brightness/contrast jitter")
+    finetune_real_epochs: int = field(0, min=0, help="then this many epochs on real images only, class-balanced, "
+                                                     "at lr / 10 (Buda et al. 2018's two-phase scheme)")
+    embedding_oversampling: bool = field(False, help="EOS (Dablain et al. 2022): oversample the minority in the "
+                                                     "penultimate-layer features and retrain the last layer")
+    eos_neighbours: int = field(10, min=1, help="EOS: nearest other-class neighbours a new minority feature moves towards")
     target_sensitivity: Optional[float] = field(None, min=0.0, max=1.0,
                                                 help="threshold for this val sensitivity instead of Youden's J")
     precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from training.core.errors import DataError
 from training.core.progress import progress
 from training.data.folders import list_classes, list_images
 from training.data.images import pixel_sha256, read_image, resize, to_channels
+from training.data.processed import SPLITS_MANIFEST
 from training.data.synthetic_folder import read_synthetic
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -19,13 +21,21 @@ SPLIT_NAMES = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class LabelledSet:
-    """One split in memory: uint8 images (N, C, S, S), labels (N,), and each file's path and pixel hash."""
+    """One split in memory: uint8 images (N, C, S, S), labels (N,), which are synthetic (N,) bool, and each
+    file's path and pixel hash."""
 
     images: torch.Tensor
     labels: torch.Tensor
     paths: list[str]
     sha256: list[str]
     sizes: set[int]          # the original image sizes found (before resizing)
+    synthetic: torch.Tensor
+
+    def subset(self, keep: torch.Tensor) -> LabelledSet:
+        """The images where the bool mask `keep` is true, in the same order."""
+        rows = keep.nonzero().flatten().tolist()
+        return LabelledSet(self.images[keep], self.labels[keep], [self.paths[i] for i in rows],
+                           [self.sha256[i] for i in rows], self.sizes, self.synthetic[keep])
 
 
 @dataclass(frozen=True)
@@ -37,9 +47,21 @@ class Splits:
     positive: int
 
 
+def synthetic_files(split_dir: str | Path) -> set[Path]:
+    """The files of `split_dir` that an augmented dataset's manifest.csv (build_augmented.py, one level up)
+    lists as synthetic; none for a folder without one."""
+    root = Path(split_dir).parent
+    if not (root / SPLITS_MANIFEST).is_file():
+        return set()
+    with open(root / SPLITS_MANIFEST, newline="") as f:
+        return {(root / r["path"]).resolve() for r in csv.DictReader(f) if r.get("source") == "synthetic"}
+
+
 def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, channels: int) -> LabelledSet:
-    """Every image of `classes` under `split_dir`, resized to `image_size` with `channels` channels."""
+    """Every image of `classes` under `split_dir`, resized to `image_size` with `channels` channels; the
+    images an augmented dataset's manifest lists as synthetic are marked so."""
     images, labels, paths, hashes, sizes = [], [], [], [], set()
+    synthetic = synthetic_files(split_dir)
     for label, name in enumerate(classes):
         folder = Path(split_dir) / name
         if not folder.is_dir():
@@ -52,7 +74,8 @@ def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, ch
             labels.append(label)
             paths.append(str(path))
     tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes)
+    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes,
+                       torch.tensor([Path(p).resolve() in synthetic for p in paths], dtype=torch.bool))
 
 
 def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], image_size: int, channels: int) -> LabelledSet:
@@ -69,7 +92,8 @@ def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], ima
     return LabelledSet(torch.cat([train.images, stacked]),
                        torch.cat([train.labels, torch.tensor([names.index(img.class_name) for img in images])]),
                        train.paths + [str(img.path) for img in images], train.sha256 + [img.sha256 for img in images],
-                       train.sizes | {min(x.shape[:2]) for x in pixels})
+                       train.sizes | {min(x.shape[:2]) for x in pixels},
+                       torch.cat([train.synthetic, torch.ones(len(images), dtype=torch.bool)]))
 
 
 def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, dict[str, int]]:
@@ -78,14 +102,16 @@ def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, di
 
 
 def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: int, positive_class: str | None, *,
-                synthetic_dir: str | None = None, show_progress: bool = True) -> Splits:
+                synthetic_dir: str | None = None, show_progress: bool = True, with_test: bool = True) -> Splits:
     """Train/val/test (`split_dirs[split]`) with one class list checked across the three.
 
     `positive_class` None picks the smallest training class (ties: the first in order). Val and test
     must hold the positive class and another one, or AUC and the threshold are undefined.
+    `with_test` False leaves the test split unread: for choices that must be made on validation alone.
     """
-    classes = {split: list_classes(split_dirs[split]) for split in SPLIT_NAMES}
-    if not classes["train"] == classes["val"] == classes["test"]:
+    split_names = SPLIT_NAMES if with_test else ("train", "val")
+    classes = {split: list_classes(split_dirs[split]) for split in split_names}
+    if len({tuple(c) for c in classes.values()}) > 1:
         raise DataError("train, val and test have different class folders: "
                         + "; ".join(f"{s}: {', '.join(c)}" for s, c in classes.items()))
     names = classes["train"]
@@ -95,15 +121,19 @@ def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: in
         raise DataError(f"'data.positive_class' = {positive_class} is not a class of {split_dirs['train']} "
                         f"(classes: {', '.join(names)})")
     sets = {split: load_labelled(split_dirs[split], names, image_size, channels)
-            for split in progress(SPLIT_NAMES, desc="loading images", unit="split",
+            for split in progress(split_names, desc="loading images", unit="split",
                                   disable=None if show_progress else True)}
+    for split in split_names[1:]:
+        if sets[split].synthetic.any():      # build_augmented.py refuses this; a hand-edited manifest could not
+            raise DataError(f"{split_dirs[split]} holds synthetic images (its manifest.csv says so): validation "
+                            "and test must be real only")
     if synthetic_dir:
         sets["train"] = with_synthetic(sets["train"], synthetic_dir, names, image_size, channels)
     if positive_class is None:
         counts = class_counts({"train": sets["train"]}, names)["train"]
         positive_class = min(names, key=lambda n: counts[n])
     positive = names.index(positive_class)
-    for split in ("val", "test"):
+    for split in split_names[1:]:
         is_positive = sets[split].labels == positive
         if not is_positive.any() or is_positive.all():
             raise DataError(f"the {split} set {split_dirs[split]} needs images of '{positive_class}' and of other "

@@ -1,7 +1,9 @@
 """Scoring a fitted classifier: the threshold on validation, then test once; the seed's files; the summary.
 
 The model of each seed is selected on validation (early stopping), its decision threshold is chosen
-on validation (Youden's J or a target sensitivity), and only then is test touched.
+on validation (Youden's J or a target sensitivity), and only then is test touched. A second threshold,
+the lowest keeping validation specificity >= PRIMARY_SPECIFICITY, gives the primary metric of comparisons
+(SPEC90_METRICS); it does not replace the decision threshold.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from training.classify import plots
 from training.classify.checkpoint import CHECKPOINT_FILE, save_classifier
 from training.classify.config import ClassifierConfig
 from training.classify.data import LabelledSet, class_counts
-from training.classify.metrics import METRICS, binary_metrics, choose_threshold
+from training.classify.metrics import (
+    METRICS,
+    PRIMARY_SPECIFICITY,
+    SPEC90_METRICS,
+    binary_metrics,
+    choose_threshold,
+    spec90_metrics,
+    specificity_threshold,
+)
 from training.classify.scoring import positive_scores
 from training.core import atomic
 from training.core.config import to_yaml
@@ -37,22 +47,31 @@ def write_predictions(path: Path, data: LabelledSet, positive: int, scores: np.n
 def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
                     seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict],
                     best_epoch: int) -> dict:
-    """After `fit`: the threshold on val, test metrics, the seed's folder; returns metrics.json."""
-    scores = {s: positive_scores(model, sets[s].images, positive, device) for s in ("val", "test")}
-    labels = {s: (sets[s].labels == positive).numpy().astype(int) for s in ("val", "test")}
+    """After `fit`: the threshold on val, test metrics, the seed's folder; returns metrics.json.
+
+    Without a test set in `sets` (a candidate of a choice made on validation), the seed is scored on
+    val alone and the test-only files (classification report, confusion matrix) are not written.
+    """
+    scored = [s for s in ("val", "test") if s in sets]
+    scores = {s: positive_scores(model, sets[s].images, positive, device) for s in scored}
+    labels = {s: (sets[s].labels == positive).numpy().astype(int) for s in scored}
     threshold = choose_threshold(labels["val"], scores["val"], config.train.target_sensitivity)
+    threshold_spec90 = specificity_threshold(labels["val"], scores["val"], PRIMARY_SPECIFICITY)
     metrics = {"seed": seed, "best_epoch": best_epoch, "threshold": threshold,
                "threshold_rule": "target_sensitivity" if config.train.target_sensitivity is not None else "youden",
-               **{s: binary_metrics(labels[s], scores[s], threshold) for s in ("val", "test")}}
+               "threshold_spec90": threshold_spec90,
+               **{s: {**binary_metrics(labels[s], scores[s], threshold),
+                      **spec90_metrics(labels[s], scores[s], threshold_spec90)} for s in scored}}
     atomic.write_json(out / "metrics.json", metrics)
-    for s in ("val", "test"):
+    for s in scored:
         write_predictions(out / f"{s}_predictions.csv", sets[s], positive, scores[s])
     pos_name = names[positive]
-    report = classification_report(labels["test"], (scores["test"] >= threshold).astype(int), labels=[0, 1],
-                                   target_names=[f"not {pos_name}", pos_name], digits=3, zero_division=0)
-    atomic.write_text(out / "classification_report.txt",
-                      f"test set, threshold {threshold:.4f} chosen on validation\n\n{report}")
-    plots.confusion_matrix_png(metrics["test"]["confusion"], pos_name, out / "confusion_matrix.png")
+    if "test" in sets:
+        report = classification_report(labels["test"], (scores["test"] >= threshold).astype(int), labels=[0, 1],
+                                       target_names=[f"not {pos_name}", pos_name], digits=3, zero_division=0)
+        atomic.write_text(out / "classification_report.txt",
+                          f"test set, threshold {threshold:.4f} chosen on validation\n\n{report}")
+        plots.confusion_matrix_png(metrics["test"]["confusion"], pos_name, out / "confusion_matrix.png")
     plots.roc_png(labels, scores, threshold, out / "roc_curve.png", title=f"{config.output.name}, seed {seed}")
     plots.training_curves_png(history, best_epoch, out / "training_curves.png")
     atomic.write_text(out / "model_info.txt", model_info(config, model, sets, names))
@@ -72,12 +91,18 @@ def model_info(config: ClassifierConfig, model: torch.nn.Module, sets: dict[str,
 
 
 def summarise(per_seed: list[dict]) -> dict:
-    """Mean and std (over seeds) of every metric, per split."""
+    """Mean and std (over seeds) of every metric, per split.
+
+    SPEC90_METRICS are summarised only where the seeds hold them: other trainers (the semi-supervised
+    GAN's) share this summary but do not compute them.
+    """
     out = {}
-    for split in ("val", "test"):
+    for split in (s for s in ("val", "test") if s in per_seed[0]):
         out[split] = {}
-        for name in METRICS:
-            values = [m[split][name] for m in per_seed]
+        for name in METRICS + SPEC90_METRICS:
+            if name not in METRICS and not any(name in m[split] for m in per_seed):
+                continue
+            values = [m[split].get(name) for m in per_seed]
             known = [v for v in values if v is not None]
             out[split][name] = {"mean": float(np.mean(known)) if known else None,
                                 "std": float(np.std(known)) if known else None, "values": values}

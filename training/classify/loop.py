@@ -19,6 +19,7 @@ processes take the steps one process would take with the whole batch; rank 0 alo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from training.classify.config import ClassifierConfig, ClassifierTrainConfig
 from training.classify.data import LabelledSet, Splits, class_counts, load_splits
+from training.classify.eos import embedding_oversample
 from training.classify.evaluate import evaluate_fitted, summarise
 from training.classify.metrics import binary_metrics
 from training.classify.networks import build_classifier
@@ -44,7 +46,7 @@ from training.core.distributed import (
     shutdown,
     sum_over_ranks,
 )
-from training.core.errors import TrainingDiverged
+from training.core.errors import DataError, TrainingDiverged
 from training.core.precision import Precision, resolve_precision, to_device
 from training.core.progress import progress
 from training.core.run_info import next_run_dir, run_info
@@ -55,11 +57,11 @@ from training.data.folders import to_float
 _AUGMENT_SEED, _MIXUP_SEED, _DROPOUT_SEED = 1, 2, 3
 
 
-def load_classifier_splits(config: ClassifierConfig, *, show_progress: bool = True) -> Splits:
-    """The train/val/test folders of `config.data` (plus `data.synthetic_dir` in train)."""
+def load_classifier_splits(config: ClassifierConfig, *, show_progress: bool = True, with_test: bool = True) -> Splits:
+    """The train/val/test folders of `config.data` (plus `data.synthetic_dir` in train; test only `with_test`)."""
     d = config.data
     return load_splits({"train": d.train_dir, "val": d.val_dir, "test": d.test_dir}, d.image_size, d.channels,
-                       d.positive_class, synthetic_dir=d.synthetic_dir, show_progress=show_progress)
+                       d.positive_class, synthetic_dir=d.synthetic_dir, show_progress=show_progress, with_test=with_test)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -91,29 +93,87 @@ def epoch_order(labels: torch.Tensor, oversample: bool, generator: torch.Generat
     return torch.multinomial(weights, len(labels), replacement=True, generator=generator)
 
 
-def loss_weights(labels: torch.Tensor, mode: str, num_classes: int) -> torch.Tensor | None:
-    if mode == "none":
-        return None
-    counts = torch.bincount(labels, minlength=num_classes).float()
-    return len(labels) / (num_classes * counts.clamp(min=1))
+def mixed_order(train: LabelledSet, oversample: bool, fraction: float, batch_size: int,
+                generator: torch.Generator) -> torch.Tensor:
+    """One epoch in which every batch draws round(fraction * batch_size) synthetic images, the rest real.
+
+    The epoch is one pass over the real images (by `epoch_order`); synthetic images come from a fresh
+    permutation, repeated when the batches need more of them. So the mix is the same whatever the
+    folders hold, and the synthetic images are used evenly.
+    """
+    real, synthetic = (~train.synthetic).nonzero().flatten(), train.synthetic.nonzero().flatten()
+    if not len(synthetic):
+        raise DataError("data.synthetic_fraction_per_batch is set but the training set holds no synthetic images")
+    real = real[epoch_order(train.labels[real], oversample, generator)]
+    per_batch = min(batch_size - 1, max(1, round(fraction * batch_size)))
+    real_per_batch = batch_size - per_batch
+    batches = math.ceil(len(real) / real_per_batch)
+    draws = torch.cat([synthetic[torch.randperm(len(synthetic), generator=generator)]
+                       for _ in range(math.ceil(batches * per_batch / len(synthetic)))])
+    return torch.cat([torch.cat([real[b * real_per_batch:(b + 1) * real_per_batch], draws[b * per_batch:(b + 1) * per_batch]])
+                      for b in range(batches)])
 
 
-def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None,
+def sample_weights(train: LabelledSet, class_weights: str, synthetic_weight: float, num_classes: int) -> torch.Tensor:
+    """Each training image's loss weight: its class weight (train.class_weights) times synthetic_weight
+    for a synthetic image."""
+    weights = torch.ones(len(train.labels))
+    if class_weights == "balanced":
+        counts = torch.bincount(train.labels, minlength=num_classes).float()
+        weights = (len(train.labels) / (num_classes * counts.clamp(min=1)))[train.labels]
+    return torch.where(train.synthetic, weights * synthetic_weight, weights)
+
+
+def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                t: ClassifierTrainConfig, generator: torch.Generator, mixup_rng: np.random.Generator) -> torch.Tensor:
-    """Cross-entropy of one batch (weighted mean over its images), with mixup when train.mixup_alpha > 0."""
+    """Sum over the batch of each image's weight `w` times its cross-entropy (with mixup when train.mixup_alpha > 0)."""
+    def weighted(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (w * F.cross_entropy(logits, target, reduction="none", label_smoothing=t.label_smoothing)).sum()
+
     if t.mixup_alpha <= 0:
-        return F.cross_entropy(net(x), y, weight=weights, label_smoothing=t.label_smoothing)
+        return weighted(net(x), y)
     lam = float(mixup_rng.beta(t.mixup_alpha, t.mixup_alpha))
     perm = torch.randperm(len(y), generator=generator).to(x.device)
     logits = net(lam * x + (1 - lam) * x[perm])
-    return lam * F.cross_entropy(logits, y, weight=weights, label_smoothing=t.label_smoothing) + \
-        (1 - lam) * F.cross_entropy(logits, y[perm], weight=weights, label_smoothing=t.label_smoothing)
+    return lam * weighted(logits, y) + (1 - lam) * weighted(logits, y[perm])
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One phase of training: which images, how drawn and weighted, how long, at which learning rate."""
+
+    name: str
+    train: LabelledSet
+    weights: torch.Tensor          # per image, as `sample_weights`
+    epochs: int
+    lr: float
+    oversample: bool
+    synthetic_fraction: float | None = None
+
+
+def stages(config: ClassifierConfig, train: LabelledSet, num_classes: int) -> list[Stage]:
+    """Training, then (train.finetune_real_epochs) a short class-balanced stage on the real images alone."""
+    t, d = config.train, config.data
+    if d.synthetic_weight == 0:        # left out entirely: exactly the run without synthetic images
+        train = train.subset(~train.synthetic)
+    fraction = d.synthetic_fraction_per_batch if train.synthetic.any() else None
+    if d.synthetic_fraction_per_batch and fraction is None:
+        raise DataError("data.synthetic_fraction_per_batch is set but the training set holds no synthetic images")
+    out = [Stage("train", train, sample_weights(train, t.class_weights, d.synthetic_weight, num_classes), t.epochs,
+                 t.lr, t.oversample, fraction)]
+    if t.finetune_real_epochs:
+        real = train.subset(~train.synthetic)
+        out.append(Stage("finetune_real", real, torch.ones(len(real.labels)), t.finetune_real_epochs, t.lr / 10, True))
+    return out
 
 
 def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int, positive: int, seed: int,
         device: torch.device, *, world: World = World(), precision: Precision | None = None
         ) -> tuple[torch.nn.Module, list[dict], int]:
-    """Train one seed; returns the model with the best val AUC, the history, and its epoch.
+    """Train one seed, stage by stage (`stages`); returns the model with the best val AUC, the history, and its epoch.
+
+    Each stage starts from the best model so far, with a fresh optimiser and cosine schedule, and
+    early stopping counts within it; a fine-tune stage that never beats val AUC changes nothing.
 
     Data-parallel (`world.distributed`): every rank draws the same initial weights and epoch order from
     `seed` and takes its slice of each global batch; batch norm uses global-batch statistics and DDP
@@ -136,76 +196,82 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
         net = DistributedDataParallel(global_batchnorm(model, world),
                                       device_ids=[device.index] if device.type == "cuda" else None)
         torch.manual_seed(seed_for(seed, world.rank, _DROPOUT_SEED))   # dropout masks differ per rank
-    optimiser = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=t.epochs)
-    scaler = precision.scaler()
-    train = sets["train"]
-    class_weights = loss_weights(train.labels, t.class_weights, num_classes)
-    weights = class_weights.to(device) if class_weights is not None else None
-    weight_sum = (lambda y: float(class_weights[y].double().sum())) if class_weights is not None else len
     val_labels = (sets["val"].labels == positive).numpy()
-    history, best, best_state, best_epoch, stale = [], -1.0, None, 0, 0
-    bar = progress(range(1, t.epochs + 1), desc=f"seed {seed}", unit="epoch", disable=None if world.is_main else True)
-    for epoch in bar:
-        net.train()
-        order, total, seen = epoch_order(train.labels, t.oversample, order_rng), 0.0, 0
-        for start in range(0, len(order), t.batch_size):
-            idx = order[start:start + t.batch_size]                # the global batch, the same on every rank
-            if len(idx) < max(2, world.size):                      # batch norm needs two samples, each rank one
-                continue
-            mine = idx[world.share(len(idx))]
+    history, best, best_state, best_epoch, epoch = [], -1.0, None, 0, 0
+    for stage in stages(config, sets["train"], num_classes):
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=stage.lr, weight_decay=t.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=stage.epochs)
+        scaler, train, stale = precision.scaler(), stage.train, 0
+        bar = progress(range(stage.epochs), desc=f"seed {seed}" + (f" {stage.name}" if stage.name != "train" else ""),
+                       unit="epoch", disable=None if world.is_main else True)
+        for _ in bar:
+            epoch += 1
+            net.train()
+            order = (mixed_order(train, stage.oversample, stage.synthetic_fraction, t.batch_size, order_rng)
+                     if stage.synthetic_fraction else epoch_order(train.labels, stage.oversample, order_rng))
+            total, seen = 0.0, 0
+            for start in range(0, len(order), t.batch_size):
+                idx = order[start:start + t.batch_size]                # the global batch, the same on every rank
+                if len(idx) < max(2, world.size):                      # batch norm needs two samples, each rank one
+                    continue
+                mine = idx[world.share(len(idx))]
 
-            # Forward this rank's rows. Its loss is its share of the global batch's weighted mean loss
-            # (exact also for a ragged last batch and class weights); one process: share = 1.
-            x = to_float(to_device(train.images[mine], device))   # (b, C, S, S) in [-1, 1]
-            y = to_device(train.labels[mine], device)
-            if t.augment:
-                x = augment(x, aug_rng)
-            x = precision.images(x)
-            share = weight_sum(train.labels[mine]) / weight_sum(train.labels[idx])
-            with precision.autocast():
-                loss = mixed_loss(net, x, y, weights, t, aug_rng, mixup_rng) * share
-            batch_loss = sum_over_ranks(loss.detach(), world)      # the global batch's loss, on every rank
-            if not torch.isfinite(batch_loss):
-                raise TrainingDiverged(f"classifier loss became {batch_loss.item()} in epoch {epoch} (seed {seed}); "
-                                       "try a lower train.lr")
+                # Forward this rank's rows. Its loss is its part of the global batch's weighted mean
+                # loss (exact also for a ragged last batch and unequal weights); one process: all of it.
+                x = to_float(to_device(train.images[mine], device))   # (b, C, S, S) in [-1, 1]
+                y = to_device(train.labels[mine], device)
+                w = to_device(stage.weights[mine], device) / float(stage.weights[idx].double().sum().clamp(min=1e-12))
+                if t.augment:
+                    x = augment(x, aug_rng)
+                x = precision.images(x)
+                with precision.autocast():
+                    loss = mixed_loss(net, x, y, w, t, aug_rng, mixup_rng)
+                batch_loss = sum_over_ranks(loss.detach(), world)      # the global batch's loss, on every rank
+                if not torch.isfinite(batch_loss):
+                    raise TrainingDiverged(f"classifier loss became {batch_loss.item()} in epoch {epoch} (seed {seed}); "
+                                           "try a lower train.lr")
 
-            # Update weights. DDP averages gradients over ranks, so each rank scales its share by N.
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss * world.size).backward()
-            scaler.step(optimiser)
-            scaler.update()
-            total, seen = total + batch_loss.item() * len(idx), seen + len(idx)
-        scheduler.step()
+                # Update weights. DDP averages gradients over ranks, so each rank scales its part by N.
+                optimiser.zero_grad(set_to_none=True)
+                scaler.scale(loss * world.size).backward()
+                scaler.step(optimiser)
+                scaler.update()
+                total, seen = total + batch_loss.item() * len(idx), seen + len(idx)
+            scheduler.step()
 
-        # Select on val AUC: rank 0 scores, every rank follows its verdict.
-        val_auc = None
-        if world.is_main:
-            val_auc = binary_metrics(val_labels, positive_scores(model, sets["val"].images, positive, device), 0.5)["roc_auc"]
-        val_auc = from_main(val_auc, world)
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_auc": val_auc})
-        bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", val_auc=f"{val_auc:.3f}")
-        if val_auc > best:
-            best, best_epoch, stale = val_auc, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if t.early_stopping_patience and stale >= t.early_stopping_patience:
-                break
+            # Select on val AUC: rank 0 scores, every rank follows its verdict.
+            val_auc = None
+            if world.is_main:
+                val_auc = binary_metrics(val_labels, positive_scores(model, sets["val"].images, positive, device),
+                                         0.5)["roc_auc"]
+            val_auc = from_main(val_auc, world)
+            history.append({"epoch": epoch, "stage": stage.name, "train_loss": total / max(seen, 1), "val_auc": val_auc})
+            bar.set_postfix(loss=f"{total / max(seen, 1):.3f}", val_auc=f"{val_auc:.3f}")
+            if val_auc > best:
+                best, best_epoch, stale = val_auc, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                stale += 1
+                if t.early_stopping_patience and stale >= t.early_stopping_patience:
+                    break
     model.load_state_dict(best_state)
     model = model.to(memory_format=torch.contiguous_format)
     return (local_copy(model) if world.distributed else model), history, best_epoch
 
 
-def train_classifier(config: ClassifierConfig) -> Path:
+def train_classifier(config: ClassifierConfig, *, score_test: bool = True) -> Path:
     """Train one model per seed; returns the run folder.
 
-    Under torchrun every rank calls this: all of them train, rank 0 alone writes the folder and prints.
+    `score_test` False never reads the test split: the run is scored on validation alone, as every
+    candidate of a choice must be. Under torchrun every rank calls this: all of them train, rank 0
+    alone writes the folder and prints.
     """
     world, device = init_world(config.train.device)
     world.local_slice(config.train.batch_size)            # a global batch that does not split is refused here
     precision, compute = resolve_precision(config.train, device)
-    splits = load_classifier_splits(config, show_progress=world.is_main)
+    splits = load_classifier_splits(config, show_progress=world.is_main, with_test=score_test)
     sets, names, positive = splits.sets, splits.names, splits.positive
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
     counts = class_counts(sets, names)
@@ -227,6 +293,9 @@ def train_classifier(config: ClassifierConfig) -> Path:
     for seed in config.train.seeds:
         model, history, best_epoch = fit(config, sets, len(names), positive, seed, device, world=world, precision=precision)
         if world.is_main:
+            if config.train.embedding_oversampling:     # EOS: the last layer retrained on oversampled features
+                model, eos_info = embedding_oversample(model, config, sets, positive, seed, device)
+                atomic.write_json(run_dir / f"seed_{seed}" / "eos.json", eos_info)
             per_seed.append(evaluate_fitted(config, sets, names, positive, seed, device, run_dir / f"seed_{seed}",
                                             model, history, best_epoch))
     if world.is_main:

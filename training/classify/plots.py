@@ -24,9 +24,9 @@ def confusion_matrix_png(confusion: dict, positive_name: str, path: Path) -> Non
 
 
 def roc_png(labels: dict, scores: dict, threshold: float, path: Path, title: str) -> None:
-    """ROC on val and test, with the operating point chosen on val marked on both."""
+    """ROC on val and test (those of `labels`), with the operating point chosen on val marked on each."""
     fig, ax = subplots(figsize=(5, 5))
-    for split in ("val", "test"):
+    for split in labels:
         fpr, tpr, _ = roc_curve(labels[split], scores[split])
         ax.plot(fpr, tpr, label=f"{split} (AUC {roc_auc_score(labels[split], scores[split]):.3f})")
         predicted = scores[split] >= threshold

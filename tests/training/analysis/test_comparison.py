@@ -22,7 +22,7 @@ from training.analysis.comparison import (
     resampled_metrics,
     verdict,
 )
-from training.classify.metrics import METRICS, binary_metrics
+from training.classify.metrics import METRICS, SPEC90_METRICS, binary_metrics, spec90_metrics
 from training.compare import main as compare_main
 from training.core.errors import DataError, run_cli
 
@@ -30,21 +30,29 @@ ROOT = REPO_ROOT
 
 
 def write_run(run_dir: Path, labels: np.ndarray, scores: np.ndarray, thresholds=None, name: str | None = None,
-              shas=None, prefix: str = "", order=None, seeds=None) -> Path:
-    """A classifier run folder as the trainer writes it; scores is (S, n), rows written in `order`."""
+              shas=None, prefix: str = "", order=None, seeds=None, spec90_thresholds=None) -> Path:
+    """A classifier run folder as the trainer writes it; scores is (S, n), rows written in `order`.
+
+    Without `spec90_thresholds` it is a folder from before the primary metric: no threshold_spec90 and
+    no SPEC90_METRICS in metrics.json or summary.json.
+    """
     scores = np.atleast_2d(scores)
     seeds = list(seeds if seeds is not None else range(len(scores)))
     thresholds = [0.5] * len(seeds) if thresholds is None else list(thresholds)
     shas = [f"{i:064x}" for i in range(len(labels))] if shas is None else shas
     order = np.arange(len(labels)) if order is None else order
     per_seed = []
-    for seed, s, t in zip(seeds, scores, thresholds):
+    for i, (seed, s, t) in enumerate(zip(seeds, scores, thresholds)):
         seed_dir = run_dir / f"seed_{seed}"
         seed_dir.mkdir(parents=True)
         test = binary_metrics(labels, s, t)
+        extra = {}
+        if spec90_thresholds is not None:
+            test.update(spec90_metrics(labels, s, spec90_thresholds[i]))
+            extra["threshold_spec90"] = float(spec90_thresholds[i])
         per_seed.append(test)
         (seed_dir / "metrics.json").write_text(json.dumps({"seed": seed, "threshold": t, "val": test, "test": test,
-                                                           "best_epoch": 1}))
+                                                           "best_epoch": 1, **extra}))
         with (seed_dir / "test_predictions.csv").open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["sha256", "path", "label", "score"])
@@ -52,7 +60,7 @@ def write_run(run_dir: Path, labels: np.ndarray, scores: np.ndarray, thresholds=
                 w.writerow([shas[i], f"test/{'malignant' if labels[i] else 'benign'}/{prefix}{i}.png", int(labels[i]),
                             repr(float(s[i]))])
     summary_test = {m: {"mean": float(np.mean([r[m] for r in per_seed])), "std": 0.0,
-                        "values": [r[m] for r in per_seed]} for m in METRICS}
+                        "values": [r[m] for r in per_seed]} for m in METRICS + SPEC90_METRICS if m in per_seed[0]}
     (run_dir / "summary.json").write_text(json.dumps({
         "name": name or run_dir.name, "positive_class": "malignant", "class_names": ["benign", "malignant"],
         "seeds": seeds, "test": summary_test, "val": summary_test, "data": {}}))
