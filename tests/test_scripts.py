@@ -49,3 +49,12 @@ def test_end_to_end_prepare_and_train(tmp_path):
     assert "FID final" in result.stdout
     assert (tmp_path / "results" / "checkpoints" / "demo_gan" / "final_generator.pth").is_file()
     assert (tmp_path / "synthetic" / "demo_gan" / "final_samples.png").is_file()
+
+
+def test_select_samples_bad_input_is_one_line_and_exit_2(tmp_path):
+    result = run("training/select_samples.py", "--pool_dir", "/nonexistent/pool", "--real_dir", "/nonexistent/real",
+                 "--output_dir", str(tmp_path / "best"), "--keep", "10")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/nonexistent/pool has no manifest.jsonl" in lines[0]
+    assert not (tmp_path / "best").exists()

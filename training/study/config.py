@@ -40,6 +40,40 @@ class PipelineSynthesisConfig:
 
 
 @dataclass(frozen=True)
+class PipelineSearchConfig:
+    """The grid of ways to use synthetic images, each scored on validation only; the best by the primary
+    metric is then trained once more and scored on test beside the fixed arms."""
+
+    enabled: bool = field(True, help="false: only the fixed arms of classifiers.arms")
+    arm: str = field("experiments/classifier_gan_augmented.yaml", help="the classifier config every grid arm starts from")
+    synthetic_per_real: tuple[float, ...] = field((0.5, 1.0, 2.0), help="synthetic images per real image of a class "
+                                                                       "that receives them")
+    synthetic_weight: tuple[float, ...] = field((0.3, 1.0), help="loss weight of the synthetic images")
+    selection: tuple[str, ...] = field(("off", "realism"), help="off: the pool's first images; realism: the most "
+                                                                "realistic (Kynkäänniemi et al. 2019), near-copies dropped")
+    classes: tuple[str, ...] = field(("minority", "all"), help="which classes receive synthetic images (all: one GAN "
+                                     "per class, the same share in each, so origin does not predict the label)")
+    finetune_real_epochs: tuple[int, ...] = field((0,), help="epochs of a real-only, class-balanced last stage")
+    pool_factor: float = field(2.0, min=1.0, help="selection keeps the best 1/pool_factor of a pool this many times "
+                                                  "the largest count")
+
+    def validate(self) -> None:
+        for name, allowed in (("selection", ("off", "realism")), ("classes", ("minority", "all"))):
+            values = getattr(self, name)
+            if not values or set(values) - set(allowed):
+                raise ConfigError(f"'search.{name}' must list some of {', '.join(allowed)}, got {list(values)}")
+        for name in ("synthetic_per_real", "synthetic_weight", "finetune_real_epochs"):
+            if not getattr(self, name):
+                raise ConfigError(f"'search.{name}' needs at least one value")
+        if any(not 0 < m <= 10 for m in self.synthetic_per_real):
+            raise ConfigError("'search.synthetic_per_real' values must be in (0, 10]")
+        if any(not 0 <= w <= 1 for w in self.synthetic_weight):
+            raise ConfigError("'search.synthetic_weight' values must be in [0, 1]")
+        if any(e < 0 for e in self.finetune_real_epochs):
+            raise ConfigError("'search.finetune_real_epochs' values must be >= 0")
+
+
+@dataclass(frozen=True)
 class PipelineArm:
     config: str
     data: Literal["baseline", "augmented"] = "baseline"
@@ -53,6 +87,8 @@ class PipelineClassifiersConfig:
                                    "experiments/classifier_gan_augmented.yaml:augmented"),
                                   help="CONFIG:baseline|augmented, the first is the comparison's baseline")
     overrides: tuple[str, ...] = field((), help="key=value overrides applied to every classifier config")
+    primary_metric: Literal["sensitivity_at_spec90", "roc_auc", "pr_auc", "balanced_accuracy", "f1"] = field(
+        "sensitivity_at_spec90", help="declared before any run: the grid's choice on validation and the verdict line")
 
     def validate(self) -> None:
         for arm in self.arms:
@@ -75,4 +111,5 @@ class PipelineConfig:
     gan: PipelineGANConfig = field(default_factory=PipelineGANConfig)
     synthesis: PipelineSynthesisConfig = field(default_factory=PipelineSynthesisConfig)
     classifiers: PipelineClassifiersConfig = field(default_factory=PipelineClassifiersConfig)
+    search: PipelineSearchConfig = field(default_factory=PipelineSearchConfig)
     output: PipelineOutputConfig = field(default_factory=PipelineOutputConfig)

@@ -1,7 +1,15 @@
-"""The whole study in one command: prepare -> train GAN -> preview -> bulk synthesis -> QA -> assemble ->
-train baseline, cheap-fix and augmented classifiers -> compare.
+"""The whole study in one command: prepare -> train GAN(s) -> preview -> bulk synthesis -> QA (the gate) ->
+selection -> assemble -> classifiers -> the grid on validation -> the chosen arm -> compare.
 
     run_pipeline(load_config(PipelineConfig, "experiments/pipeline_demo.yaml"))
+
+The fixed arms (baseline, cheap fixes, GAN minority-only at a fixed ratio) are trained and scored as
+configured. The grid (`search:`) tries ways of using synthetic images: which classes receive them
+(`all` trains one GAN per class, each on as many images in all as the minority's), how many, whether
+they are selected by realism, their loss weight, a real-only fine-tune. Grid arms never read the test
+split; the arm with the best validation score of the declared primary metric is trained once more
+and scored on test beside the fixed arms, and the grid with every validation score goes into the
+comparison report.
 
 Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json; a stage
 whose key is unchanged and whose outputs exist is skipped, so a re-run resumes where the last one
@@ -10,7 +18,9 @@ stopped and a changed config re-runs exactly the stages it affects (and those af
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import time
@@ -22,7 +32,7 @@ from typing import Any
 
 from quality.assessment.qa import QAOptions, run_qa
 from quality.checks.verdicts import VERDICTS
-from training.analysis.comparison import compare_runs, pair_table, runs_table
+from training.analysis.comparison import compare_runs, pair_table, runs_table, validation_score
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core import atomic
@@ -36,8 +46,9 @@ from training.data.synthetic_folder import SYNTHETIC_MANIFEST, check_output_dir,
 from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
-from training.study.config import PipelineConfig
+from training.study.config import PipelineConfig, PipelineSearchConfig
 from training.synthesis import sampling
+from training.synthesis.selection import select_synthetic
 
 
 def stage_key(*parts: Any) -> str:
@@ -104,13 +115,32 @@ def prepare_stage(study: Study) -> str:
     return stage_key(key, (root / SPLITS_MANIFEST).read_bytes().decode())   # the content, not the path
 
 
-def gan_stage(study: Study, key: str) -> tuple[GANConfig, dict, str]:
-    """2. The GAN on the minority class (resumed when a run of the same config was interrupted)."""
-    gan = load_config(GANConfig, study.config.gan.config, [
-        *study.config.gan.overrides, f"data.root={study.root}", f"output.name={study.name}_gan",
-        f"output.results_dir={study.results}"])
+def class_counts(study: Study) -> Counter:
+    """Real training images per class."""
+    return Counter(r["class"] for r in read_splits_manifest(study.root) if r["split"] == "train")
+
+
+def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GANConfig, dict, str]:
+    """2. The GAN on the minority class, or (`class_name`) on another class, resumed when a run of the
+    same config was interrupted.
+
+    Another class's GAN trains on as many images in all (epochs x class size) as the minority's, with
+    its checkpoint and FID schedule scaled alike: a larger class is not a reason to train ten times longer.
+    """
+    base = load_config(GANConfig, study.config.gan.config, study.config.gan.overrides)
+    overrides = [*study.config.gan.overrides, f"data.root={study.root}", f"output.results_dir={study.results}"]
+    run_name = f"{study.name}_gan"
+    if class_name is not None and class_name != base.data.minority_class:
+        counts = class_counts(study)
+        scale = counts[base.data.minority_class] / max(1, counts[class_name])
+        scaled = lambda n: max(1, round(n * scale))
+        overrides += [f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
+                      f"train.checkpoint_every={scaled(base.train.checkpoint_every)}",
+                      f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}"]
+        run_name = f"{study.name}_gan_{class_name}"
+    gan = load_config(GANConfig, study.config.gan.config, [*overrides, f"output.name={run_name}"])
     key = stage_key(key, to_dict(gan))
-    checkpoints = study.results / "checkpoints" / f"{study.name}_gan"
+    checkpoints = study.results / "checkpoints" / run_name
 
     def train() -> dict:
         resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
@@ -124,19 +154,34 @@ def gan_stage(study: Study, key: str) -> tuple[GANConfig, dict, str]:
         return {"generator": str(best if best.exists() else checkpoints / "final_generator.pth"),
                 "best_fid": summary["best_fid"], "feature_extractor": summary["feature_extractor"]}
 
-    return gan, study.stages.run("gan", key, lambda o: Path(o["generator"]).is_file(), train), key
+    stage = "gan" if run_name == f"{study.name}_gan" else f"gan {class_name}"
+    return gan, study.stages.run(stage, key, lambda o: Path(o["generator"]).is_file(), train), key
 
 
-def synthesis_stage(study: Study, gan: GANConfig, generator: str, key: str) -> tuple[Path, int, str]:
-    """3-4. Preview, then bulk synthesis (itself resumable, file by file); returns the folder and the count."""
+def fixed_arm_count(study: Study, minority: str) -> int:
+    """Synthetic minority images of the fixed GAN-augmented arm (synthesis.num_synthetic or target_ratio)."""
+    real_train, s = class_counts(study), study.config.synthesis
+    return s.num_synthetic or max(1, math.ceil(max(real_train.values()) / s.target_ratio) - real_train[minority])
+
+
+def pool_size(study: Study, class_name: str, minority: str) -> int:
+    """Images to make of `class_name`: enough for the fixed arm and for the largest grid count, times
+    search.pool_factor when the grid selects, so that selection has something to choose from."""
+    g, real = study.config.search, class_counts(study)[class_name]
+    wanted = fixed_arm_count(study, minority) if class_name == minority else 0
+    if g.enabled:
+        largest = max(1, round(max(g.synthetic_per_real) * real))
+        wanted = max(wanted, math.ceil(largest * (g.pool_factor if "realism" in g.selection else 1)))
+    return wanted
+
+
+def synthesis_stage(study: Study, gan: GANConfig, generator: str, key: str, num_images: int) -> tuple[Path, str]:
+    """3-4. Preview, then bulk synthesis of `num_images` of the GAN's class (itself resumable, file by file)."""
     device = resolve_device(gan.train.device)
     generators = sampling.load_generators([generator], device)
-    synthetic = Path(gan.output.synthetic_dir) / f"{study.name}_gan"
-    real_train = Counter(r["class"] for r in read_splits_manifest(study.root) if r["split"] == "train")
+    synthetic = Path(gan.output.synthetic_dir) / gan.output.name
     s = study.config.synthesis
-    wanted = s.num_synthetic or max(1, math.ceil(max(real_train.values()) / s.target_ratio)
-                                    - real_train[gan.data.minority_class])
-    key = stage_key(key, wanted, s.seed, generators[0].sha256)
+    key = stage_key(key, num_images, s.seed, generators[0].sha256)
 
     def synthesise() -> dict:
         check_output_dir(synthetic)
@@ -145,16 +190,18 @@ def synthesis_stage(study: Study, gan: GANConfig, generator: str, key: str) -> t
         # A retrained GAN makes the folder's images stale: replace them; otherwise finish or extend it.
         stale = any(r["generator_sha256"] != generators[0].sha256 or r["seed"] != sampling.image_seed(s.seed, i)
                     for i, r in read_synthetic_manifest(synthetic).items())
-        summary = sampling.generate(generators, [1.0], wanted, s.seed, synthetic, device=device, overwrite=stale)
-        return {"folder": str(synthetic), "preview": str(preview), "images": wanted, "written": summary["written"]}
+        summary = sampling.generate(generators, [1.0], num_images, s.seed, synthetic, device=device, overwrite=stale)
+        return {"folder": str(synthetic), "preview": str(preview), "images": num_images, "written": summary["written"]}
 
-    study.stages.run("synthesis", key, lambda o: (synthetic / SYNTHETIC_MANIFEST).is_file(), synthesise)
-    return synthetic, wanted, key
+    stage = "synthesis" if gan.output.name == f"{study.name}_gan" else f"synthesis {gan.data.minority_class}"
+    study.stages.run(stage, key, lambda o: (synthetic / SYNTHETIC_MANIFEST).is_file(), synthesise)
+    return synthetic, key
 
 
-def qa_stage(study: Study, real_dir: Path, synthetic: Path, key: str) -> dict:
-    """5. Quality assurance of the synthetic folder against the real minority images."""
-    s, out = study.config.synthesis, study.results / "qa" / study.name
+def qa_stage(study: Study, class_name: str, synthetic: Path, key: str, minority: bool = True) -> dict:
+    """5. Quality assurance of a synthetic folder against the real training images of its class."""
+    s, real_dir = study.config.synthesis, study.root / "train" / class_name
+    out = study.results / "qa" / (study.name if minority else f"{study.name}_{class_name}")
 
     def qa() -> dict:
         report = run_qa(real_dir, synthetic, out, QAOptions(seed=s.seed, max_images=s.qa_max_images,
@@ -163,8 +210,8 @@ def qa_stage(study: Study, real_dir: Path, synthetic: Path, key: str) -> dict:
         return {"report": str(out / "report.html"), "verdict": report["summary"]["verdict"],
                 "verdicts": {name: c["verdict"] for name, c in checks.items()}}
 
-    qa_out = study.stages.run("qa", key, lambda o: Path(o["report"]).is_file(), qa)
-    print(f"  QA verdict: {qa_out['verdict']} ({qa_out['report']})")
+    qa_out = study.stages.run("qa" if minority else f"qa {class_name}", key, lambda o: Path(o["report"]).is_file(), qa)
+    print(f"  QA verdict ({class_name}): {qa_out['verdict']} ({qa_out['report']})")
     apply_qa_gate(qa_out, s.qa_gate)
     return qa_out
 
@@ -180,58 +227,171 @@ def apply_qa_gate(qa_out: dict, gate: str) -> None:
                         "the generator, or set synthesis.qa_gate=off to study them anyway")
 
 
-def assemble_stage(study: Study, synthetic: Path, wanted: int, key: str) -> tuple[Path, str]:
-    """6. The augmented dataset: synthetic images in train only, val/test real."""
-    augmented = Path(study.config.data.processed_dir) / f"{study.dataset}_{study.name}_augmented"
-    key = stage_key(key, str(augmented))
-    study.stages.run("assemble", key, lambda o: (augmented / COMPOSITION).is_file(),
-                     lambda: {"root": str(augmented), **build_augmented(study.root, [synthetic], augmented,
-                                                                        num_synthetic=wanted,
-                                                                        overwrite=augmented.exists())})
+def assemble_stage(study: Study, folders: list[Path], key: str, name: str, **amount: float) -> tuple[Path, str]:
+    """6. An augmented dataset: the synthetic images of `folders` in train only (`amount` as build_augmented's
+    num_synthetic / synthetic_per_real), val/test real."""
+    augmented = Path(study.config.data.processed_dir) / f"{study.dataset}_{name}"
+    key = stage_key(key, str(augmented), amount)
+    study.stages.run(f"assemble {name}", key, lambda o: (augmented / COMPOSITION).is_file(),
+                     lambda: {"root": str(augmented), **build_augmented(study.root, folders, augmented,
+                                                                        overwrite=augmented.exists(), **amount)})
     return augmented, key
 
 
+def selection_stage(study: Study, class_name: str, pool: Path, key: str) -> tuple[Path, str]:
+    """The most realistic images of a pool (near-copies of training images dropped), best first."""
+    g, real = study.config.search, class_counts(study)[class_name]
+    keep = max(1, round(max(g.synthetic_per_real) * real))
+    out = pool.parent / f"{pool.name}_selected"
+    key = stage_key(key, keep, "realism")
+
+    def select() -> dict:
+        summary = select_synthetic(pool, study.root / "train" / class_name, out, keep, score="realism",
+                                   cache_dir=study.results / "cache", device=resolve_device("auto"),
+                                   overwrite=out.exists())
+        return {"folder": str(out), "kept": keep, "summary": summary}
+
+    study.stages.run(f"select {class_name}", key, lambda o: (out / SYNTHETIC_MANIFEST).is_file(), select)
+    return out, key
+
+
+def classifier_run(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
+                   overrides: tuple[str, ...] = (), score_test: bool = True) -> str:
+    """One classifier config on `data_root`, as a stage; returns its run folder."""
+    cls = load_config(ClassifierConfig, config_path, [
+        *study.config.classifiers.overrides, *overrides, f"data.train_dir={data_root / 'train'}",
+        f"data.val_dir={data_root / 'val'}", f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}",
+        f"output.results_dir={study.results}"])
+    arm_key = stage_key(key, to_dict(cls), score_test)
+    out = study.stages.run(f"classifier {arm_name}", arm_key, lambda o: (Path(o["run"]) / "summary.json").is_file(),
+                           lambda: {"run": str(train_classifier(cls, score_test=score_test))})
+    return out["run"]
+
+
 def classifier_stage(study: Study, augmented: Path, data_key: str, augmented_key: str) -> list[str]:
-    """7. One classifier run per arm; baseline arms depend on the real data only."""
-    run_dirs = []
-    for arm in study.config.classifiers.parsed():
-        data_root = augmented if arm.data == "augmented" else study.root
-        arm_name = f"{study.name}_{Path(arm.config).stem}"
-        cls = load_config(ClassifierConfig, arm.config, [
-            *study.config.classifiers.overrides, f"data.train_dir={data_root / 'train'}",
-            f"data.val_dir={data_root / 'val'}", f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}",
-            f"output.results_dir={study.results}"])
-        arm_key = stage_key(augmented_key if arm.data == "augmented" else data_key, to_dict(cls))
-        out = study.stages.run(f"classifier {arm_name}", arm_key, lambda o: (Path(o["run"]) / "summary.json").is_file(),
-                               lambda cls=cls: {"run": str(train_classifier(cls))})
-        run_dirs.append(out["run"])
-    return run_dirs
+    """7. One classifier run per fixed arm; baseline arms depend on the real data only."""
+    return [classifier_run(study, arm.config, augmented if arm.data == "augmented" else study.root,
+                           f"{study.name}_{Path(arm.config).stem}",
+                           augmented_key if arm.data == "augmented" else data_key)
+            for arm in study.config.classifiers.parsed()]
 
 
-def compare_stage(study: Study, run_dirs: list[str]) -> None:
-    """8. The paired comparison of every arm against the first."""
-    comparison = study.results / "comparison" / study.name
+@dataclass(frozen=True)
+class GridArm:
+    """One way of using synthetic images: which classes get them, how many, how chosen, how weighted."""
+
+    classes: str
+    selection: str
+    per_real: float
+    weight: float
+    finetune: int
+
+    @property
+    def name(self) -> str:
+        return (f"{self.classes}_{self.selection}_x{self.per_real:g}_w{self.weight:g}"
+                + (f"_ft{self.finetune}" if self.finetune else ""))
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        return (f"data.synthetic_weight={self.weight}", f"train.finetune_real_epochs={self.finetune}")
+
+
+def grid_arms(search: PipelineSearchConfig) -> list[GridArm]:
+    """Every combination of the search's values, in a fixed order (the order also breaks ties)."""
+    return [GridArm(*values) for values in itertools.product(search.classes, search.selection, search.synthetic_per_real,
+                                                             search.synthetic_weight, search.finetune_real_epochs)]
+
+
+def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]], minority: str) -> dict:
+    """The grid, each arm trained and scored on validation only (the test split is never read), and the
+    choice by the primary metric's validation mean over seeds (ties: validation AUC, then grid order)."""
+    g, metric = study.config.search, study.config.classifiers.primary_metric
+    rows = []
+    for arm in grid_arms(g):
+        classes = [minority] if arm.classes == "minority" else sorted(class_counts(study))
+        sources = [folders[(c, arm.selection)] for c in classes]
+        data_name = f"{study.name}_grid_{arm.classes}_{arm.selection}_x{arm.per_real:g}"
+        data_root, key = assemble_stage(study, [f for f, _ in sources], stage_key(*[k for _, k in sources]),
+                                        data_name, synthetic_per_real=arm.per_real)
+        run = classifier_run(study, g.arm, data_root, f"{study.name}_grid_{arm.name}", key, arm.overrides,
+                             score_test=False)
+        rows.append({"arm": arm.name, **dataclasses.asdict(arm), "run": run, "data": str(data_root), "data_key": key,
+                     "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")})
+    order = sorted(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
+    chosen = rows[order[0]]
+    return {"primary_metric": metric, "arms": rows, "chosen": chosen["arm"], "chosen_data": chosen["data"],
+            "chosen_data_key": chosen["data_key"],
+            "chosen_overrides": list(GridArm(*(chosen[f] for f in ("classes", "selection", "per_real", "weight",
+                                                                   "finetune"))).overrides)}
+
+
+def search_markdown(search: dict) -> str:
+    """The grid, every arm's validation score, and the choice, as the comparison report's last section."""
+    lines = ["## The GAN arm chosen on validation\n",
+             f"Every arm below was trained ({len(search['arms'])} arms) and scored on the validation split only; the test "
+             f"split was not read. The arm with the best validation mean of `{search['primary_metric']}` (declared "
+             "before any run; ties broken by validation AUC-ROC, then by grid order) was then trained again and "
+             "scored on test once, as `gan_chosen` above.\n",
+             "| arm | classes | selection | synthetic per real | weight | fine-tune epochs | val primary | val AUC-ROC |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(search["arms"], key=lambda r: -r["val"]):
+        mark = " **(chosen)**" if r["arm"] == search["chosen"] else ""
+        lines.append(f"| {r['arm']}{mark} | {r['classes']} | {r['selection']} | {r['per_real']:g} | {r['weight']:g} | "
+                     f"{r['finetune']} | {r['val']:.3f} | {r['val_roc_auc']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_stage(study: Study, run_dirs: list[str], search: dict | None) -> None:
+    """8. The paired comparison of every arm against the first, on the declared primary metric; with the grid."""
+    comparison, metric = study.results / "comparison" / study.name, study.config.classifiers.primary_metric
 
     def compare() -> dict:
-        report, _ = compare_runs(run_dirs, comparison)
+        report, _ = compare_runs(run_dirs, comparison, primary_metric=metric)
         print(runs_table(report) + "\n")
         for pair in report["comparisons"]:
             print(pair_table(report, pair) + "\n")
+        if search:
+            atomic.write_json(comparison / "search.json", search)
+            text = search_markdown(search)
+            atomic.write_text(comparison / "comparison.md", (comparison / "comparison.md").read_text() + "\n" + text)
+            print(text)
         return {"folder": str(comparison)}
 
-    study.stages.run("compare", stage_key(run_dirs), lambda o: (comparison / "comparison.md").is_file(), compare)
+    study.stages.run("compare", stage_key(run_dirs, metric, search), lambda o: (comparison / "comparison.md").is_file(),
+                     compare)
 
 
 def run_pipeline(config: PipelineConfig) -> dict:
     """Run every stage of `config`; returns the outputs of each stage (stages.json's content)."""
     for arm in config.classifiers.parsed():       # a typo in a classifier config fails now, not after the GAN
         load_config(ClassifierConfig, arm.config, config.classifiers.overrides)
+    if config.search.enabled:
+        load_config(ClassifierConfig, config.search.arm, config.classifiers.overrides)
     study = Study.of(config)
     data_key = prepare_stage(study)
     gan, gan_out, key = gan_stage(study, data_key)
-    synthetic, wanted, key = synthesis_stage(study, gan, gan_out["generator"], key)
-    qa_stage(study, study.root / "train" / gan.data.minority_class, synthetic, key)
-    augmented, augmented_key = assemble_stage(study, synthetic, wanted, key)
+    minority = gan.data.minority_class
+    gan_classes = [minority]
+    if config.search.enabled and "all" in config.search.classes:
+        gan_classes += sorted(set(class_counts(study)) - {minority})
+    folders: dict[tuple[str, str], tuple[Path, str]] = {}
+    for class_name in gan_classes:
+        if class_name != minority:
+            gan, gan_out, key = gan_stage(study, data_key, class_name)
+        pool, pool_key = synthesis_stage(study, gan, gan_out["generator"], key, pool_size(study, class_name, minority))
+        qa_stage(study, class_name, pool, pool_key, minority=class_name == minority)
+        folders[(class_name, "off")] = pool, pool_key
+        if config.search.enabled and "realism" in config.search.selection:
+            folders[(class_name, "realism")] = selection_stage(study, class_name, pool, pool_key)
+    pool, pool_key = folders[(minority, "off")]
+    augmented, augmented_key = assemble_stage(study, [pool], pool_key, f"{study.name}_augmented",
+                                              num_synthetic=fixed_arm_count(study, minority))
     run_dirs = classifier_stage(study, augmented, data_key, augmented_key)
-    compare_stage(study, run_dirs)
+    search = None
+    if config.search.enabled:
+        search = search_stage(study, folders, minority)
+        run_dirs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
+                                       search["chosen_data_key"],
+                                       tuple(search["chosen_overrides"])))
+    compare_stage(study, run_dirs, search)
     return study.stages.done

@@ -1,15 +1,17 @@
 """The one-command pipeline on tiny data: every stage runs once, and a re-run skips them all."""
 
 import json
+import random
 import shutil
+from pathlib import Path
 
 from tests.helpers import write_yaml
 from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 
 
-def tiny_study(path, source, tmp_path, **synthesis):
-    """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data."""
+def tiny_study(path, source, tmp_path, search=None, **synthesis):
+    """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data (no grid unless `search`)."""
     return write_yaml(path, {
         "data": {"source": str(source), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
         "gan": {"config": "experiments/demo_gan.yaml",
@@ -20,6 +22,7 @@ def tiny_study(path, source, tmp_path, **synthesis):
         "classifiers": {"arms": ["experiments/classifier_baseline.yaml:baseline",
                                  "experiments/classifier_gan_augmented.yaml:augmented"],
                         "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
+        "search": search or {"enabled": False},
         "output": {"results_dir": str(tmp_path / "results")},
     })
 
@@ -48,7 +51,8 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
     third = capsys.readouterr().out
     for stage in ("prepare", "gan", "classifier pipeline_tiny_classifier_baseline"):
         assert f"[{stage}] up to date, skipped" in third
-    for stage in ("synthesis", "qa", "assemble", "classifier pipeline_tiny_classifier_gan_augmented", "compare"):
+    for stage in ("synthesis", "qa", "assemble pipeline_tiny_augmented", "classifier pipeline_tiny_classifier_gan_augmented",
+                  "compare"):
         assert f"[{stage}] running" in third
 
 
@@ -60,3 +64,46 @@ def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_
     assert not (tmp_path / "processed" / "tiny_gated_augmented").exists()     # nothing assembled
     assert not (tmp_path / "results" / "classifiers").exists()                # nothing trained
     assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
+
+
+TINY_GRID = {"classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
+             "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
+
+
+def shuffled_test_labels(source, out):
+    """A copy of `source` whose test images are dealt to the classes at random (same counts per class)."""
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns("manifest.csv"))
+    files = sorted((out / "test").rglob("*.png"))
+    classes = [f.parent.name for f in files]
+    random.Random(0).shuffle(classes)
+    for k, (f, c) in enumerate(zip(files, classes)):
+        f.rename(out / "test" / c / f"shuffled_{k}.png")
+    return out
+
+
+def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_demo, tmp_path, capsys):
+    chosen, test_scores = {}, {}
+    for name, source in (("plain", tiny_demo), ("shuffled", shuffled_test_labels(tiny_demo, tmp_path / "shuffled_source"))):
+        work = tmp_path / name
+        config = tiny_study(tmp_path / f"{name}.yaml", source, work, search=TINY_GRID, qa_gate="off")
+        assert pipeline_main(["--config", str(config)]) == 0
+        comparison = work / "results" / "comparison" / name
+        search = json.loads((comparison / "search.json").read_text())
+        chosen[name] = search["chosen"], [(r["arm"], r["val"], r["val_roc_auc"]) for r in search["arms"]]
+        test_scores[name] = (Path(search["arms"][0]["run"]).parents[1] / f"{name}_gan_chosen" / "run_000" / "seed_0"
+                             / "test_predictions.csv").read_text()
+        assert len(search["arms"]) == 4 and search["primary_metric"] == "sensitivity_at_spec90"
+        for row in search["arms"]:                          # grid arms never scored test
+            assert not list(Path(row["run"]).rglob("test_predictions.csv"))
+        assert "The GAN arm chosen on validation" in (comparison / "comparison.md").read_text()
+        report = json.loads((comparison / "comparison.json").read_text())
+        assert report["runs"][-1]["name"].endswith("_gan_chosen")
+        # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
+        composition = json.loads((work / "processed" / f"tiny_{name}_grid_all_realism_x0.5" / "composition.json").read_text())
+        assert composition["counts"]["train"]["benign"]["synthetic"] == 15
+        assert composition["counts"]["train"]["malignant"]["synthetic"] == 8
+        assert (work / "results" / "qa" / f"{name}_benign" / "report.json").is_file()
+        selected = work / "synthetic" / f"{name}_gan_selected" / "manifest.jsonl"
+        assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
+    assert chosen["plain"] == chosen["shuffled"]
+    assert test_scores["plain"] != test_scores["shuffled"]        # the test split itself did differ
