@@ -23,6 +23,8 @@ class PipelineDataConfig:
 class PipelineGANConfig:
     config: str = "experiments/demo_gan.yaml"
     overrides: tuple[str, ...] = field((), help="key=value overrides of the GAN config")
+    other_class_overrides: tuple[str, ...] = field((), help="then these, for the GANs of the other classes (search."
+                                                           "classes: all), e.g. [train.epochs=200]")
 
 
 @dataclass(frozen=True)

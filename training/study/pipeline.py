@@ -125,7 +125,8 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
     same config was interrupted.
 
     Another class's GAN trains on as many images in all (epochs x class size) as the minority's, with
-    its checkpoint and FID schedule scaled alike: a larger class is not a reason to train ten times longer.
+    its checkpoint and FID schedule scaled alike, unless gan.other_class_overrides says otherwise (a
+    larger class may need more steps to pass QA; its QA gate decides).
     """
     base = load_config(GANConfig, study.config.gan.config, study.config.gan.overrides)
     overrides = [*study.config.gan.overrides, f"data.root={study.root}", f"output.results_dir={study.results}"]
@@ -136,7 +137,8 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
         scaled = lambda n: max(1, round(n * scale))
         overrides += [f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
                       f"train.checkpoint_every={scaled(base.train.checkpoint_every)}",
-                      f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}"]
+                      f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}",
+                      *study.config.gan.other_class_overrides]
         run_name = f"{study.name}_gan_{class_name}"
     gan = load_config(GANConfig, study.config.gan.config, [*overrides, f"output.name={run_name}"])
     key = stage_key(key, to_dict(gan))
@@ -302,12 +304,14 @@ def grid_arms(search: PipelineSearchConfig) -> list[GridArm]:
                                                              search.synthetic_weight, search.finetune_real_epochs)]
 
 
-def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]], minority: str) -> dict:
+def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]], minority: str,
+                 excluded: dict[str, str]) -> dict:
     """The grid, each arm trained and scored on validation only (the test split is never read), and the
-    choice by the primary metric's validation mean over seeds (ties: validation AUC, then grid order)."""
+    choice by the primary metric's validation mean over seeds (ties: validation AUC, then grid order).
+    `excluded` maps a value of search.classes whose images failed the QA gate to why; its arms are skipped."""
     g, metric = study.config.search, study.config.classifiers.primary_metric
     rows = []
-    for arm in grid_arms(g):
+    for arm in (a for a in grid_arms(g) if a.classes not in excluded):
         classes = [minority] if arm.classes == "minority" else sorted(class_counts(study))
         sources = [folders[(c, arm.selection)] for c in classes]
         data_name = f"{study.name}_grid_{arm.classes}_{arm.selection}_x{arm.per_real:g}"
@@ -317,9 +321,11 @@ def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]],
                              score_test=False)
         rows.append({"arm": arm.name, **dataclasses.asdict(arm), "run": run, "data": str(data_root), "data_key": key,
                      "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")})
+    if not rows:
+        raise UserError(f"every arm of the grid was left out ({'; '.join(excluded.values())})")
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
     chosen = rows[order[0]]
-    return {"primary_metric": metric, "arms": rows, "chosen": chosen["arm"], "chosen_data": chosen["data"],
+    return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": chosen["arm"], "chosen_data": chosen["data"],
             "chosen_data_key": chosen["data_key"],
             "chosen_overrides": list(GridArm(*(chosen[f] for f in ("classes", "selection", "per_real", "weight",
                                                                    "finetune"))).overrides)}
@@ -332,6 +338,7 @@ def search_markdown(search: dict) -> str:
              f"split was not read. The arm with the best validation mean of `{search['primary_metric']}` (declared "
              "before any run; ties broken by validation AUC-ROC, then by grid order) was then trained again and "
              "scored on test once, as `gan_chosen` above.\n",
+             *[f"Arms with classes = {k} were left out: {why}\n" for k, why in search.get("excluded", {}).items()],
              "| arm | classes | selection | synthetic per real | weight | fine-tune epochs | val primary | val AUC-ROC |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in sorted(search["arms"], key=lambda r: -r["val"]):
@@ -375,11 +382,20 @@ def run_pipeline(config: PipelineConfig) -> dict:
     if config.search.enabled and "all" in config.search.classes:
         gan_classes += sorted(set(class_counts(study)) - {minority})
     folders: dict[tuple[str, str], tuple[Path, str]] = {}
+    excluded: dict[str, str] = {}
     for class_name in gan_classes:
         if class_name != minority:
             gan, gan_out, key = gan_stage(study, data_key, class_name)
         pool, pool_key = synthesis_stage(study, gan, gan_out["generator"], key, pool_size(study, class_name, minority))
-        qa_stage(study, class_name, pool, pool_key, minority=class_name == minority)
+        try:
+            qa_stage(study, class_name, pool, pool_key, minority=class_name == minority)
+        except UserError as gate:
+            if class_name == minority:
+                raise
+            # Another class's images serve only the grid's 'all' arms: those go, the rest of the study stays.
+            excluded["all"] = str(gate)
+            print(f"  the grid's 'all' arms are left out: {gate}")
+            continue
         folders[(class_name, "off")] = pool, pool_key
         if config.search.enabled and "realism" in config.search.selection:
             folders[(class_name, "realism")] = selection_stage(study, class_name, pool, pool_key)
@@ -389,7 +405,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
     run_dirs = classifier_stage(study, augmented, data_key, augmented_key)
     search = None
     if config.search.enabled:
-        search = search_stage(study, folders, minority)
+        search = search_stage(study, folders, minority, excluded)
         run_dirs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
                                        search["chosen_data_key"],
                                        tuple(search["chosen_overrides"])))
