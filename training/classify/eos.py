@@ -1,4 +1,5 @@
-"""EOS, expansive over-sampling in the embedding space (Dablain, Jacobson, Bellinger, Roberts, Chawla 2022).
+"""EOS, expansive over-sampling in the embedding space (Dablain, Bellinger, Krawczyk, Chawla 2022, "Efficient
+Augmentation for Imbalanced Deep Learning", arXiv:2207.06080).
 
 A competitor of GAN augmentation that makes no images at all. After a classifier is trained as usual:
 

@@ -142,3 +142,12 @@ def test_real_fraction_replaces_real_minority_images_with_synthetic(tiny_demo, s
     assert composition["counts"]["train"]["benign"]["real"] == 30
     other = build_augmented(tiny_demo, [synthetic], tmp_path / "b", num_synthetic=1)
     assert composition["counts"]["val"] == other["counts"]["val"]
+
+
+def test_synthetic_per_real_gives_every_class_the_same_share(tiny_demo, tmp_path):
+    benign = synthetic_folder(tmp_path / "benign_gan", 20, class_name="benign")
+    malignant = synthetic_folder(tmp_path / "malignant_gan", 10, seed=1)
+    composition = build_augmented(tiny_demo, [malignant, benign], tmp_path / "a", synthetic_per_real=0.5)
+    train = composition["counts"]["train"]
+    assert train["benign"] == {"real": 30, "synthetic": 15} and train["malignant"] == {"real": 15, "synthetic": 8}
+    assert composition["train_ratio_after"] == pytest.approx(composition["train_ratio_before"], rel=0.05)
