@@ -10,7 +10,7 @@ from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 
 
-def tiny_study(path, source, tmp_path, search=None, **synthesis):
+def tiny_study(path, source, tmp_path, search=None, arms=("baseline:baseline", "gan_augmented:augmented"), **synthesis):
     """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data (no grid unless `search`)."""
     return write_yaml(path, {
         "data": {"source": str(source), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
@@ -19,8 +19,7 @@ def tiny_study(path, source, tmp_path, search=None, **synthesis):
                               "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
                               "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"]},
         "synthesis": {"target_ratio": 1.0, **synthesis},
-        "classifiers": {"arms": ["experiments/classifier_baseline.yaml:baseline",
-                                 "experiments/classifier_gan_augmented.yaml:augmented"],
+        "classifiers": {"arms": [f"experiments/classifier_{arm}".replace(":", ".yaml:") for arm in arms],
                         "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
         "search": search or {"enabled": False},
         "output": {"results_dir": str(tmp_path / "results")},
@@ -85,7 +84,8 @@ def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_
     chosen, test_scores = {}, {}
     for name, source in (("plain", tiny_demo), ("shuffled", shuffled_test_labels(tiny_demo, tmp_path / "shuffled_source"))):
         work = tmp_path / name
-        config = tiny_study(tmp_path / f"{name}.yaml", source, work, search=TINY_GRID, qa_gate="off")
+        config = tiny_study(tmp_path / f"{name}.yaml", source, work, search=TINY_GRID, qa_gate="off",
+                            arms=("baseline:baseline", "oversampled:baseline", "gan_augmented:augmented"))
         assert pipeline_main(["--config", str(config)]) == 0
         comparison = work / "results" / "comparison" / name
         search = json.loads((comparison / "search.json").read_text())
@@ -95,7 +95,10 @@ def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_
         assert len(search["arms"]) == 4 and search["primary_metric"] == "sensitivity_at_spec90"
         for row in search["arms"]:                          # grid arms never scored test
             assert not list(Path(row["run"]).rglob("test_predictions.csv"))
-        assert "The GAN arm chosen on validation" in (comparison / "comparison.md").read_text()
+        text = (comparison / "comparison.md").read_text()
+        assert "The GAN arm chosen on validation" in text and "against the best cheap fix" in text
+        assert f"is `{name}_classifier_oversampled`" in text          # the only cheap fix here
+        assert (comparison / "vs_best_fix" / "comparison.json").is_file()
         report = json.loads((comparison / "comparison.json").read_text())
         assert report["runs"][-1]["name"].endswith("_gan_chosen")
         # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
