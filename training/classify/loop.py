@@ -157,7 +157,7 @@ def stages(config: ClassifierConfig, train: LabelledSet, num_classes: int) -> li
     if d.synthetic_weight == 0:        # left out entirely: exactly the run without synthetic images
         train = train.subset(~train.synthetic)
     fraction = d.synthetic_fraction_per_batch if train.synthetic.any() else None
-    if d.synthetic_fraction_per_batch and fraction is None:
+    if d.synthetic_fraction_per_batch and fraction is None and d.synthetic_weight > 0:
         raise DataError("data.synthetic_fraction_per_batch is set but the training set holds no synthetic images")
     out = [Stage("train", train, sample_weights(train, t.class_weights, d.synthetic_weight, num_classes), t.epochs,
                  t.lr, t.oversample, fraction)]
