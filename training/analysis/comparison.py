@@ -670,7 +670,7 @@ def _primary_note(report: dict) -> list[str]:
             "p-value comes from the same paired bootstrap (twice the smaller share of resampled differences on either "
             "side of 0, at least 1 / (resamples + 1)) and is Holm-corrected over the runs compared with the baseline "
             f"(family-wise error {100 * alpha:g} %). A verdict of improvement / worse on the primary metric requires a "
-            f"Holm-adjusted p < {alpha:g}: equivalently, the CI at the Holm-adjusted level (1 - {alpha:g} / "
+            f"Holm-adjusted p < {alpha:g}: approximately, the CI at the Holm-adjusted level (1 - {alpha:g} / "
             "(m - k + 1) for the k-th smallest of m p-values, from the same bootstrap draws, shown after the "
             "Holm-adjusted p) excludes 0, for this run and for every run with a smaller p. The first line of each "
             "comparison below gives that verdict.\n"]

@@ -26,7 +26,7 @@ class ClassifierDataConfig:
     synthetic_weight: float = field(1.0, min=0.0, max=1.0,
                                     help="loss weight of synthetic training images (0: they are left out entirely)")
     synthetic_fraction_per_batch: Optional[float] = field(
-        None, min=0.0, max=0.9, help="draw this share of every batch from the synthetic images (off: as the folders hold them)")
+        None, min=0.01, max=0.9, help="draw this share of every batch from the synthetic images (off: as the folders hold them)")
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,8 @@ class ClassifierConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
     output: ClassifierOutputConfig = field(default_factory=ClassifierOutputConfig)
+
+    def validate(self) -> None:
+        if self.data.synthetic_fraction_per_batch and self.train.batch_size < 2:
+            raise ConfigError("'data.synthetic_fraction_per_batch' needs 'train.batch_size' >= 2 (a real and a "
+                              "synthetic image in every batch)")

@@ -50,11 +50,14 @@ class Splits:
 def synthetic_files(split_dir: str | Path) -> set[Path]:
     """The files of `split_dir` that an augmented dataset's manifest.csv (build_augmented.py, one level up)
     lists as synthetic; none for a folder without one."""
-    root = Path(split_dir).parent
+    root = Path(split_dir).resolve().parent
     if not (root / SPLITS_MANIFEST).is_file():
         return set()
     with open(root / SPLITS_MANIFEST, newline="") as f:
-        return {(root / r["path"]).resolve() for r in csv.DictReader(f) if r.get("source") == "synthetic"}
+        rows = [r for r in csv.DictReader(f) if r.get("source") == "synthetic"]
+    if any(not r.get("path") for r in rows):
+        raise DataError(f"{root / SPLITS_MANIFEST} lists synthetic rows without a path; rebuild it with build_augmented.py")
+    return {(root / r["path"]).resolve() for r in rows}
 
 
 def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, channels: int) -> LabelledSet:
@@ -130,7 +133,8 @@ def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: in
     if synthetic_dir:
         sets["train"] = with_synthetic(sets["train"], synthetic_dir, names, image_size, channels)
     if positive_class is None:
-        counts = class_counts({"train": sets["train"]}, names)["train"]
+        real = sets["train"].subset(~sets["train"].synthetic)          # the real imbalance, not the augmented one
+        counts = class_counts({"train": real}, names)["train"]
         positive_class = min(names, key=lambda n: counts[n])
     positive = names.index(positive_class)
     for split in split_names[1:]:

@@ -102,8 +102,6 @@ def mixed_order(train: LabelledSet, oversample: bool, fraction: float, batch_siz
     folders hold, and the synthetic images are used evenly.
     """
     real, synthetic = (~train.synthetic).nonzero().flatten(), train.synthetic.nonzero().flatten()
-    if not len(synthetic):
-        raise DataError("data.synthetic_fraction_per_batch is set but the training set holds no synthetic images")
     real = real[epoch_order(train.labels[real], oversample, generator)]
     per_batch = min(batch_size - 1, max(1, round(fraction * batch_size)))
     real_per_batch = batch_size - per_batch
@@ -127,15 +125,16 @@ def sample_weights(train: LabelledSet, class_weights: str, synthetic_weight: flo
 def mixed_loss(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                t: ClassifierTrainConfig, generator: torch.Generator, mixup_rng: np.random.Generator) -> torch.Tensor:
     """Sum over the batch of each image's weight `w` times its cross-entropy (with mixup when train.mixup_alpha > 0)."""
-    def weighted(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (w * F.cross_entropy(logits, target, reduction="none", label_smoothing=t.label_smoothing)).sum()
+    def weighted(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (weight * F.cross_entropy(logits, target, reduction="none", label_smoothing=t.label_smoothing)).sum()
 
     if t.mixup_alpha <= 0:
-        return weighted(net(x), y)
+        return weighted(net(x), y, w)
     lam = float(mixup_rng.beta(t.mixup_alpha, t.mixup_alpha))
     perm = torch.randperm(len(y), generator=generator).to(x.device)
     logits = net(lam * x + (1 - lam) * x[perm])
-    return lam * weighted(logits, y) + (1 - lam) * weighted(logits, y[perm])
+    # Each target keeps its own image's weight; perm shuffles this rank's rows, so the weights' sum is unchanged.
+    return lam * weighted(logits, y, w) + (1 - lam) * weighted(logits, y[perm], w[perm])
 
 
 @dataclass(frozen=True)
@@ -274,6 +273,11 @@ def train_classifier(config: ClassifierConfig, *, score_test: bool = True) -> Pa
     splits = load_classifier_splits(config, show_progress=world.is_main, with_test=score_test)
     sets, names, positive = splits.sets, splits.names, splits.positive
     build_classifier(config.model, config.data.channels, config.data.image_size, len(names))   # fail before any folder
+    stages(config, sets["train"], len(names))                                                  # likewise
+    d, t = config.data, config.train
+    if (d.synthetic_weight != 1 or t.finetune_real_epochs) and not sets["train"].synthetic.any() and world.is_main:
+        print(f"note: {d.train_dir} holds no image marked synthetic (no augmented manifest.csv beside it, and no "
+              "data.synthetic_dir), so data.synthetic_weight / train.finetune_real_epochs treat every image as real")
     counts = class_counts(sets, names)
     run_dir = None
     if world.is_main:

@@ -46,7 +46,7 @@ class PipelineSearchConfig:
     """The grid of ways to use synthetic images, each scored on validation only; the best by the primary
     metric is then trained once more and scored on test beside the fixed arms."""
 
-    enabled: bool = field(True, help="false: only the fixed arms of classifiers.arms")
+    enabled: bool = field(False, help="true: the grid after the fixed arms of classifiers.arms")
     arm: str = field("experiments/classifier_gan_augmented.yaml", help="the classifier config every grid arm starts from")
     synthetic_per_real: tuple[float, ...] = field((0.5, 1.0, 2.0), help="synthetic images per real image of a class "
                                                                        "that receives them")
@@ -73,6 +73,9 @@ class PipelineSearchConfig:
             raise ConfigError("'search.synthetic_weight' values must be in [0, 1]")
         if any(e < 0 for e in self.finetune_real_epochs):
             raise ConfigError("'search.finetune_real_epochs' values must be >= 0")
+        if "realism" in self.selection and self.pool_factor < 1.25:
+            raise ConfigError("'search.pool_factor' must be >= 1.25 with realism selection: near-copies are dropped "
+                              "first, and selection needs more images than it keeps")
 
 
 @dataclass(frozen=True)

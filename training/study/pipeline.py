@@ -218,13 +218,17 @@ def qa_stage(study: Study, class_name: str, synthetic: Path, key: str, minority:
     return qa_out
 
 
+class QAGateClosed(UserError):
+    """A synthetic folder's QA verdict is at or above the pipeline's gate."""
+
+
 def apply_qa_gate(qa_out: dict, gate: str) -> None:
     """Stop the study when the QA verdict is at or above `gate`: nothing downstream trains on those images."""
     if gate == "off":
         return
     blocking = [name for name, v in qa_out.get("verdicts", {}).items() if VERDICTS.index(v) >= VERDICTS.index(gate)]
     if blocking or VERDICTS.index(qa_out["verdict"]) >= VERDICTS.index(gate):
-        raise UserError(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the "
+        raise QAGateClosed(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the "
                         f"'{gate}' gate: no classifier was trained on these images; see {qa_out['report']}, improve "
                         "the generator, or set synthesis.qa_gate=off to study them anyway")
 
@@ -335,7 +339,9 @@ def search_markdown(search: dict) -> str:
     """The grid, every arm's validation score, and the choice, as the comparison report's last section."""
     lines = ["## The GAN arm chosen on validation\n",
              f"Every arm below was trained ({len(search['arms'])} arms) and scored on the validation split only; the test "
-             f"split was not read. The arm with the best validation mean of `{search['primary_metric']}` (declared "
+             "split was not read. Realism-selected arms also drop near-copies of training images; unselected arms "
+             "take the pool's first images as they come."
+             f" The arm with the best validation mean of `{search['primary_metric']}` (declared "
              "before any run; ties broken by validation AUC-ROC, then by grid order) was then trained again and "
              "scored on test once, as `gan_chosen` above.\n",
              *[f"Arms with classes = {k} were left out: {why}\n" for k, why in search.get("excluded", {}).items()],
@@ -408,7 +414,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
         pool, pool_key = synthesis_stage(study, gan, gan_out["generator"], key, pool_size(study, class_name, minority))
         try:
             qa_stage(study, class_name, pool, pool_key, minority=class_name == minority)
-        except UserError as gate:
+        except QAGateClosed as gate:
             if class_name == minority:
                 raise
             # Another class's images serve only the grid's 'all' arms: those go, the rest of the study stays.

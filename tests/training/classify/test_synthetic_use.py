@@ -114,3 +114,22 @@ def test_a_validation_only_run_never_reads_the_test_split(tiny_demo, tmp_path):
     assert set(json.loads((run / "summary.json").read_text())) >= {"val"}
     assert "test" not in json.loads((run / "summary.json").read_text())
     assert not (run / "seed_0" / "test_predictions.csv").exists()
+
+
+def test_mixup_weights_each_target_by_its_own_image():
+    from types import SimpleNamespace
+
+    import numpy as np
+    import torch.nn.functional as F
+
+    from training.classify.loop import mixed_loss
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y, w = torch.randn(6, 1, 2, 2), torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([1.0, 1, 1, 3, 3, 0.5])
+    t = SimpleNamespace(mixup_alpha=0.4, label_smoothing=0.0)
+    loss = mixed_loss(net, x, y, w, t, torch.Generator().manual_seed(0), np.random.default_rng(0))
+    lam = float(np.random.default_rng(0).beta(0.4, 0.4))
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    logits = net(lam * x + (1 - lam) * x[perm])
+    ce = lambda target: F.cross_entropy(logits, target, reduction="none")
+    expected = lam * (w * ce(y)).sum() + (1 - lam) * (w[perm] * ce(y[perm])).sum()
+    assert torch.allclose(loss, expected)

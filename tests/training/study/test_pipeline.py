@@ -65,7 +65,7 @@ def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_
     assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
 
 
-TINY_GRID = {"classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
+TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
              "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
 
 
