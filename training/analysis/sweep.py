@@ -14,13 +14,13 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from training.analysis.comparison import load_run, write_comparison
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core import atomic
-from training.core.config import field, load_config, to_dict
+from training.core.config import OutputConfig, field, load_config, to_dict
 from training.core.errors import ConfigError
 from training.core.plotting import subplots
 from training.data.augmented_set import MAX_SYNTHETIC_PER_REAL, build_augmented
@@ -59,17 +59,11 @@ class SweepClassifierConfig:
 
 
 @dataclass(frozen=True)
-class SweepOutputConfig:
-    name: Optional[str] = field(None, plain_name=True)
-    results_dir: str = "results"
-
-
-@dataclass(frozen=True)
 class SweepConfig:
     data: SweepDataConfig = field(default_factory=SweepDataConfig)
     points: SweepPointsConfig = field(default_factory=SweepPointsConfig)
     classifier: SweepClassifierConfig = field(default_factory=SweepClassifierConfig)
-    output: SweepOutputConfig = field(default_factory=SweepOutputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
 
 def scaled_counts(counts: tuple[int, ...], available: int, real: int) -> tuple[list[int], str | None]:

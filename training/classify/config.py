@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import field
+from training.core.config import OutputConfig, field
 from training.core.errors import ConfigError
 
 
@@ -72,17 +72,11 @@ class ClassifierTrainConfig:
 
 
 @dataclass(frozen=True)
-class ClassifierOutputConfig:
-    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem")
-    results_dir: str = "results"
-
-
-@dataclass(frozen=True)
 class ClassifierConfig:
     data: ClassifierDataConfig = field(default_factory=ClassifierDataConfig)
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     train: ClassifierTrainConfig = field(default_factory=ClassifierTrainConfig)
-    output: ClassifierOutputConfig = field(default_factory=ClassifierOutputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
 
     def validate(self) -> None:
         if self.data.synthetic_fraction_per_batch and self.train.batch_size < 2:

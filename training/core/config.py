@@ -21,7 +21,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 import yaml
 
@@ -87,6 +87,14 @@ def field(default: Any = dataclasses.MISSING, *, min: float | None = None, max: 
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputConfig:
+    """The `output:` section of a run config: the run's name and where its results go."""
+
+    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem")
+    results_dir: str = "results"
 
 
 def _type_name(tp: Any) -> str:

@@ -18,8 +18,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from PIL import Image
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.core.progress import progress
+from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image
 from training.data.processed import SPLITS, SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SyntheticImage, read_synthetic
@@ -89,17 +88,6 @@ def choose(folders: list[list[SyntheticImage]], counts: dict[str, int]) -> list[
                     taken += 1
             position += 1
     return chosen
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` as `dst` (copy where links are impossible); never writes onto an existing file,
-    which could be a link back into an input folder."""
-    if dst.exists():
-        raise DataError(f"two inputs map to the same file {dst.name}; nothing was written")
-    try:
-        os.link(src, dst)
-    except OSError:            # another filesystem, or links not allowed
-        shutil.copy2(src, dst)
 
 
 def _synthetic_name(image: SyntheticImage, folder_position: int, several_folders: bool) -> str:
@@ -182,12 +170,12 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
         for r in rows:
             rel = Path(r["split"]) / r["class"] / f"real_{Path(r['path']).name}"
             (staging / rel.parent).mkdir(parents=True, exist_ok=True)
-            _link_or_copy(baseline / r["path"], staging / rel)
+            link_or_copy(baseline / r["path"], staging / rel)
             out_rows.append({"path": rel.as_posix(), "split": r["split"], "class": r["class"], "sha256": r["sha256"],
                              "source": "real", "origin": str(baseline / r["path"])})
         for position, image in chosen:
             rel = Path("train") / image.class_name / _synthetic_name(image, position, len(folders) > 1)
-            _link_or_copy(image.path, staging / rel)
+            link_or_copy(image.path, staging / rel)
             out_rows.append({"path": rel.as_posix(), "split": "train", "class": image.class_name, "sha256": image.sha256,
                              "source": "synthetic", "origin": str(image.path)})
         all_synthetic = {img.sha256 for folder in folders for img in folder}

@@ -7,6 +7,8 @@ uint8 and batches are plain index lookups: no worker processes, no per-step deco
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +90,14 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255], rounding to nearest."""
     return images.add(1.0).mul_(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` as `dst` (copy where links are impossible); never writes onto an existing file,
+    which could be a link back into an input folder."""
+    if dst.exists():
+        raise DataError(f"two inputs map to the same file {dst.name}; nothing was written")
+    try:
+        os.link(src, dst)
+    except OSError:            # another filesystem, or links not allowed
+        shutil.copy2(src, dst)

@@ -40,7 +40,6 @@ from training.classify.checkpoint import CHECKPOINT_FILE, save_classifier
 from training.classify.config import (
     ClassifierConfig,
     ClassifierDataConfig,
-    ClassifierOutputConfig,
     ClassifierTrainConfig,
 )
 from training.classify.data import LabelledSet, Splits, class_counts, load_splits
@@ -48,7 +47,7 @@ from training.classify.evaluate import summarise, write_predictions
 from training.classify.metrics import binary_metrics, choose_threshold
 from training.classify.scoring import class_probabilities
 from training.core import atomic
-from training.core.config import to_dict, to_yaml
+from training.core.config import OutputConfig, to_dict, to_yaml
 from training.core.distributed import (
     World,
     broadcast_module,
@@ -316,7 +315,7 @@ def checkpoint_config(config: SGANConfig, names: list[str], positive: int) -> Cl
         train=ClassifierTrainConfig(epochs=t.epochs, batch_size=t.batch_size, lr=t.lr_d, weight_decay=0.0,
                                     seeds=t.seeds, device=t.device,
                                     early_stopping_patience=t.early_stopping_patience, augment=False),
-        output=ClassifierOutputConfig(name=config.run_name, results_dir=config.output.results_dir))
+        output=OutputConfig(name=config.run_name, results_dir=config.output.results_dir))
 
 
 def write_probabilities(path: Path, data: LabelledSet, names: list[str], probs: np.ndarray) -> None:

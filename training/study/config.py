@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import field
+from training.core.config import OutputConfig, field
 from training.core.errors import ConfigError
 
 
@@ -105,16 +105,10 @@ class PipelineClassifiersConfig:
 
 
 @dataclass(frozen=True)
-class PipelineOutputConfig:
-    name: Optional[str] = field(None, plain_name=True, help="default: the config file's stem")
-    results_dir: str = "results"
-
-
-@dataclass(frozen=True)
 class PipelineConfig:
     data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
     gan: PipelineGANConfig = field(default_factory=PipelineGANConfig)
     synthesis: PipelineSynthesisConfig = field(default_factory=PipelineSynthesisConfig)
     classifiers: PipelineClassifiersConfig = field(default_factory=PipelineClassifiersConfig)
     search: PipelineSearchConfig = field(default_factory=PipelineSearchConfig)
-    output: PipelineOutputConfig = field(default_factory=PipelineOutputConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)

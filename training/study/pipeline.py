@@ -19,6 +19,7 @@ stopped and a changed config re-runs exactly the stages it affects (and those af
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -86,6 +87,11 @@ class Study:
     dataset: str
     root: Path                  # the processed (real) dataset
 
+    @functools.cached_property
+    def real_train(self) -> Counter:
+        """Real training images per class (read once, after the prepare stage)."""
+        return Counter(r["class"] for r in read_splits_manifest(self.root) if r["split"] == "train")
+
     @classmethod
     def of(cls, config: PipelineConfig) -> Study:
         name, results, d = config.output.name, Path(config.output.results_dir), config.data
@@ -115,11 +121,6 @@ def prepare_stage(study: Study) -> str:
     return stage_key(key, (root / SPLITS_MANIFEST).read_bytes().decode())   # the content, not the path
 
 
-def class_counts(study: Study) -> Counter:
-    """Real training images per class."""
-    return Counter(r["class"] for r in read_splits_manifest(study.root) if r["split"] == "train")
-
-
 def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GANConfig, dict, str]:
     """2. The GAN on the minority class, or (`class_name`) on another class, resumed when a run of the
     same config was interrupted.
@@ -132,7 +133,7 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
     overrides = [*study.config.gan.overrides, f"data.root={study.root}", f"output.results_dir={study.results}"]
     run_name = f"{study.name}_gan"
     if class_name is not None and class_name != base.data.minority_class:
-        counts = class_counts(study)
+        counts = study.real_train
         scale = counts[base.data.minority_class] / max(1, counts[class_name])
         scaled = lambda n: max(1, round(n * scale))
         overrides += [f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
@@ -162,14 +163,14 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
 
 def fixed_arm_count(study: Study, minority: str) -> int:
     """Synthetic minority images of the fixed GAN-augmented arm (synthesis.num_synthetic or target_ratio)."""
-    real_train, s = class_counts(study), study.config.synthesis
+    real_train, s = study.real_train, study.config.synthesis
     return s.num_synthetic or max(1, math.ceil(max(real_train.values()) / s.target_ratio) - real_train[minority])
 
 
 def pool_size(study: Study, class_name: str, minority: str) -> int:
     """Images to make of `class_name`: enough for the fixed arm and for the largest grid count, times
     search.pool_factor when the grid selects, so that selection has something to choose from."""
-    g, real = study.config.search, class_counts(study)[class_name]
+    g, real = study.config.search, study.real_train[class_name]
     wanted = fixed_arm_count(study, minority) if class_name == minority else 0
     if g.enabled:
         largest = max(1, round(max(g.synthetic_per_real) * real))
@@ -246,7 +247,7 @@ def assemble_stage(study: Study, folders: list[Path], key: str, name: str, **amo
 
 def selection_stage(study: Study, class_name: str, pool: Path, key: str) -> tuple[Path, str]:
     """The most realistic images of a pool (near-copies of training images dropped), best first."""
-    g, real = study.config.search, class_counts(study)[class_name]
+    g, real = study.config.search, study.real_train[class_name]
     keep = max(1, round(max(g.synthetic_per_real) * real))
     out = pool.parent / f"{pool.name}_selected"
     key = stage_key(key, keep, "realism")
@@ -314,9 +315,9 @@ def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]],
     choice by the primary metric's validation mean over seeds (ties: validation AUC, then grid order).
     `excluded` maps a value of search.classes whose images failed the QA gate to why; its arms are skipped."""
     g, metric = study.config.search, study.config.classifiers.primary_metric
-    rows = []
-    for arm in (a for a in grid_arms(g) if a.classes not in excluded):
-        classes = [minority] if arm.classes == "minority" else sorted(class_counts(study))
+    arms, rows = [a for a in grid_arms(g) if a.classes not in excluded], []
+    for arm in arms:
+        classes = [minority] if arm.classes == "minority" else sorted(study.real_train)
         sources = [folders[(c, arm.selection)] for c in classes]
         data_name = f"{study.name}_grid_{arm.classes}_{arm.selection}_x{arm.per_real:g}"
         data_root, key = assemble_stage(study, [f for f, _ in sources], stage_key(*[k for _, k in sources]),
@@ -327,12 +328,11 @@ def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]],
                      "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")})
     if not rows:
         raise UserError(f"every arm of the grid was left out ({'; '.join(excluded.values())})")
-    order = sorted(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
-    chosen = rows[order[0]]
-    return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": chosen["arm"], "chosen_data": chosen["data"],
-            "chosen_data_key": chosen["data_key"],
-            "chosen_overrides": list(GridArm(*(chosen[f] for f in ("classes", "selection", "per_real", "weight",
-                                                                   "finetune"))).overrides)}
+    best = min(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
+    chosen = rows[best]
+    return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": chosen["arm"],
+            "chosen_data": chosen["data"], "chosen_data_key": chosen["data_key"],
+            "chosen_overrides": list(arms[best].overrides)}
 
 
 def search_markdown(search: dict) -> str:
@@ -405,7 +405,7 @@ def run_pipeline(config: PipelineConfig) -> dict:
     minority = gan.data.minority_class
     gan_classes = [minority]
     if config.search.enabled and "all" in config.search.classes:
-        gan_classes += sorted(set(class_counts(study)) - {minority})
+        gan_classes += sorted(set(study.real_train) - {minority})
     folders: dict[tuple[str, str], tuple[Path, str]] = {}
     excluded: dict[str, str] = {}
     for class_name in gan_classes:

@@ -24,8 +24,6 @@ space, so a few per cent of a good pool are dropped: the price of never training
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -44,6 +42,7 @@ from training.core.plotting import subplots
 from training.core.progress import progress
 from training.core.registry import Registry
 from training.core.run_info import run_info
+from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image
 from training.data.processed import SPLITS_MANIFEST
 from training.data.synthetic_folder import (
@@ -56,7 +55,6 @@ from training.data.synthetic_folder import (
 from training.synthesis.sampling import classifier_confidence
 
 SELECTION = "selection.json"
-HISTOGRAM = SELECTION_HISTOGRAM            # an own file of the folder: QA and review do not take it for a sample
 SELECTION_VERSION = 1
 REALISM_K = 3                # neighbourhood size of the real manifold (Kynkaanniemi et al. 2019 use k = 3)
 REALISM_EPS = 1e-5           # keeps the ratio finite for a pool image on top of a real one (as the public code)
@@ -243,14 +241,6 @@ def check_destination(out_dir: Path, inputs: list[Path], overwrite: bool) -> Non
             raise UserError(f"{out_dir} exists and was not made by select_samples.py (no {SELECTION}); refusing to replace it")
 
 
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link `src` as `dst` (copy where links are impossible): the pool's file is never written."""
-    try:
-        os.link(src, dst)
-    except OSError:            # another filesystem, or links not allowed
-        shutil.copy2(src, dst)
-
-
 def selected_records(pool: Pool, order: np.ndarray, scores: np.ndarray, score: str) -> dict[int, dict]:
     """The new manifest's records by index (= rank): the pool's record, renamed, with its score."""
     records = {}
@@ -362,13 +352,13 @@ def select_synthetic(pool_dir: str | Path, real_dir: str | Path, out_dir: str | 
         "images": [{"pool_file": r["file"], "pool_index": r["index"], "score": float(scores[i]),
                     "fate": KEPT if i in rank_of else NEAR_COPY if near[i] else NOT_KEPT,
                     "rank": rank_of.get(i), "near_copy": reasons[i]} for i, r in enumerate(pool.records)],
-        "histogram": HISTOGRAM,
+        "histogram": SELECTION_HISTOGRAM,
         "run_info": {k: v for k, v in run_info(0, str(device)).items() if k != "seed"},   # nothing here is random
     }
     with atomic.staged_directory(out_dir) as staging:
         for record in progress(records.values(), desc="linking", unit="img"):
             link_or_copy(pool_dir / record["pool_file"], staging / record["file"])
         write_synthetic_manifest(staging, records)
-        plot_scores(scores, near, threshold, score, staging / HISTOGRAM)
+        plot_scores(scores, near, threshold, score, staging / SELECTION_HISTOGRAM)
         atomic.write_json(staging / SELECTION, summary)
     return summary

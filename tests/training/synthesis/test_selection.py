@@ -107,7 +107,7 @@ def test_keeps_the_best_in_rank_order_reproducibly_and_leaves_the_pool_alone(poo
     assert [image.path.name for image in read_synthetic([tmp_path / "a"])[0]] == [r["file"] for r in records]
     saved = json.loads((tmp_path / "a" / selection.SELECTION).read_text())
     assert saved["pool_size"] == len(before) - 1 and len(saved["images"]) == saved["pool_size"]
-    assert (tmp_path / "a" / selection.HISTOGRAM).is_file() and Path(saved["domain_encoder"]).parent == cache
+    assert (tmp_path / "a" / selection.SELECTION_HISTOGRAM).is_file() and Path(saved["domain_encoder"]).parent == cache
 
 
 def test_a_copy_of_a_training_image_is_dropped_and_realism_ranks_real_above_noise(pool, dataset, cache, tmp_path):
