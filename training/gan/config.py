@@ -29,7 +29,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: Literal["dcgan"] = "dcgan"
+    arch: Literal["dcgan", "resnet"] = field(
+        "dcgan", help="dcgan: one conv per level (Radford et al. 2016); resnet: two-conv residual blocks "
+                      "(SNGAN/BigGAN family), about 4x the compute at the same widths")
     z_dim: int = field(128, min=1, max=4096)
     g_channels: int = field(64, min=4, max=1024, help="G width at the output resolution; doubles per level")
     d_channels: int = field(64, min=4, max=1024, help="D width at the input resolution; doubles per level")
@@ -45,6 +47,11 @@ class ModelConfig:
     def latent_spec(self, num_classes: int = 0):
         """What G takes as input (training.gan.latents.LatentSpec); `num_classes` counts for conditional models."""
         return LatentSpec(self.z_dim, num_classes if self.conditional else 0, self.info_categories, self.info_continuous)
+
+    def validate(self) -> None:
+        if self.arch == "resnet" and self.upsample == "transposed":
+            raise ConfigError("'model.upsample' = transposed is a DCGAN layer; 'model.arch' = resnet upsamples "
+                              "with resize_conv or bilinear")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":

@@ -25,7 +25,7 @@ from training.gan.architectures import DISCRIMINATORS, GENERATORS
 from training.gan.latents import LatentSpec
 
 
-def _levels(image_size: int) -> int:
+def levels_for(image_size: int) -> int:
     levels = int(math.log2(image_size)) - 2      # 32 -> 3, 64 -> 4, 128 -> 5
     if 2 ** (levels + 2) != image_size or levels < 1:
         raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
@@ -79,7 +79,7 @@ class Generator(nn.Module):
     def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv"):
         super().__init__()
         latent = latent if isinstance(latent, LatentSpec) else LatentSpec(latent)   # an int: plain noise of that size
-        levels = _levels(image_size)
+        levels = levels_for(image_size)
         self.latent, self.z_dim, self.image_size, self.channels = latent, latent.z_dim, image_size, channels
         widths = [width * 2 ** i for i in reversed(range(levels))]   # e.g. 512, 256, 128, 64 at 64 px
         # Conditional: a class embedding as wide as the noise is concatenated to z.
@@ -113,7 +113,7 @@ class Discriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, width: int, norm: str = "none", spectral_norm: bool = True,
                  latent: LatentSpec | None = None):
         super().__init__()
-        levels = _levels(image_size)
+        levels = levels_for(image_size)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
         widths = [width * 2 ** i for i in range(levels)]             # e.g. 64, 128, 256, 512 at 64 px
         layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, stride=2, padding=1)),

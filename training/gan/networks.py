@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from training.gan import dcgan  # noqa: F401  (registers "dcgan")
+from training.gan import dcgan, resnet  # noqa: F401  (register "dcgan", "resnet")
 from training.gan.architectures import DISCRIMINATORS, GENERATORS
 
 

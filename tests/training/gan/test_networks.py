@@ -63,3 +63,43 @@ def test_a_frozen_generator_checkpoint_loads_and_generates_what_it_did_when_save
     expected = np.load(FIXTURES / "generator_dcgan_32px_expected.npy")
     assert out.shape == (4, 3, 32, 32) and np.abs(out - expected).max() < 1e-5
 
+
+
+@pytest.mark.parametrize("size", [32, 64])
+@pytest.mark.parametrize("loss, sn", [("hinge", True), ("wasserstein", False), ("bce", False)])
+def test_resnet_family_shapes_norms_and_a_real_gradient_to_g(size, loss, sn):
+    model = ModelConfig(arch="resnet", z_dim=8, g_channels=4, d_channels=4, spectral_norm=sn, upsample="bilinear")
+    data = DataConfig(image_size=size, channels=1)
+    G, D = build_generator(model, data), build_discriminator(model, data, loss)
+    fake = G(torch.randn(3, 8))
+    assert fake.shape == (3, 1, size, size) and fake.min() >= -1 and fake.max() <= 1
+    logits = D(fake)
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules()) == (loss == "bce")
+    assert any("weight_orig" in n for n, _ in D.named_parameters()) == sn
+    logits.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())   # every G layer learns
+    # One residual block per level: the image size sets the depth, as in the DCGAN family.
+    assert len(G.blocks) == len(D.blocks) == {32: 3, 64: 4}[size]
+
+
+def test_resnet_conditional_and_infogan_heads():
+    from training.gan.latents import LatentSpec
+    from training.gan.resnet import ResNetDiscriminator, ResNetGenerator
+
+    G = ResNetGenerator(LatentSpec(8, num_classes=2), 32, 3, 4).eval()
+    z, zeros, ones = torch.randn(4, 8), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
+    assert not torch.allclose(G(z, zeros), G(z, ones))               # the label changes the image
+    D = ResNetDiscriminator(32, 3, 4, latent=LatentSpec(8, num_classes=2, info_categories=3, info_continuous=1))
+    x = torch.randn(4, 3, 32, 32)
+    logits, codes = D(x, zeros, codes=True)
+    assert logits.shape == (4,) and codes.shape == (4, 4) and not torch.allclose(logits, D(x, ones))
+    with pytest.raises(ValueError, match="needs class labels"):
+        D(x)
+
+
+def test_resnet_refuses_transposed_upsampling():
+    from training.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.upsample"):
+        ModelConfig(arch="resnet", upsample="transposed").validate()
