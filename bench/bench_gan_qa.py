@@ -64,6 +64,9 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
             "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
             "fid_ratio": report["fidelity"].get("real_baseline", {}).get("ratio"),
             "detectability_auc": report["detectability"]["auc"],
+            "fine_detail_ratio": report["artefacts"]["high_frequency_ratio"],   # < 0.67 warns as blurry
+            "best_epoch": json.loads((work / "results" / "gan_metrics" / name / "metrics.json").read_text())
+            ["best"].get("epoch"),
             "usefulness_ratio": report.get("usefulness", {}).get("ratio"),
             "d_real": sum(h["d_real"] for h in losses) / len(losses),
             "d_fake": sum(h["d_fake"] for h in losses) / len(losses), "train_seconds": seconds}
@@ -90,20 +93,22 @@ def main() -> None:
                 r = rows[-1]
                 r["fid_cell"] = "n/a" if r["fid_ratio"] is None else f"{r['fid_ratio']:.2f}x"
                 print(f"{dataset} seed {seed}: QA {r['verdict']} {r['checks']}, FID {r['fid_cell']} baseline, "
-                      f"detectability AUC {r['detectability_auc']:.3f}, usefulness {r['usefulness_ratio']}, "
+                      f"detectability AUC {r['detectability_auc']:.3f}, fine detail {r['fine_detail_ratio']:.2f}x, "
+                      f"best epoch {r['best_epoch']}, usefulness {r['usefulness_ratio']}, "
                       f"D(real) {r['d_real']:+.2f} D(fake) {r['d_fake']:+.2f}, {r['train_seconds']:.0f} s", flush=True)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print("\n| data | seed | QA | pass/warn/fail | FID / real-vs-real | detectability AUC | usefulness | D(real) | D(fake) "
-          "| train s |\n|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| data | seed | QA | pass/warn/fail | FID / real-vs-real | detectability AUC | fine detail | usefulness "
+          "| D(real) | D(fake) | train s |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["counts"]
         useful = "n/a" if r["usefulness_ratio"] is None else f"{r['usefulness_ratio']:.2f}"
         print(f"| {r['dataset']} | {r['seed']} | {r['verdict']} | {c['pass']}/{c['warn']}/{c['fail']} | "
-              f"{r['fid_cell']} | {r['detectability_auc']:.3f} | {useful} | {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
+              f"{r['fid_cell']} | {r['detectability_auc']:.3f} | {r['fine_detail_ratio']:.2f}x | {useful} "
+              f"| {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
               f"| {r['train_seconds']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")

@@ -10,10 +10,13 @@ of the image do not leak a bright cross into the spectrum), and compared with th
 Both are measured per image and compared as geometric means (the ratio of the mean logs), because
 per-image energy is heavy-tailed (one very noisy scan would dominate an arithmetic mean):
 
-* high-frequency share: power at radial frequency >= 0.75 Nyquist over all non-DC power. GANs usually
-  have *less* fine detail than real images (ratio < 1, reported but not flagged: the statistics and
-  fidelity checks see blur); 1.5x more than real is energy the real images do not have, 3x a strong
-  artefact.
+* high-frequency share: power at radial frequency >= 0.75 Nyquist over all non-DC power. 1.5x more
+  than real is energy the real images do not have, 3x a strong artefact. The same 1.5x tolerance the
+  other way, 1/1.5 = 0.67x real or less, is a blurry set, or one missing the real images' fine
+  structure (hairs, speckle, sharp borders): a warning, never a fail, because what blur costs
+  downstream is measured by the detectability (a "looks synthetic" shortcut) and usefulness checks.
+  Neither FID nor the pixel statistics flagged the soft demo lesions (0.23x real), so this is the
+  check that tells a person to look at the contact sheet.
 * checkerboard peaks: at each Nyquist / half-Nyquist position, the power of the 3x3 bins there over
   the median power of the ring of bins around them (the peak's prominence); the check reports the
   largest synthetic / real ratio over the positions. 2x is a faint regular grid, 5x a clear one.
@@ -31,12 +34,13 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from quality.checks.verdicts import PASS, grade_above, worst
+from quality.checks.verdicts import PASS, grade_above, grade_below, worst
 from training.core import atomic
 
 HIGH_BAND_START = 0.75             # radial frequency, as a fraction of Nyquist
 HF_RATIO_WARN = 1.5
 HF_RATIO_FAIL = 3.0
+BLUR_RATIO_WARN = 1 / HF_RATIO_WARN   # fine-detail share at or below this fraction of the real one: blurry (warn only)
 PEAK_RATIO_WARN = 2.0
 PEAK_RATIO_FAIL = 5.0
 # (vertical, horizontal) frequency in cycles/pixel where stride-2 (0.5) and two stacked stride-2
@@ -150,14 +154,21 @@ def plot_spectra(real_power: np.ndarray, synthetic_power: np.ndarray, path: Path
 
 
 def artefact_verdict(hf: tuple[float, float], peak: tuple[float, float], where: str) -> tuple[str, str]:
-    """Worst of the high-frequency and checkerboard verdicts; each (ratio, noise factor)."""
+    """Worst of the high-frequency (too much: artefacts; too little: blur) and checkerboard verdicts; each
+    (ratio, noise factor)."""
     (hf_ratio, hf_noise), (peak_ratio, peak_noise) = hf, peak
-    verdict = worst([grade_above(hf_ratio, HF_RATIO_WARN * hf_noise, HF_RATIO_FAIL * hf_noise),
-                     grade_above(peak_ratio, PEAK_RATIO_WARN * peak_noise, PEAK_RATIO_FAIL * peak_noise)])
-    reason = (f"high-frequency energy {hf_ratio:.2f}x real (warn > {HF_RATIO_WARN * hf_noise:.2f}, "
-              f"fail > {HF_RATIO_FAIL * hf_noise:.2f}); checkerboard peak at {where} cycles/pixel {peak_ratio:.2f}x "
-              f"real (warn > {PEAK_RATIO_WARN * peak_noise:.2f}, fail > {PEAK_RATIO_FAIL * peak_noise:.2f})")
-    return verdict, ("possible checkerboard/high-frequency artefacts: " + reason if verdict != PASS else reason)
+    blur_warn = BLUR_RATIO_WARN / hf_noise
+    excess = grade_above(hf_ratio, HF_RATIO_WARN * hf_noise, HF_RATIO_FAIL * hf_noise)
+    blur = grade_below(hf_ratio, blur_warn, 0.0)
+    checkerboard = grade_above(peak_ratio, PEAK_RATIO_WARN * peak_noise, PEAK_RATIO_FAIL * peak_noise)
+    reason = (f"high-frequency energy {hf_ratio:.2f}x real (warn < {blur_warn:.2f}: blurry; warn > "
+              f"{HF_RATIO_WARN * hf_noise:.2f}, fail > {HF_RATIO_FAIL * hf_noise:.2f}: artefacts); checkerboard peak at "
+              f"{where} cycles/pixel {peak_ratio:.2f}x real (warn > {PEAK_RATIO_WARN * peak_noise:.2f}, "
+              f"fail > {PEAK_RATIO_FAIL * peak_noise:.2f})")
+    problems = [what for what, verdict in (("checkerboard/high-frequency artefacts", worst([excess, checkerboard])),
+                                           ("blurry images (too little fine detail; look at the contact sheet)", blur))
+                if verdict != PASS]
+    return worst([excess, blur, checkerboard]), (f"possible {' and '.join(problems)}: {reason}" if problems else reason)
 
 
 def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path | None = None) -> dict:
@@ -183,7 +194,9 @@ def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
         "peak_noise_factor": {k: noise for k, (_, noise) in peaks.items()},
         "max_peak_frequency": where,
         "max_peak_ratio": peaks[where][0],
+        "blurry": bool(hf[0] < BLUR_RATIO_WARN / hf[1]),
         "thresholds": {"high_band_start_nyquist": HIGH_BAND_START, "high_frequency_ratio_warn_above": HF_RATIO_WARN,
+                       "high_frequency_ratio_warn_below": BLUR_RATIO_WARN,
                        "high_frequency_ratio_fail_above": HF_RATIO_FAIL, "peak_ratio_warn_above": PEAK_RATIO_WARN,
                        "peak_ratio_fail_above": PEAK_RATIO_FAIL, "noise_allowance_standard_errors": NOISE_ALLOWANCE_SE},
         "verdict": verdict,

@@ -48,12 +48,16 @@ def out_of_fold_scores(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     return scores
 
 
-def auc_interval(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
-    """ROC-AUC and its percentile-bootstrap interval (resampling images within each label)."""
+def auc_interval(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator,
+                 bootstrap: int = BOOTSTRAP) -> tuple[float, float, float]:
+    """ROC-AUC and its percentile-bootstrap interval (resampling images within each label); no interval
+    (NaN ends) with `bootstrap` 0."""
     auc = float(roc_auc_score(y, scores))
+    if bootstrap == 0:
+        return auc, float("nan"), float("nan")
     groups = [np.flatnonzero(y == k) for k in (0, 1)]
     resampled = []
-    for _ in range(BOOTSTRAP):
+    for _ in range(bootstrap):
         idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
         resampled.append(roc_auc_score(y[idx], scores[idx]))
     tail = (1 - CI_LEVEL) / 2 * 100
@@ -61,24 +65,27 @@ def auc_interval(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator) ->
     return auc, float(low), float(high)
 
 
-def detect(real: np.ndarray, synthetic: np.ndarray, seed: int) -> dict:
+def detect(real: np.ndarray, synthetic: np.ndarray, seed: int, bootstrap: int = BOOTSTRAP) -> dict:
     """The two-sample test on one view: (N, D) real and (M, D) synthetic rows, cut to the same size."""
     rng = np.random.default_rng(seed)
     n = min(len(real), len(synthetic), MAX_PER_SET)
     x = np.concatenate([real[rng.choice(len(real), n, replace=False)],
                         synthetic[rng.choice(len(synthetic), n, replace=False)]]).astype(np.float64)
     y = np.repeat([0, 1], n)
-    auc, low, high = auc_interval(y, out_of_fold_scores(x, y, seed), rng)
+    auc, low, high = auc_interval(y, out_of_fold_scores(x, y, seed), rng, bootstrap)
     return {"auc": auc, "ci_low": low, "ci_high": high, "images_per_set": int(n)}
 
 
 def check_detectability(real_unit: np.ndarray, synthetic_unit: np.ndarray, *, real_features: np.ndarray | None = None,
-                        synthetic_features: np.ndarray | None = None, seed: int = 0) -> dict:
-    """Classifier two-sample test of (N, C, H, W) sets in [0, 1] (and their features, when given)."""
+                        synthetic_features: np.ndarray | None = None, seed: int = 0, bootstrap: int = BOOTSTRAP) -> dict:
+    """Classifier two-sample test of (N, C, H, W) sets in [0, 1] (and their features, when given).
+
+    `bootstrap` 0 skips the confidence interval (a checkpoint screen needs only the verdict).
+    """
     views = {"pixels": detect(real_unit.reshape(len(real_unit), -1), synthetic_unit.reshape(len(synthetic_unit), -1),
-                              seed)}
+                              seed, bootstrap)}
     if real_features is not None and synthetic_features is not None:
-        views["features"] = detect(real_features, synthetic_features, seed)
+        views["features"] = detect(real_features, synthetic_features, seed, bootstrap)
     decisive = max(views, key=lambda k: views[k]["auc"])
     d = views[decisive]
     verdict = grade_above(d["auc"], AUC_WARN, AUC_FAIL)

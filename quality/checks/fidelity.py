@@ -88,6 +88,18 @@ def thresholds_for(space: FeatureSpace) -> dict:
     return {"baseline_ratio_warn_above": BASELINE_RATIO_WARN, "baseline_ratio_fail_above": BASELINE_RATIO_FAIL}
 
 
+def fidelity_verdict(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,
+                     device: str = "cpu", rng: np.random.Generator | None = None) -> str:
+    """check_fidelity's verdict alone, without KID, precision/recall or IS: what a checkpoint screen needs."""
+    rng = rng if rng is not None else np.random.default_rng(0)
+    if min(len(real), len(synthetic)) < MIN_IMAGES or (space.kind != "inception" and len(real) < MIN_REAL_FOR_BASELINE):
+        return WARN
+    if space.kind == "inception":
+        fid = fidelity_metrics(synthetic, real, space, cache_dir=Path(cache_dir), device=device, isc=False)["fid"]
+        return WARN if fid is None else inception_verdict(fid)[0]
+    return domain_verdict(real_baseline(real, synthetic, space, Path(cache_dir), device, rng))[0]
+
+
 def check_fidelity(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,
                    device: str = "cpu", rng: np.random.Generator | None = None) -> dict:
     """FID/KID/IS/precision/recall of uint8 (N, C, H, W) `synthetic` vs `real`, with a verdict."""

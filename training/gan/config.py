@@ -40,6 +40,9 @@ class ModelConfig:
     upsample: Literal["resize_conv", "bilinear", "transposed"] = field(
         "resize_conv", help="G's 2x upsampling before each conv: resize_conv = nearest copies, bilinear = smooth "
                             "interpolation (no pixel-block grid), transposed = strided transposed convs")
+    g_output_block: bool = field(False, help="dcgan: one more upsample + conv + BN + ReLU block, so G has a "
+                                             "nonlinearity at the output resolution before its RGB conv (off: the "
+                                             "RGB conv reads the upsampled map directly, as in DCGAN)")
     conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
     info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
     info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
@@ -52,6 +55,9 @@ class ModelConfig:
         if self.arch == "resnet" and self.upsample == "transposed":
             raise ConfigError("'model.upsample' = transposed is a DCGAN layer; 'model.arch' = resnet upsamples "
                               "with resize_conv or bilinear")
+        if self.arch == "resnet" and self.g_output_block:
+            raise ConfigError("'model.g_output_block' is a DCGAN option; 'model.arch' = resnet already has two convs "
+                              "at the output resolution")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":

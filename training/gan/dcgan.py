@@ -76,7 +76,8 @@ def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
 
 
 class Generator(nn.Module):
-    def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv"):
+    def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv",
+                 output_block: bool = False):
         super().__init__()
         latent = latent if isinstance(latent, LatentSpec) else LatentSpec(latent)   # an int: plain noise of that size
         levels = levels_for(image_size)
@@ -94,8 +95,12 @@ class Generator(nn.Module):
         blocks = []
         for in_ch, out_ch in zip(widths[:-1], widths[1:]):
             blocks += _upsample_block(in_ch, out_ch, upsample)
-        self.blocks = nn.Sequential(*blocks)                          # -> (B, width, S/2, S/2)
-        if upsample == "transposed":
+        if output_block:   # the last upsampling in a block too: a ReLU at full resolution, then a plain RGB conv
+            blocks += _upsample_block(widths[-1], widths[-1], upsample)
+        self.blocks = nn.Sequential(*blocks)                          # -> (B, width, S/2, S/2), or S with output_block
+        if output_block:
+            self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
+        elif upsample == "transposed":
             self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1)
         else:
             self.to_image = nn.Sequential(UPSAMPLERS[upsample](), nn.Conv2d(widths[-1], channels, 3, padding=1))
@@ -146,7 +151,8 @@ class Discriminator(nn.Module):
 @GENERATORS.register("dcgan")
 def build_generator(model, data, num_classes: int = 0) -> Generator:
     """G from the `model` and `data` config sections (`num_classes` for a conditional model)."""
-    return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample)
+    return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample,
+                     model.g_output_block)
 
 
 @DISCRIMINATORS.register("dcgan")

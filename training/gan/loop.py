@@ -25,11 +25,14 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from quality.checks.artefacts import check_artefacts
+from quality.checks.detectability import check_detectability
+from quality.checks.fidelity import fidelity_verdict
 from quality.checks.memorisation import check_memorisation, extract_features
-from quality.checks.verdicts import FAIL
+from quality.checks.verdicts import FAIL, WARN, worst
 from quality.features.extractors import FeatureSpace, resolve_feature_space
 from quality.features.frechet import fidelity_metrics
 from quality.features.image_sets import to_unit
@@ -72,6 +75,8 @@ METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart fr
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
 CALIBRATION_SEED_OFFSET = 3_000_003   # latents for re-estimating G's batch-norm statistics
 LOWEST_FID_GENERATOR = "lowest_fid_generator.pth"   # the lowest FID whatever the screen says
+BEST_REASON = ("fewest warnings, then lowest FID, among the evaluated checkpoints whose samples fail none of the "
+               "artefact, memorisation, fidelity and detectability checks")
 
 
 @dataclass(frozen=True)
@@ -307,6 +312,13 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
             "seconds": time.perf_counter() - started}
 
 
+def checkpoint_rank(screen: dict[str, str], fid: float | None) -> list | None:
+    """How best_generator.pth orders checkpoints, lower first: [screen warnings, FID]; None when not eligible
+    (a screen check fails, or no FID)."""
+    verdicts = list(screen.values())
+    return None if fid is None or FAIL in verdicts else [verdicts.count(WARN), fid]
+
+
 class Monitor:
     """Rank 0's view of a run: FID/KID against the real images, grids, curves, checkpoints."""
 
@@ -331,23 +343,38 @@ class Monitor:
         recalibrate_batchnorm(model, self.config.train.seed + CALIBRATION_SEED_OFFSET)
         return model
 
-    def screen(self, fake: torch.Tensor) -> dict[str, str]:
-        """The QA checks that rule a checkpoint out whatever its FID: artefacts and memorised copies.
+    def screen(self, fakes: list[torch.Tensor]) -> dict[str, str]:
+        """The QA checks that judge a checkpoint beside its FID: artefacts (and blur), memorised copies,
+        fidelity and detectability.
 
-        Run on the evaluation samples against every real training image, as quality/run_qa.py would.
+        Run on the evaluation samples (one tensor per FID target) against the real training images, as
+        quality/run_qa.py would; fidelity is each target's FID against the real-vs-real baseline, the worst
+        of them deciding. Detectability skips its confidence interval: only the verdict counts here.
         """
         if self.real_features is None:
             self.real_features = extract_features(self.real, self.space, str(self.device))
-        artefacts = check_artefacts(to_unit(self.real), to_unit(fake))
+        fake = torch.cat(fakes)
+        fake_features = extract_features(fake, self.space, str(self.device))
+        real_unit, fake_unit = to_unit(self.real), to_unit(fake)
+        seed = self.config.train.seed
+        artefacts = check_artefacts(real_unit, fake_unit)
         memorisation = check_memorisation(self.real, fake, real_features=self.real_features,
-                                          synthetic_features=extract_features(fake, self.space, str(self.device)))
-        return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"]}
+                                          synthetic_features=fake_features)
+        fidelity = worst(fidelity_verdict(images, target_fake, self.space, self.paths.cache / "fidelity",
+                                          str(self.device), np.random.default_rng(seed))
+                         for (_, _, images), target_fake in zip(self.targets, fakes))
+        detectability = check_detectability(real_unit, fake_unit, real_features=self.real_features,
+                                            synthetic_features=fake_features, seed=seed, bootstrap=0)
+        return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
+                "detectability": detectability["verdict"]}
 
     def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
         """FID/KID of `sampler` now, and the screening checks.
 
-        best_generator.pth is the lowest-FID checkpoint among those that pass the screen (no artefact
-        or memorisation fail); lowest_fid_generator.pth the lowest FID of all, the fallback when none does.
+        best_generator.pth is the checkpoint a user would pick: among those whose screen has no fail, the
+        fewest warnings, then the lowest FID (so a slightly higher FID buys a checkpoint without possible
+        patient copies). lowest_fid_generator.pth is the lowest FID of all, the fallback when every
+        checkpoint fails a screening check.
         """
         cfg, c = self.config, s.counters
         per_class, fakes = {}, []
@@ -357,18 +384,18 @@ class Monitor:
             fakes.append(fake)
             per_class[name] = fidelity_metrics(fake, images, self.space, cache_dir=self.paths.cache / "fidelity",
                                                device=self.device, batch_size=cfg.metrics.batch_size)
-        result = {**mean_over_classes(per_class), "screen": self.screen(torch.cat(fakes))}
+        result = {**mean_over_classes(per_class), "screen": self.screen(fakes)}
         self.log.scalars(epoch, result, "metrics")
         c["metric_history"].append({"epoch": epoch, **result})
-        fid, eligible = result["fid"], FAIL not in result["screen"].values()
+        fid = result["fid"]
         if fid is not None and (c.get("lowest_fid") is None or fid < c["lowest_fid"]):
             c["lowest_fid"] = fid
             save_generator(self.paths.checkpoints / LOWEST_FID_GENERATOR, sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
-        if fid is not None and eligible and (c["best_fid"] is None or fid < c["best_fid"]):
-            c["best_fid"] = fid
-            c["best_choice"] = {"epoch": epoch, "fid": fid, "reason": "lowest FID among the evaluated checkpoints "
-                                "whose samples pass the artefact and memorisation checks"}
+        rank = checkpoint_rank(result["screen"], fid)
+        if rank is not None and (c.get("best_rank") is None or rank < c["best_rank"]):
+            c["best_fid"], c["best_rank"] = fid, rank
+            c["best_choice"] = {"epoch": epoch, "fid": fid, "screen": result["screen"], "reason": BEST_REASON}
             save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
         self.write_metrics(c)
@@ -402,8 +429,9 @@ class Monitor:
             with atomic.atomic_path(self.paths.checkpoints / "best_generator.pth") as tmp:
                 shutil.copyfile(lowest, tmp)
             c["best_fid"] = c["lowest_fid"]
-            c["best_choice"] = {"fid": c["lowest_fid"], "reason": "no evaluated checkpoint passed the artefact and "
-                                "memorisation checks: the lowest FID of all (expect QA to fail)"}
+            c["best_choice"] = {"fid": c["lowest_fid"], "reason": "every evaluated checkpoint failed one of the artefact, "
+                                "memorisation, fidelity and detectability checks: the lowest FID of all (expect QA "
+                                "to fail)"}
             print(f"note: {c['best_choice']['reason']}")
             self.write_metrics(c)
         save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],

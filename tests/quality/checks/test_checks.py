@@ -186,6 +186,16 @@ def test_checkerboard_is_flagged_and_a_smooth_set_is_not(real, independent, peri
         assert checked["max_peak_frequency"] in ("0.5,0.5", "0.5,0", "0,0.5")
 
 
+def test_a_blurred_set_warns_as_blurry_and_never_fails(real, independent):
+    """A 3x3 box blur of an independent draw keeps its layout and colours but loses the fine detail."""
+    padded = np.pad(independent, ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
+    blurred = sum(padded[:, :, dy:dy + SIZE, dx:dx + SIZE] for dy in range(3) for dx in range(3)) / 9
+    result = check_artefacts(real, blurred.astype(np.float32))
+    assert result["verdict"] == WARN and result["blurry"], result["reason"]
+    assert result["high_frequency_ratio"] < 0.2 and "blurry" in result["reason"]
+    assert not check_artefacts(real, independent)["blurry"]
+
+
 def test_artefacts_on_grey_images():
     real, synthetic = smooth_images(4, 30, channels=1), smooth_images(5, 30, channels=1)
     assert check_artefacts(real, synthetic)["verdict"] == PASS

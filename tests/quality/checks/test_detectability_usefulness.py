@@ -26,6 +26,14 @@ def test_obviously_different_sets_are_detected_and_fail():
     assert result["auc"] > 0.97 and result["ci_low"] > AUC_FAIL and result["verdict"] == "fail"
 
 
+def test_without_the_bootstrap_the_verdict_and_auc_are_the_same():
+    rng = np.random.default_rng(3)
+    real, synthetic = blobs(rng, 60), blobs(rng, 60, brightness=0.6)
+    full, screen = check_detectability(real, synthetic, seed=1), check_detectability(real, synthetic, seed=1, bootstrap=0)
+    assert screen["auc"] == full["auc"] and screen["verdict"] == full["verdict"]
+    assert np.isnan(screen["ci_low"]) and not np.isnan(full["ci_low"])
+
+
 def test_features_view_is_used_when_it_detects_more():
     rng = np.random.default_rng(2)
     same_pixels = blobs(rng, 100), blobs(rng, 100)

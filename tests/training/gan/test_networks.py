@@ -103,3 +103,14 @@ def test_resnet_refuses_transposed_upsampling():
 
     with pytest.raises(ConfigError, match="model.upsample"):
         ModelConfig(arch="resnet", upsample="transposed").validate()
+
+
+@pytest.mark.parametrize("upsample", ["bilinear", "transposed"])
+def test_output_block_adds_a_nonlinearity_at_full_resolution(upsample):
+    data = DataConfig(image_size=32, channels=3)
+    plain = build_generator(ModelConfig(z_dim=8, g_channels=8, upsample=upsample), data)
+    deeper = build_generator(ModelConfig(z_dim=8, g_channels=8, upsample=upsample, g_output_block=True), data).eval()
+    assert deeper(torch.randn(2, 8)).shape == (2, 3, 32, 32)
+    full_res = lambda G: [m for m in G.blocks if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(full_res(deeper)) == len(full_res(plain)) + 1
+    assert deeper.blocks(deeper.stem(torch.randn(2, 8))).shape[-1] == 32     # the blocks reach the output size
