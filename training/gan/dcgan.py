@@ -75,6 +75,15 @@ def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
     return [*conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
+def with_class(z: torch.Tensor, labels: torch.Tensor | None, class_embedding: nn.Embedding | None) -> torch.Tensor:
+    """G's input: z, with the labels' embedding beside it for a conditional G (which then needs labels)."""
+    if class_embedding is None:
+        return z
+    if labels is None:
+        raise ValueError("a conditional generator needs class labels")
+    return torch.cat([z, class_embedding(labels)], 1)
+
+
 class Generator(nn.Module):
     def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv",
                  output_block: bool = False):
@@ -107,10 +116,7 @@ class Generator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.class_embedding is not None:
-            if labels is None:
-                raise ValueError("a conditional generator needs class labels")
-            z = torch.cat([z, self.class_embedding(labels)], 1)
+        z = with_class(z, labels, self.class_embedding)
         return torch.tanh(self.to_image(self.blocks(self.stem(z))))  # (B, C, S, S) in [-1, 1]
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm as _spectral_norm
 
 from training.gan.architectures import DISCRIMINATORS, GENERATORS
-from training.gan.dcgan import UPSAMPLERS, levels_for
+from training.gan.dcgan import UPSAMPLERS, levels_for, with_class
 from training.gan.latents import LatentSpec
 
 
@@ -93,10 +93,7 @@ class ResNetGenerator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.class_embedding is not None:
-            if labels is None:
-                raise ValueError("a conditional generator needs class labels")
-            z = torch.cat([z, self.class_embedding(labels)], 1)
+        z = with_class(z, labels, self.class_embedding)
         return torch.tanh(self.to_image(self.blocks(self.stem(z))))   # (B, C, S, S) in [-1, 1]
 
 
