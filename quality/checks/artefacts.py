@@ -161,14 +161,14 @@ def artefact_verdict(hf: tuple[float, float], peak: tuple[float, float], where: 
     excess = grade_above(hf_ratio, HF_RATIO_WARN * hf_noise, HF_RATIO_FAIL * hf_noise)
     blur = grade_below(hf_ratio, blur_warn, 0.0)
     checkerboard = grade_above(peak_ratio, PEAK_RATIO_WARN * peak_noise, PEAK_RATIO_FAIL * peak_noise)
-    reason = (f"high-frequency energy {hf_ratio:.2f}x real (warn < {blur_warn:.2f}: blurry; warn > "
+    reason = (f"high-frequency energy {hf_ratio:.2f}x real (warn < {blur_warn:.2f}: too little fine detail; warn > "
               f"{HF_RATIO_WARN * hf_noise:.2f}, fail > {HF_RATIO_FAIL * hf_noise:.2f}: artefacts); checkerboard peak at "
               f"{where} cycles/pixel {peak_ratio:.2f}x real (warn > {PEAK_RATIO_WARN * peak_noise:.2f}, "
               f"fail > {PEAK_RATIO_FAIL * peak_noise:.2f})")
-    problems = [what for what, verdict in (("checkerboard/high-frequency artefacts", worst([excess, checkerboard])),
-                                           ("blurry images (too little fine detail; look at the contact sheet)", blur))
-                if verdict != PASS]
-    return worst([excess, blur, checkerboard]), (f"possible {' and '.join(problems)}: {reason}" if problems else reason)
+    thin = "too little fine detail (blurry, or missing thin structures such as hairs or speckle; look at the contact sheet)"
+    problems = [what for what, verdict in (("possible checkerboard/high-frequency artefacts", worst([excess, checkerboard])),
+                                           (thin, blur)) if verdict != PASS]
+    return worst([excess, blur, checkerboard]), (f"{'; '.join(problems)}: {reason}" if problems else reason)
 
 
 def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path | None = None) -> dict:

@@ -25,7 +25,7 @@ import torch
 
 from quality.checks.verdicts import WARN, grade_above
 from quality.features.extractors import FeatureSpace
-from quality.features.frechet import fidelity_metrics
+from quality.features.frechet import fid_from_features, fidelity_metrics
 
 INCEPTION_FID_GOOD = 30.0          # reference guide: "< 30 is excellent"
 INCEPTION_FID_ACCEPTABLE = 40.0    # reference guide: "FID score < 40"
@@ -88,16 +88,32 @@ def thresholds_for(space: FeatureSpace) -> dict:
     return {"baseline_ratio_warn_above": BASELINE_RATIO_WARN, "baseline_ratio_fail_above": BASELINE_RATIO_FAIL}
 
 
-def fidelity_verdict(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,
-                     device: str = "cpu", rng: np.random.Generator | None = None) -> str:
-    """check_fidelity's verdict alone, without KID, precision/recall or IS: what a checkpoint screen needs."""
-    rng = rng if rng is not None else np.random.default_rng(0)
-    if min(len(real), len(synthetic)) < MIN_IMAGES or (space.kind != "inception" and len(real) < MIN_REAL_FOR_BASELINE):
+def baseline_from_features(real_features: np.ndarray, synthetic_features: np.ndarray,
+                           rng: np.random.Generator) -> dict:
+    """`real_baseline` on FID-layer features already extracted, (N, D) each: the same halves and sample
+    sizes for the same `rng`, without extracting them again."""
+    half_a, half_b = split_halves(len(real_features), rng)
+    matched = min(len(half_a), len(synthetic_features))
+    synthetic_sample = np.sort(rng.choice(len(synthetic_features), matched, replace=False))
+    reference = real_features[half_b]
+    real_fid = fid_from_features(real_features[half_a[:matched]], reference)
+    synthetic_fid = fid_from_features(synthetic_features[synthetic_sample], reference)
+    ratio = None if real_fid is None or synthetic_fid is None else synthetic_fid / max(real_fid, 1e-6)
+    return {"images_per_side": matched, "reference_images": len(reference),
+            "real_vs_real_fid": real_fid, "synthetic_vs_real_fid": synthetic_fid, "ratio": ratio}
+
+
+def fidelity_verdict(real_features: np.ndarray, synthetic_features: np.ndarray, space: FeatureSpace,
+                     rng: np.random.Generator) -> str:
+    """check_fidelity's verdict alone, from FID-layer features: what a checkpoint screen needs."""
+    if min(len(real_features), len(synthetic_features)) < MIN_IMAGES:
         return WARN
     if space.kind == "inception":
-        fid = fidelity_metrics(synthetic, real, space, cache_dir=Path(cache_dir), device=device, isc=False)["fid"]
+        fid = fid_from_features(synthetic_features, real_features)
         return WARN if fid is None else inception_verdict(fid)[0]
-    return domain_verdict(real_baseline(real, synthetic, space, Path(cache_dir), device, rng))[0]
+    if len(real_features) < MIN_REAL_FOR_BASELINE:
+        return WARN
+    return domain_verdict(baseline_from_features(real_features, synthetic_features, rng))[0]
 
 
 def check_fidelity(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,

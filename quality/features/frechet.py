@@ -12,10 +12,11 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch.utils.data import Dataset
-from torch_fidelity.metric_fid import KEY_METRIC_FID
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL
@@ -86,3 +87,11 @@ def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, space: FeatureSpace
         "num_real": len(real),
         "kid_subset_size": kid_subset if kid_subset >= 2 else None,
     }
+
+
+def fid_from_features(fake_features: np.ndarray, real_features: np.ndarray) -> float | None:
+    """FID of two sets of FID-layer features (N, D), through torch-fidelity's statistics and metric:
+    what `fidelity_metrics` computes, for features a caller already holds. None when not finite."""
+    stats = [fid_features_to_statistics(torch.as_tensor(f, dtype=torch.float64)) for f in (fake_features, real_features)]
+    value = float(fid_statistics_to_metric(*stats, verbose=False)[KEY_METRIC_FID])
+    return value if math.isfinite(value) else None

@@ -333,6 +333,7 @@ class Monitor:
         self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
                                   config.output.tensorboard)
         self.real, self.real_features = real, None          # every training image: the screen's reference
+        self.target_features: list = []                      # FID-layer features of each target's real images
         # What FID compares against: each class's images for a conditional G, else all of them.
         self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
                         else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
@@ -344,27 +345,28 @@ class Monitor:
         return model
 
     def screen(self, fakes: list[torch.Tensor]) -> dict[str, str]:
-        """The QA checks that judge a checkpoint beside its FID: artefacts (and blur), memorised copies,
-        fidelity and detectability.
+        """The QA checks that judge a checkpoint beside its FID: artefacts (and fine detail), memorised
+        copies, fidelity and detectability.
 
         Run on the evaluation samples (one tensor per FID target) against the real training images, as
-        quality/run_qa.py would; fidelity is each target's FID against the real-vs-real baseline, the worst
-        of them deciding. Detectability skips its confidence interval: only the verdict counts here.
+        quality/run_qa.py would, with the features extracted once per call: fidelity is each target's FID
+        against its real-vs-real baseline, the worst deciding; detectability skips its confidence interval.
         """
         if self.real_features is None:
             self.real_features = extract_features(self.real, self.space, str(self.device))
-        fake = torch.cat(fakes)
-        fake_features = extract_features(fake, self.space, str(self.device))
+            self.target_features = [extract_features(images, self.space, str(self.device)) if label is not None
+                                    else self.real_features for label, _, images in self.targets]
+        fake_features = [extract_features(fake, self.space, str(self.device)) for fake in fakes]
+        fake, all_fake_features = torch.cat(fakes), np.concatenate(fake_features)
         real_unit, fake_unit = to_unit(self.real), to_unit(fake)
         seed = self.config.train.seed
         artefacts = check_artefacts(real_unit, fake_unit)
         memorisation = check_memorisation(self.real, fake, real_features=self.real_features,
-                                          synthetic_features=fake_features)
-        fidelity = worst(fidelity_verdict(images, target_fake, self.space, self.paths.cache / "fidelity",
-                                          str(self.device), np.random.default_rng(seed))
-                         for (_, _, images), target_fake in zip(self.targets, fakes))
+                                          synthetic_features=all_fake_features)
+        fidelity = worst(fidelity_verdict(real, synthetic, self.space, np.random.default_rng(seed))
+                         for real, synthetic in zip(self.target_features, fake_features))
         detectability = check_detectability(real_unit, fake_unit, real_features=self.real_features,
-                                            synthetic_features=fake_features, seed=seed, bootstrap=0)
+                                            synthetic_features=all_fake_features, seed=seed, bootstrap=0)
         return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
                 "detectability": detectability["verdict"]}
 

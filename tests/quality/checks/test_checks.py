@@ -192,7 +192,7 @@ def test_a_blurred_set_warns_as_blurry_and_never_fails(real, independent):
     blurred = sum(padded[:, :, dy:dy + SIZE, dx:dx + SIZE] for dy in range(3) for dx in range(3)) / 9
     result = check_artefacts(real, blurred.astype(np.float32))
     assert result["verdict"] == WARN and result["blurry"], result["reason"]
-    assert result["high_frequency_ratio"] < 0.2 and "blurry" in result["reason"]
+    assert result["high_frequency_ratio"] < 0.2 and "too little fine detail" in result["reason"]
     assert not check_artefacts(real, independent)["blurry"]
 
 
@@ -232,6 +232,21 @@ def test_noise_fails_fidelity_relative_to_the_real_baseline(domain):
     result = check_fidelity(real, noise, space, cache, rng=np.random.default_rng(0))
     assert result["verdict"] == FAIL
     assert result["real_baseline"]["ratio"] > result["thresholds"]["baseline_ratio_fail_above"]
+
+
+def test_the_screen_baseline_from_features_matches_qas_from_images(domain):
+    """The checkpoint screen reuses extracted features; its real-vs-real baseline and verdict are QA's."""
+    from quality.checks.fidelity import baseline_from_features, fidelity_verdict, real_baseline
+    from quality.checks.memorisation import extract_features
+
+    space, real, cache = domain
+    noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    for synthetic, verdict in ((real.flip(0), PASS), (noise, FAIL)):
+        from_images = real_baseline(real, synthetic, space, cache, "cpu", np.random.default_rng(3))
+        real_f, synthetic_f = extract_features(real, space), extract_features(synthetic, space)
+        from_features = baseline_from_features(real_f, synthetic_f, np.random.default_rng(3))
+        assert from_features["ratio"] == pytest.approx(from_images["ratio"], rel=1e-3)
+        assert fidelity_verdict(real_f, synthetic_f, space, np.random.default_rng(3)) == verdict
 
 
 def test_fidelity_is_skipped_with_a_reason_for_too_few_images(domain):
