@@ -45,21 +45,28 @@ def split_halves(num_images: int, rng: np.random.Generator) -> tuple[np.ndarray,
     return np.sort(order[:middle]), np.sort(order[middle:])
 
 
-def real_baseline(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: Path,
-                  device: str, rng: np.random.Generator) -> dict:
-    """FID of real half A vs real half B, and of an equal-sized synthetic sample vs half B."""
+def baseline(real, synthetic, rng: np.random.Generator, fid) -> dict:
+    """FID of real half A vs real half B, and of an equal-sized synthetic sample vs half B.
+
+    `real` and `synthetic` are images or their FID-layer features (anything a numpy index array can
+    index); `fid(a, b)` scores one set against another, so QA (images through torch-fidelity) and the
+    training loop's screen (features it already holds) draw the same halves for the same `rng`.
+    """
     half_a, half_b = split_halves(len(real), rng)
     matched = min(len(half_a), len(synthetic))
-    real_sample = torch.from_numpy(half_a[:matched])
-    synthetic_sample = torch.from_numpy(np.sort(rng.choice(len(synthetic), matched, replace=False)))
-    reference = real[torch.from_numpy(half_b)]
-    real_fid = fidelity_metrics(real[real_sample], reference, space, cache_dir=cache_dir, device=device,
-                                isc=False)["fid"]
-    synthetic_fid = fidelity_metrics(synthetic[synthetic_sample], reference, space, cache_dir=cache_dir,
-                                     device=device, isc=False)["fid"]
+    synthetic_sample = np.sort(rng.choice(len(synthetic), matched, replace=False))
+    reference = real[half_b]
+    real_fid, synthetic_fid = fid(real[half_a[:matched]], reference), fid(synthetic[synthetic_sample], reference)
     ratio = None if real_fid is None or synthetic_fid is None else synthetic_fid / max(real_fid, 1e-6)
     return {"images_per_side": matched, "reference_images": len(reference),
             "real_vs_real_fid": real_fid, "synthetic_vs_real_fid": synthetic_fid, "ratio": ratio}
+
+
+def real_baseline(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: Path,
+                  device: str, rng: np.random.Generator) -> dict:
+    """`baseline` of uint8 (N, C, H, W) images, FIDs through torch-fidelity."""
+    return baseline(real, synthetic, rng, lambda a, b: fidelity_metrics(a, b, space, cache_dir=cache_dir,
+                                                                        device=device, isc=False)["fid"])
 
 
 def inception_verdict(fid: float) -> tuple[str, str]:
@@ -90,17 +97,8 @@ def thresholds_for(space: FeatureSpace) -> dict:
 
 def baseline_from_features(real_features: np.ndarray, synthetic_features: np.ndarray,
                            rng: np.random.Generator) -> dict:
-    """`real_baseline` on FID-layer features already extracted, (N, D) each: the same halves and sample
-    sizes for the same `rng`, without extracting them again."""
-    half_a, half_b = split_halves(len(real_features), rng)
-    matched = min(len(half_a), len(synthetic_features))
-    synthetic_sample = np.sort(rng.choice(len(synthetic_features), matched, replace=False))
-    reference = real_features[half_b]
-    real_fid = fid_from_features(real_features[half_a[:matched]], reference)
-    synthetic_fid = fid_from_features(synthetic_features[synthetic_sample], reference)
-    ratio = None if real_fid is None or synthetic_fid is None else synthetic_fid / max(real_fid, 1e-6)
-    return {"images_per_side": matched, "reference_images": len(reference),
-            "real_vs_real_fid": real_fid, "synthetic_vs_real_fid": synthetic_fid, "ratio": ratio}
+    """`baseline` of FID-layer features already extracted, (N, D) each: no second extraction."""
+    return baseline(real_features, synthetic_features, rng, fid_from_features)
 
 
 def fidelity_verdict(real_features: np.ndarray, synthetic_features: np.ndarray, space: FeatureSpace,

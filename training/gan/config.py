@@ -31,7 +31,7 @@ class DataConfig:
 class ModelConfig:
     arch: Literal["dcgan", "resnet"] = field(
         "dcgan", help="dcgan: one conv per level (Radford et al. 2016); resnet: two-conv residual blocks "
-                      "(SNGAN/BigGAN family), about 4x the compute at the same widths")
+                      "(SNGAN/BigGAN family), about 5x the step time at the same widths")
     z_dim: int = field(128, min=1, max=4096)
     g_channels: int = field(64, min=4, max=1024, help="G width at the output resolution; doubles per level")
     d_channels: int = field(64, min=4, max=1024, help="D width at the input resolution; doubles per level")

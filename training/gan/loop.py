@@ -333,7 +333,7 @@ class Monitor:
         self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
                                   config.output.tensorboard)
         self.real, self.real_features = real, None          # every training image: the screen's reference
-        self.target_features: list = []                      # FID-layer features of each target's real images
+        self.real_unit, self.target_features = None, []      # pixels in [0, 1]; each FID target's real features
         # What FID compares against: each class's images for a conditional G, else all of them.
         self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
                         else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
@@ -352,13 +352,14 @@ class Monitor:
         quality/run_qa.py would, with the features extracted once per call: fidelity is each target's FID
         against its real-vs-real baseline, the worst deciding; detectability skips its confidence interval.
         """
-        if self.real_features is None:
+        if self.real_features is None:     # the real side never changes: computed at the first evaluation
+            self.real_unit = to_unit(self.real)
             self.real_features = extract_features(self.real, self.space, str(self.device))
             self.target_features = [extract_features(images, self.space, str(self.device)) if label is not None
                                     else self.real_features for label, _, images in self.targets]
         fake_features = [extract_features(fake, self.space, str(self.device)) for fake in fakes]
         fake, all_fake_features = torch.cat(fakes), np.concatenate(fake_features)
-        real_unit, fake_unit = to_unit(self.real), to_unit(fake)
+        real_unit, fake_unit = self.real_unit, to_unit(fake)
         seed = self.config.train.seed
         artefacts = check_artefacts(real_unit, fake_unit)
         memorisation = check_memorisation(self.real, fake, real_features=self.real_features,

@@ -5,7 +5,8 @@ G: z (B, z_dim) -> linear -> 4x4 map -> one residual 2x upsampling block per lev
 D: (B, C, S, S) -> one residual 2x downsampling block per level -> 4x4 map -> ReLU, sum over
 positions -> one linear logit per image.
 Widths double per level away from the image, as in the DCGAN family, so `g_channels` / `d_channels`
-are the widths at the image resolution and the two families cost about the same at half the width.
+are the widths at the image resolution. On CPU at 32 px a residual G and D step takes about 5x a
+DCGAN's at the same widths, and 1.8x at half of them.
 
 Why residual blocks (Miyato et al. 2018; Brock et al. 2019): each block adds a correction to an
 identity-like path (an upsampled or pooled 1x1 projection), so a deeper D still passes a useful
