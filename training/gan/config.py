@@ -43,6 +43,9 @@ class ModelConfig:
     g_output_block: bool = field(False, help="dcgan: one more upsample + conv + BN + ReLU block, so G has a "
                                              "nonlinearity at the output resolution before its RGB conv (off: the "
                                              "RGB conv reads the upsampled map directly, as in DCGAN)")
+    d_patch_head: bool = field(False, help="dcgan: D also scores each 10 x 10-pixel patch (PatchGAN, Isola et al. "
+                                           "2017); every loss weighs the image's score and the patches' mean "
+                                           "equally, so G is also judged on local texture")
     conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
     info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
     info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
@@ -58,6 +61,8 @@ class ModelConfig:
         if self.arch == "resnet" and self.g_output_block:
             raise ConfigError("'model.g_output_block' is a DCGAN option; 'model.arch' = resnet already has two convs "
                               "at the output resolution")
+        if self.arch == "resnet" and self.d_patch_head:
+            raise ConfigError("'model.d_patch_head' is a DCGAN option; 'model.arch' = resnet has no patch head")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":

@@ -121,8 +121,12 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
+    """DCGAN D. With `patch_head`, it also scores every 10 x 10-pixel patch (stride 4) of its input, as a
+    PatchGAN does (Isola et al. 2017): a 1x1 conv on the second level's features, whose receptive field is
+    10 pixels. Its output is then (B, 1 + P), the image's logit first (see training.gan.losses.per_image)."""
+
     def __init__(self, image_size: int, channels: int, width: int, norm: str = "none", spectral_norm: bool = True,
-                 latent: LatentSpec | None = None):
+                 latent: LatentSpec | None = None, patch_head: bool = False):
         super().__init__()
         levels = levels_for(image_size)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
@@ -136,6 +140,12 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)                        # -> (B, widths[-1], 4, 4)
         self.to_logit = sn(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=0))
+        # The patch head reads the map after the second level's activation (S/4 x S/4, receptive field 10 px).
+        activations = [i for i, layer in enumerate(layers) if isinstance(layer, nn.LeakyReLU)]
+        self.patch_split = activations[1] + 1 if patch_head and levels >= 2 else None
+        if patch_head and self.patch_split is None:
+            raise ValueError("a patch head needs at least two D levels (image_size >= 16)")
+        self.to_patch_logits = sn(nn.Conv2d(widths[1], 1, 1)) if patch_head else None
         latent = latent or LatentSpec(0)
         self.projection = sn(nn.Embedding(latent.num_classes, widths[-1])) if latent.num_classes else None
         codes = latent.info_categories + latent.info_continuous
@@ -144,13 +154,20 @@ class Discriminator(nn.Module):
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
-        """Logits (B,); with `codes`, also Q's code predictions (B, categories + continuous)."""
-        h = self.features(x)
+        """Logits (B,), or (B, 1 + P) with the patch head; with `codes`, also Q's code predictions
+        (B, categories + continuous)."""
+        if self.patch_split is None:
+            h = self.features(x)
+        else:
+            local = self.features[:self.patch_split](x)               # (B, widths[1], S/4, S/4)
+            h = self.features[self.patch_split:](local)
         logit = self.to_logit(h).flatten()                           # (B,) raw logits / critic scores
         if self.projection is not None:
             if labels is None:
                 raise ValueError("a conditional discriminator needs class labels")
             logit = logit + (self.projection(labels) * h.sum((2, 3))).sum(1)
+        if self.to_patch_logits is not None:
+            logit = torch.cat([logit[:, None], self.to_patch_logits(local).flatten(1)], 1)
         return (logit, self.q_head(h)) if codes else logit
 
 
@@ -165,5 +182,5 @@ def build_generator(model, data, num_classes: int = 0) -> Generator:
 def build_discriminator(model, data, loss_name: str, num_classes: int = 0) -> Discriminator:
     """D from the `model` and `data` config sections; its norm depends on the loss (no BN for WGAN-GP)."""
     return Discriminator(data.image_size, data.channels, model.d_channels, model.resolved_d_norm(loss_name),
-                         model.spectral_norm, model.latent_spec(num_classes))
+                         model.spectral_norm, model.latent_spec(num_classes), model.d_patch_head)
 

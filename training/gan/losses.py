@@ -1,7 +1,7 @@
 """GAN losses, found by name (`loss.name`).
 
-Each loss is a pair of functions of D's raw outputs (logits or critic scores, shape (B,)):
-`d_loss(real, fake)` is minimised by D, `g_loss(fake)` by G. `d_objective` and `g_objective` put a
+Each loss is a pair of functions of D's raw outputs (logits or critic scores, shape (B,), or (B, 1 + P)
+from a D with a patch head): `d_loss(real, fake)` is minimised by D, `g_loss(fake)` by G. `d_objective` and `g_objective` put a
 batch's terms together (adversarial, InfoGAN, gradient penalty) for the training loop.
 """
 
@@ -28,17 +28,28 @@ class GANLoss:
 LOSSES = Registry("GAN loss", "loss.name")
 
 
+def per_image(values: torch.Tensor) -> torch.Tensor:
+    """(B,) per-image values from D-shaped ones: (B,) as they are; (B, 1 + P) from a D with a patch head
+    as the image's value plus the mean of its P patches' values, so the whole image and its patches weigh
+    the same in every loss however many patches there are."""
+    return values if values.dim() == 1 else values[:, 0] + values[:, 1:].mean(1)
+
+
+def _mean(values: torch.Tensor) -> torch.Tensor:
+    return per_image(values).mean()
+
+
 @LOSSES.register("hinge")
 class Hinge:
     """Hinge loss (Lim & Ye 2017; Miyato et al. 2018), the usual partner of spectral norm."""
 
     @staticmethod
     def d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()   # E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]
+        return _mean(F.relu(1 - real)) + _mean(F.relu(1 + fake))   # E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]
 
     @staticmethod
     def g_loss(fake: torch.Tensor) -> torch.Tensor:
-        return -fake.mean()                                         # -E[D(G(z))]
+        return -_mean(fake)                                         # -E[D(G(z))]
 
 
 @LOSSES.register("wasserstein")
@@ -47,11 +58,11 @@ class Wasserstein:
 
     @staticmethod
     def d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return fake.mean() - real.mean()                            # E[D(G(z))] - E[D(x)]  (+ gradient penalty)
+        return _mean(fake) - _mean(real)                            # E[D(G(z))] - E[D(x)]  (+ gradient penalty)
 
     @staticmethod
     def g_loss(fake: torch.Tensor) -> torch.Tensor:
-        return -fake.mean()                                         # -E[D(G(z))]
+        return -_mean(fake)                                         # -E[D(G(z))]
 
 
 @LOSSES.register("bce")
@@ -60,11 +71,11 @@ class BCE:
 
     @staticmethod
     def d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-real).mean() + F.softplus(fake).mean()   # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))
+        return _mean(F.softplus(-real)) + _mean(F.softplus(fake))   # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))
 
     @staticmethod
     def g_loss(fake: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-fake).mean()                             # non-saturating: -log sigmoid(D(G(z)))
+        return _mean(F.softplus(-fake))                             # non-saturating: -log sigmoid(D(G(z)))
 
 
 def gradient_penalty(discriminator: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
@@ -73,7 +84,7 @@ def gradient_penalty(discriminator: torch.nn.Module, real: torch.Tensor, fake: t
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = discriminator(x_hat) if labels is None else discriminator(x_hat, labels)
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(scores).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
@@ -114,7 +125,7 @@ def lecam_penalty(real_scores: torch.Tensor, fake_scores: torch.Tensor, anchors:
     average: E[relu(D(x) - a_fake)^2] + E[relu(a_real - D(G(z)))^2]. It keeps D's outputs from
     drifting apart as D memorises a small training set, which is what starves G of a useful signal.
     """
-    return F.relu(real_scores - anchors.fake).pow(2).mean() + F.relu(anchors.real - fake_scores).pow(2).mean()
+    return _mean(F.relu(real_scores - anchors.fake).pow(2)) + _mean(F.relu(anchors.real - fake_scores).pow(2))
 
 
 def d_objective(D: torch.nn.Module, loss: GANLoss, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor | None,
@@ -122,7 +133,7 @@ def d_objective(D: torch.nn.Module, loss: GANLoss, real: torch.Tensor, fake: tor
                 lecam_weight: float = 0.0, anchors: LeCamAnchors | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """What D minimises on one batch: the adversarial loss, InfoGAN's term on the fakes, the gradient
-    penalty and the LeCam term; returns it with D's scores of the real and fake batch (detached, (B,))."""
+    penalty and the LeCam term; returns it with D's per-image scores of the real and fake batch (detached, (B,))."""
     real_scores = D(real, labels)
     if spec.has_codes:
         fake_scores, predicted = D(fake, labels, codes=True)
@@ -132,11 +143,11 @@ def d_objective(D: torch.nn.Module, loss: GANLoss, real: torch.Tensor, fake: tor
         total = loss.d_loss(real_scores, fake_scores)
     if lecam_weight > 0 and anchors is not None:
         total = total + lecam_weight * lecam_penalty(real_scores.float(), fake_scores.float(), anchors)
-        anchors.update(real_scores.detach(), fake_scores.detach())
+        anchors.update(per_image(real_scores.detach()), per_image(fake_scores.detach()))
     if gp_weight > 0:          # in fp32 even under autocast: the double backward is precision-sensitive
         with torch.autocast(real.device.type, enabled=False):
             total = total + gp_weight * gradient_penalty(D, real.float(), fake.float(), labels)
-    return total, real_scores.detach(), fake_scores.detach()
+    return total, per_image(real_scores.detach()), per_image(fake_scores.detach())
 
 
 def g_objective(D: torch.nn.Module, loss: GANLoss, fake: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -212,3 +213,12 @@ def test_checkpoint_rank_prefers_fewer_screen_warnings_to_a_lower_fid():
     assert checkpoint_rank({"artefacts": "pass", "memorisation": "pass", "fidelity": "pass"}, 4.0) < clean
     assert checkpoint_rank({"artefacts": "fail", "memorisation": "pass", "fidelity": "pass"}, 1.0) is None
     assert checkpoint_rank({"artefacts": "pass"}, None) is None
+
+
+@pytest.mark.parametrize("loss", ["hinge", "wasserstein", "bce"])
+def test_patch_head_trains_with_every_loss_and_logs_per_image_scores(tiny_demo, tmp_path, loss):
+    train_gan(config(tiny_demo, tmp_path, loss, model={"d_patch_head": True}, train={"epochs": 2}))
+    losses = json.loads((tmp_path / "results" / "gan_metrics" / f"tiny_{loss}" / "losses.json").read_text())
+    assert all(math.isfinite(row["d_real"]) and math.isfinite(row["d_loss"]) for row in losses)
+    state = load_training_state(tmp_path / "results" / "checkpoints" / f"tiny_{loss}" / "checkpoint_epoch_0002.pth")
+    assert "to_patch_logits.bias" in state["D"]

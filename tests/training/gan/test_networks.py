@@ -114,3 +114,22 @@ def test_output_block_adds_a_nonlinearity_at_full_resolution(upsample):
     full_res = lambda G: [m for m in G.blocks if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(full_res(deeper)) == len(full_res(plain)) + 1
     assert deeper.blocks(deeper.stem(torch.randn(2, 8))).shape[-1] == 32     # the blocks reach the output size
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_patch_head_scores_each_10px_patch_and_only_sees_it(size):
+    D = build_discriminator(ModelConfig(d_channels=4, d_patch_head=True), DataConfig(image_size=size, channels=1),
+                            "hinge")
+    x = torch.randn(2, 1, size, size, requires_grad=True)
+    out = D(x)
+    assert out.shape == (2, 1 + (size // 4) ** 2) and torch.isfinite(out).all()
+    out[0, 1].backward()                                   # the top-left patch's score
+    touched = x.grad[0, 0].abs().sum(0).nonzero().flatten()
+    assert touched.max() < 10 and x.grad[1].abs().sum() == 0     # its receptive field: 10 px, its own image
+
+
+def test_patch_head_is_refused_by_resnet():
+    from training.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.d_patch_head"):
+        ModelConfig(arch="resnet", d_patch_head=True).validate()
