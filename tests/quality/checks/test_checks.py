@@ -165,6 +165,20 @@ def test_an_independent_draw_is_not_flagged_much(real, independent):
     assert result["exact_copies"] == 0
 
 
+def test_a_pixel_only_excess_is_reported_as_plainer_images_not_copies(real, independent):
+    """Copies are close in every representation. Close pairs in pixels alone (here: pixel near-copies whose
+    features are an independent draw's) keep their verdict, and the reason says what else they may be."""
+    from quality.checks.memorisation import PIXELS_ONLY_HINT
+
+    real_u8, noisy = to_uint8(real), to_uint8(real[:20] + 0.004)
+    features = lambda x: x.reshape(len(x), -1)[:, ::7]
+    pixels_only = check_memorisation(real_u8, noisy, real_features=features(real),
+                                     synthetic_features=features(independent[:20]))
+    assert pixels_only["verdict"] == FAIL and PIXELS_ONLY_HINT in pixels_only["reason"]
+    both = check_memorisation(real_u8, noisy, real_features=features(real), synthetic_features=features(real[:20]))
+    assert both["verdict"] == FAIL and PIXELS_ONLY_HINT not in both["reason"]
+
+
 def test_closest_pairs_name_the_files(real):
     real_u8 = to_uint8(real)
     names = [f"r{i}.png" for i in range(len(real))]

@@ -45,6 +45,13 @@ def test_demo_malignant_lesions_hold_more_colours():
     assert chroma_spread(True) > 1.3 * chroma_spread(False)
 
 
+def test_demo_hairs_are_thin_dark_strokes_that_hairs_false_leaves_out():
+    def fine_detail(hairs):     # mean absolute Laplacian: thin strokes are where it is large
+        x = np.stack([render_lesion(np.random.default_rng(i), 64, True, hairs).mean(-1) for i in range(30)])
+        return np.abs(4 * x[:, 1:-1, 1:-1] - x[:, :-2, 1:-1] - x[:, 2:, 1:-1] - x[:, 1:-1, :-2] - x[:, 1:-1, 2:]).mean()
+    assert fine_detail(False) < 0.8 * fine_detail(True)
+
+
 def test_npz_source_with_class_names_and_n1_labels(tmp_path):
     rng = np.random.default_rng(0)
     arrays = {}

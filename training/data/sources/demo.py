@@ -80,8 +80,9 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC))
 
 
-def render_lesion(rng: np.random.Generator, size: int, malignant: bool) -> np.ndarray:
-    """One RGB uint8 (size, size, 3) dermoscopy-like image."""
+def render_lesion(rng: np.random.Generator, size: int, malignant: bool, hairs: bool = True) -> np.ndarray:
+    """One RGB uint8 (size, size, 3) dermoscopy-like image; `hairs=False` leaves the hair strokes out
+    (bench/bench_qa_calibration.py: what QA says of a generator that never draws them)."""
     severity = rng.beta(7, 3) if malignant else rng.beta(2, 7)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     xx, yy = (xx + 0.5) / size * 2 - 1, (yy + 0.5) / size * 2 - 1   # pixel centres in [-1, 1]
@@ -122,7 +123,7 @@ def render_lesion(rng: np.random.Generator, size: int, malignant: bool) -> np.nd
     image = image * (1 - opacity[:, :, None]) + lesion * opacity[:, :, None]
 
     # Hair: a few thin dark curves crossing the image.
-    for _ in range(rng.choice(4, p=[0.45, 0.3, 0.15, 0.1])):
+    for _ in range(rng.choice(4, p=[0.45, 0.3, 0.15, 0.1]) if hairs else 0):
         p0, p1, p2 = rng.uniform(-1.2, 1.2, size=(3, 2))
         t = np.linspace(0, 1, 32 + 2 * size)[:, None]
         curve = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2           # (T, 2) Bezier points
