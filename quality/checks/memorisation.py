@@ -21,7 +21,6 @@ synthetic set.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 from quality.checks.verdicts import FAIL, PASS, WARN, worst
 from quality.features.extractors import FeatureSpace
 from quality.features.frechet import UInt8Images
-from quality.features.image_sets import flatten, to_unit
+from quality.features.image_sets import flatten, pixel_hashes, to_unit
 from quality.features.neighbours import nearest_neighbours
 from training.core import atomic
 
@@ -61,11 +60,6 @@ def extract_features(images: torch.Tensor, space: FeatureSpace, device: str = "c
     features = get_featuresdict_from_dataset(UInt8Images(images, rgb=space.kind == "inception"), extractor,
                                              batch_size, cuda, save_cpu_ram=True, verbose=False)
     return features[layer].double().numpy()
-
-
-def pixel_hashes(images: torch.Tensor) -> list[str]:
-    """Content hash of each uint8 image, for exact-copy detection."""
-    return [hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest() for image in images]
 
 
 def count_exact_copies(real: torch.Tensor, synthetic: torch.Tensor) -> int:

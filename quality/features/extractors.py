@@ -10,9 +10,10 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
@@ -20,6 +21,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from quality.features.domain_encoder import get_domain_encoder, load_domain_encoder
+from quality.features.image_sets import pixel_hashes
 from training.core.errors import ConfigError, UserError
 from training.data.folders import load_split
 
@@ -37,6 +39,19 @@ class FeatureSpace:
     extractor: str            # name in torch-fidelity's registry
     weights_path: str | None
     cache_tag: str            # changes whenever the features would change
+    # Pixel hashes of the images the encoder trained on (domain space); None: it trained on none of ours.
+    trained_on: frozenset[str] | None = field(default=None, repr=False, compare=False)
+
+    def unseen(self, images: torch.Tensor) -> np.ndarray:
+        """Which of uint8 (N, C, H, W) `images` the feature extractor never trained on, (N,) bool.
+
+        An encoder's features of its own training images are special: measured on the demo data, fresh
+        draws from the real distribution sat at a domain-FID 3.25x the real-vs-real baseline when that
+        baseline was drawn from the encoder's training images (bench/bench_qa_calibration.py).
+        """
+        if self.trained_on is None:
+            return np.ones(len(images), dtype=bool)
+        return np.array([h not in self.trained_on for h in pixel_hashes(images)], dtype=bool)
 
     @property
     def supports_isc(self) -> bool:
@@ -116,18 +131,20 @@ def inception_space(configured_weights: str | None, allow_download: bool) -> Fea
     return FeatureSpace("inception", INCEPTION, str(path), "inception")
 
 
-def domain_space(encoder_path: str | Path) -> FeatureSpace:
+def domain_space(encoder_path: str | Path, trained_on: frozenset[str] | None = None) -> FeatureSpace:
     register_domain_extractor()
-    return FeatureSpace("domain", DOMAIN, str(encoder_path), "domain-" + Path(encoder_path).stem.split("_", 2)[-1])
+    return FeatureSpace("domain", DOMAIN, str(encoder_path), "domain-" + Path(encoder_path).stem.split("_", 2)[-1],
+                        trained_on)
 
 
 def resolve_feature_space(choice: str, *, data_root: str | Path, image_size: int, channels: int,
                           inception_weights: str | None, encoder_epochs: int, cache_dir: str | Path,
-                          device: str = "cpu") -> FeatureSpace:
+                          device: str = "cpu", held_out: torch.Tensor | None = None) -> FeatureSpace:
     """Turn `metrics.feature_extractor` (auto | inception-v3-compat | domain) into a ready feature space.
 
     `auto` never touches the network: Inception only when its weights are already on disk. An explicit
-    `inception-v3-compat` may download them (with a timeout) through torch-fidelity.
+    `inception-v3-compat` may download them (with a timeout) through torch-fidelity. The domain encoder
+    trains on the train split less any image pixel-identical to one of `held_out` (uint8, N x C x H x W).
     """
     if choice in ("auto", INCEPTION):
         space = inception_space(inception_weights, allow_download=choice == INCEPTION)
@@ -135,5 +152,10 @@ def resolve_feature_space(choice: str, *, data_root: str | Path, image_size: int
             return space
 
     images, labels, class_names = load_split(data_root, "train", image_size, channels)
+    hashes = pixel_hashes(images)
+    if held_out is not None:
+        excluded = set(pixel_hashes(held_out))
+        keep = torch.tensor([h not in excluded for h in hashes])
+        images, labels, hashes = images[keep], labels[keep], [h for h, k in zip(hashes, keep) if k]
     path = get_domain_encoder(images, labels, class_names, encoder_epochs, Path(cache_dir), device)
-    return domain_space(path)
+    return domain_space(path, frozenset(hashes))

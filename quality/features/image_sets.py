@@ -9,6 +9,7 @@ with no readable image, or a grey set compared with a colour set, is an error.
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,3 +186,8 @@ def to_unit(images: torch.Tensor) -> np.ndarray:
 def flatten(unit: np.ndarray) -> np.ndarray:
     """(N, C, H, W) -> (N, C*H*W): one pixel vector per image."""
     return unit.reshape(len(unit), -1)
+
+
+def pixel_hashes(images: torch.Tensor) -> list[str]:
+    """Content hash of each uint8 image: for exact copies, and for which images an encoder trained on."""
+    return [hashlib.sha256(image.contiguous().numpy().tobytes()).hexdigest() for image in images]

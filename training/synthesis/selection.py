@@ -32,10 +32,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quality.checks.memorisation import COPY_PERCENTILE, extract_features, nearest_real, pixel_hashes
+from quality.checks.memorisation import COPY_PERCENTILE, extract_features, nearest_real
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import FeatureSpace, resolve_feature_space
-from quality.features.image_sets import DecodedFolder, check_colour_modes, decode_folder, default_format, flatten, stack, to_unit
+from quality.features.image_sets import (
+    DecodedFolder,
+    check_colour_modes,
+    decode_folder,
+    default_format,
+    flatten,
+    pixel_hashes,
+    stack,
+    to_unit,
+)
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.core.plotting import subplots

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from quality.assessment.qa import MIN_UNSEEN_FOR_DETECTOR
 from quality.run_qa import main
 from tests.helpers import REPO_ROOT
 from training.core.errors import run_cli
@@ -74,6 +75,13 @@ def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, inde
     assert report["feature_space"]["kind"] == "domain"
     assert Path(report["inputs"]["data_root"]) == tiny_demo.resolve()   # inferred from --real
     assert report["memorisation"]["verdict"] != "fail" and report["memorisation"]["exact_copies"] == 0
+    # The encoder trained without half of the real images; they are the baseline's real side.
+    num_real = report["images"]["real"]["num_used"]
+    assert report["fidelity"]["real_baseline"]["real_side"] == "images the feature encoder never trained on"
+    assert report["fidelity"]["real_baseline"]["reference_images"] == num_real // 2
+    unseen = (num_real + 1) // 2
+    detector_real = unseen if unseen >= MIN_UNSEEN_FOR_DETECTOR else num_real      # too few unseen: all of them
+    assert report["detectability"]["views"]["features"]["images_per_set"] == min(detector_real, 15)
     assert report["run_info"]["versions"]["torch"]
     html = (out / "report.html").read_text()
     figures = [f for check in SECTIONS[:6] for f in report[check].get("figures", [])]

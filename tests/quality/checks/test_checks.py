@@ -137,6 +137,24 @@ def test_pca_components_shrink_for_small_sets():
     assert result["pca_components"] == 10
 
 
+def test_the_baseline_compares_real_images_the_encoder_never_saw_when_there_are_some():
+    """A fresh real sample must be as new to the feature space as the synthetic one (fidelity docstring)."""
+    from quality.checks.fidelity import baseline, baseline_parts
+
+    rng = np.random.default_rng(0)
+    unseen = np.array([True, False] * 5)
+    a, b, from_unseen = baseline_parts(10, unseen, rng)
+    assert from_unseen and a.tolist() == [0, 2, 4, 6, 8] and b.tolist() == [1, 3, 5, 7, 9]
+    a, b, from_unseen = baseline_parts(10, np.eye(10, dtype=bool)[0], rng)      # one unseen image: too few
+    assert not from_unseen and len(a) == len(b) == 5
+    seen_sets = []
+    fid = lambda x, y: seen_sets.append((x.tolist(), y.tolist())) or 1.0
+    result = baseline(np.arange(10), np.arange(100, 120), rng, fid, unseen)
+    assert seen_sets[0] == ([0, 2, 4, 6, 8], [1, 3, 5, 7, 9])         # real side: unseen vs the seen reference
+    assert seen_sets[1][1] == [1, 3, 5, 7, 9] and len(seen_sets[1][0]) == 5
+    assert result["real_side"] == "images the feature encoder never trained on"
+
+
 # Memorisation.
 
 def test_copies_of_real_images_are_flagged(real, tmp_path):

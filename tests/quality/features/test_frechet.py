@@ -90,3 +90,16 @@ def test_domain_encoder_is_cached_by_content(tiny_demo, tmp_path):
     assert a.stat().st_mtime_ns == mtime
     other = get_domain_encoder(images[:-1], labels[:-1], classes, epochs=1, cache_dir=tmp_path)
     assert other != a
+
+
+def test_held_out_images_stay_out_of_the_encoder_and_are_marked_unseen(tiny_demo, tmp_path):
+    images, _, classes = load_split(tiny_demo, "train", 32, 3)
+    resolve = lambda held_out: resolve_feature_space("domain", data_root=tiny_demo, image_size=32, channels=3,
+                                                     inception_weights=None, encoder_epochs=1, cache_dir=tmp_path,
+                                                     held_out=held_out)
+    everything, without = resolve(None), resolve(images[:5])
+    assert len(everything.trained_on) == len(images) and len(without.trained_on) == len(images) - 5
+    assert without.weights_path != everything.weights_path       # another encoder, cached apart
+    assert without.unseen(images).tolist() == [True] * 5 + [False] * (len(images) - 5)
+    assert not everything.unseen(images).any()
+    assert torch.equal(torch.from_numpy(without.unseen(images[:5])), torch.ones(5, dtype=torch.bool))
