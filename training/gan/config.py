@@ -46,6 +46,12 @@ class ModelConfig:
     d_patch_head: bool = field(False, help="dcgan: D also scores each 10 x 10-pixel patch (PatchGAN, Isola et al. "
                                            "2017); every loss weighs the image's score and the patches' mean "
                                            "equally, so G is also judged on local texture")
+    d_highpass: bool = field(False, help="dcgan: D also reads each image's high-pass residual (image minus its "
+                                         "3x3 local mean) as extra input channels, so thin structures such as "
+                                         "hairs and speckle reach its first layer at full contrast")
+    d_minibatch_std: bool = field(False, help="dcgan: D's last layer also reads the standard deviation of its "
+                                              "features across groups of 4 images (Karras et al. 2018), so a "
+                                              "batch with too little variety looks fake")
     conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
     info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
     info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
@@ -63,6 +69,9 @@ class ModelConfig:
                               "at the output resolution")
         if self.arch == "resnet" and self.d_patch_head:
             raise ConfigError("'model.d_patch_head' is a DCGAN option; 'model.arch' = resnet has no patch head")
+        for name in ("d_highpass", "d_minibatch_std"):
+            if self.arch == "resnet" and getattr(self, name):
+                raise ConfigError(f"'model.{name}' is a DCGAN option; 'model.arch' = resnet does not have it")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":

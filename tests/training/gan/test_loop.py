@@ -222,3 +222,10 @@ def test_patch_head_trains_with_every_loss_and_logs_per_image_scores(tiny_demo, 
     assert all(math.isfinite(row["d_real"]) and math.isfinite(row["d_loss"]) for row in losses)
     state = load_training_state(tmp_path / "results" / "checkpoints" / f"tiny_{loss}" / "checkpoint_epoch_0002.pth")
     assert "to_patch_logits.bias" in state["D"]
+
+
+def test_highpass_minibatch_std_discriminator_trains_and_reloads(tiny_demo, tmp_path):
+    train_gan(config(tiny_demo, tmp_path, "hinge", model={"d_highpass": True, "d_minibatch_std": True},
+                     train={"epochs": 2}))
+    state = load_training_state(tmp_path / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0002.pth")
+    assert state["D"]["features.0.weight_orig"].shape[1] == 2 * 3          # image + its high-pass residual

@@ -133,3 +133,38 @@ def test_patch_head_is_refused_by_resnet():
 
     with pytest.raises(ConfigError, match="model.d_patch_head"):
         ModelConfig(arch="resnet", d_patch_head=True).validate()
+
+
+def test_high_pass_keeps_thin_lines_and_drops_flat_areas():
+    from training.gan.dcgan import high_pass
+
+    image = torch.full((1, 1, 9, 9), 0.5)
+    assert high_pass(image).abs().max() < 1e-6                          # flat, edges included
+    image[0, 0, :, 4] = -1.0                                            # a one-pixel dark line ("a hair")
+    residual = high_pass(image)[0, 0]
+    assert residual[:, 4].max() < -0.9 and residual[:, 0].abs().max() < 1e-6   # at the line, not far from it
+
+
+@pytest.mark.parametrize("batch", [8, 6, 5])
+def test_minibatch_std_is_zero_for_repeated_images_and_positive_otherwise(batch):
+    from training.gan.dcgan import minibatch_std
+
+    varied = torch.randn(batch, 3, 4, 4)
+    repeated = varied[:1].expand(batch, -1, -1, -1)
+    assert minibatch_std(repeated).shape == (batch, 4, 4, 4)
+    assert minibatch_std(repeated)[:, 3].max() < 1e-3
+    if batch != 5:                                                      # 5 is prime: groups of one image
+        assert minibatch_std(varied)[:, 3].min() > 0.3
+
+
+def test_highpass_and_minibatch_std_discriminator_scores_and_is_refused_by_resnet():
+    from training.core.errors import ConfigError
+
+    model = ModelConfig(d_channels=4, d_highpass=True, d_minibatch_std=True)
+    D = build_discriminator(model, DataConfig(image_size=32, channels=3), "hinge")
+    assert D.features[0].in_channels == 6 and D.to_logit.in_channels == 4 * 4 + 1
+    x = torch.randn(5, 3, 32, 32)
+    assert D(x).shape == (5,) and torch.isfinite(D(x)).all()
+    for name in ("d_highpass", "d_minibatch_std"):
+        with pytest.raises(ConfigError, match=f"model.{name}"):
+            ModelConfig(arch="resnet", **{name: True}).validate()
