@@ -13,6 +13,10 @@ generated images are (`run_qa` against the data set's minority training images, 
   the hairs, the demo GANs' visible defect;
 * `val split`: the data set's own minority validation images (few: 50 demo, 21 BreastMNIST).
 
+With `--memorisation_draws N` (demo only) it also repeats the memorisation check, in pixels, on N
+independent pairs of (real set, fresh draws) and (real set, fresh draws without hairs), 200 images
+each at 32 px: how often a set with no copies at all gets a warning or a fail.
+
 Everything goes into a scratch folder that is removed afterwards (--keep keeps it).
 """
 
@@ -24,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_gan_qa import prepare  # noqa: E402
 from quality.assessment.qa import QAOptions, run_qa  # noqa: E402
+from quality.checks.memorisation import check_memorisation  # noqa: E402
+from quality.features.image_sets import conform  # noqa: E402
 from training.core.cli import Parser  # noqa: E402
 from training.data.prepare import SourceOptions, prepare_dataset  # noqa: E402
 from training.data.sources.demo import render_lesion  # noqa: E402
@@ -58,6 +65,24 @@ def probe_folders(dataset: str, root: Path, work: Path) -> dict[str, Path]:
     return folders
 
 
+def demo_draws(seed: int, num: int, hairs: bool) -> torch.Tensor:
+    """`num` malignant demo images rendered at the demo's 64 px and resized to 32 px as QA resizes them."""
+    pixels = [conform(render_lesion(np.random.default_rng([seed, i]), 64, malignant=True, hairs=hairs), IMAGE_SIZE, 3)
+              for i in range(num)]
+    return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
+
+
+def memorisation_false_alarms(draws: int, num: int = 200) -> dict[str, dict[str, int]]:
+    """Pixel-space memorisation verdicts of `draws` independent (real, fresh) and (real, hairless) pairs."""
+    counts = {"fresh draws": {}, "fresh draws, no hairs": {}}
+    for seed in range(draws):
+        real = demo_draws(seed, num, hairs=True)
+        for probe, hairs in (("fresh draws", True), ("fresh draws, no hairs", False)):
+            verdict = check_memorisation(real, demo_draws(10_000 + seed, num, hairs))["verdict"]
+            counts[probe][verdict] = counts[probe].get(verdict, 0) + 1
+    return counts
+
+
 def qa_row(root: Path, folder: Path, out: Path, work: Path) -> dict:
     report = run_qa(root / "train" / MINORITY, folder, out,
                     QAOptions(seed=0, image_size=IMAGE_SIZE, cache_dir=str(work / "cache"), data_root=str(root)))
@@ -75,6 +100,8 @@ def main() -> None:
     p.add_argument("--datasets", nargs="+", choices=["demo", "breastmnist"], default=["demo"])
     p.add_argument("--breastmnist", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--memorisation_draws", type=int, default=0, metavar="N",
+                   help="also repeat the pixel memorisation check on N independent demo draws (0: skip)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_qa_calibration_",
                                  dir=ROOT / "results" if (ROOT / "results").is_dir() else None))
@@ -97,6 +124,10 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     print("\n" + "\n".join(lines))
+    if args.memorisation_draws:
+        print(f"\nmemorisation (pixels) on {args.memorisation_draws} independent demo draws of 200 images, no copies:")
+        for probe, counts in memorisation_false_alarms(args.memorisation_draws).items():
+            print(f"  {probe}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail")))
 
 
 if __name__ == "__main__":
