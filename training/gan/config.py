@@ -43,6 +43,10 @@ class ModelConfig:
     g_output_block: bool = field(False, help="dcgan: one more upsample + conv + BN + ReLU block, so G has a "
                                              "nonlinearity at the output resolution before its RGB conv (off: the "
                                              "RGB conv reads the upsampled map directly, as in DCGAN)")
+    g_padding: Literal["zeros", "reflect"] = field(
+        "zeros", help="dcgan: how G's 3x3 convs pad: zeros (DCGAN) or reflect (mirrored neighbours); zero "
+                      "padding gives border and corner pixels a tell-tale value (measured: the 4 corner pixels "
+                      "alone told the demo GAN's images from real ones with AUC 0.89-0.97)")
     d_patch_head: bool = field(False, help="dcgan: D also scores each 10 x 10-pixel patch (PatchGAN, Isola et al. "
                                            "2017); every loss weighs the image's score and the patches' mean "
                                            "equally, so G is also judged on local texture")
@@ -69,9 +73,14 @@ class ModelConfig:
                               "at the output resolution")
         if self.arch == "resnet" and self.d_patch_head:
             raise ConfigError("'model.d_patch_head' is a DCGAN option; 'model.arch' = resnet has no patch head")
+        if self.g_padding != "zeros" and self.upsample == "transposed":
+            raise ConfigError("'model.g_padding' = reflect needs 3x3 convs; 'model.upsample' = transposed has "
+                              "strided transposed convs, which pad with zeros only")
         for name in ("d_highpass", "d_minibatch_std"):
             if self.arch == "resnet" and getattr(self, name):
                 raise ConfigError(f"'model.{name}' is a DCGAN option; 'model.arch' = resnet does not have it")
+        if self.arch == "resnet" and self.g_padding != "zeros":
+            raise ConfigError("'model.g_padding' is a DCGAN option; 'model.arch' = resnet pads with zeros")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":

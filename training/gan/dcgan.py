@@ -67,11 +67,11 @@ class BilinearUpsample2x(nn.Module):
 UPSAMPLERS = {"resize_conv": NearestUpsample2x, "bilinear": BilinearUpsample2x}
 
 
-def _upsample_block(in_ch: int, out_ch: int, upsample: str) -> list[nn.Module]:
+def _upsample_block(in_ch: int, out_ch: int, upsample: str, padding: str = "zeros") -> list[nn.Module]:
     if upsample == "transposed":
         conv = [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False)]
     else:  # resize, then a 3x3 conv: free of the transposed-conv checkerboard
-        conv = [UPSAMPLERS[upsample](), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)]
+        conv = [UPSAMPLERS[upsample](), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False, padding_mode=padding)]
     return [*conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
@@ -86,7 +86,10 @@ def with_class(z: torch.Tensor, labels: torch.Tensor | None, class_embedding: nn
 
 class Generator(nn.Module):
     def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv",
-                 output_block: bool = False):
+                 output_block: bool = False, padding: str = "zeros"):
+        """`padding`: how G's 3x3 convs pad their input, "zeros" (DCGAN) or "reflect" (mirrored
+        neighbours, as CycleGAN's generator pads): zeros pull the border and above all the corner pixels
+        towards a value of their own, which a linear model on pixels learns to tell apart."""
         super().__init__()
         latent = latent if isinstance(latent, LatentSpec) else LatentSpec(latent)   # an int: plain noise of that size
         levels = levels_for(image_size)
@@ -103,16 +106,17 @@ class Generator(nn.Module):
         )
         blocks = []
         for in_ch, out_ch in zip(widths[:-1], widths[1:]):
-            blocks += _upsample_block(in_ch, out_ch, upsample)
+            blocks += _upsample_block(in_ch, out_ch, upsample, padding)
         if output_block:   # the last upsampling in a block too: a ReLU at full resolution, then a plain RGB conv
-            blocks += _upsample_block(widths[-1], widths[-1], upsample)
+            blocks += _upsample_block(widths[-1], widths[-1], upsample, padding)
         self.blocks = nn.Sequential(*blocks)                          # -> (B, width, S/2, S/2), or S with output_block
         if output_block:
-            self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1)
+            self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1, padding_mode=padding)
         elif upsample == "transposed":
             self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, stride=2, padding=1)
         else:
-            self.to_image = nn.Sequential(UPSAMPLERS[upsample](), nn.Conv2d(widths[-1], channels, 3, padding=1))
+            self.to_image = nn.Sequential(UPSAMPLERS[upsample](),
+                                          nn.Conv2d(widths[-1], channels, 3, padding=1, padding_mode=padding))
         self.apply(init_weights)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -198,7 +202,7 @@ class Discriminator(nn.Module):
 def build_generator(model, data, num_classes: int = 0) -> Generator:
     """G from the `model` and `data` config sections (`num_classes` for a conditional model)."""
     return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample,
-                     model.g_output_block)
+                     model.g_output_block, model.g_padding)
 
 
 @DISCRIMINATORS.register("dcgan")

@@ -224,8 +224,11 @@ def test_patch_head_trains_with_every_loss_and_logs_per_image_scores(tiny_demo, 
     assert "to_patch_logits.bias" in state["D"]
 
 
-def test_highpass_minibatch_std_discriminator_trains_and_reloads(tiny_demo, tmp_path):
-    train_gan(config(tiny_demo, tmp_path, "hinge", model={"d_highpass": True, "d_minibatch_std": True},
+def test_highpass_minibatch_std_discriminator_and_reflect_padded_generator_train_and_reload(tiny_demo, tmp_path):
+    train_gan(config(tiny_demo, tmp_path, "hinge", model={"d_highpass": True, "d_minibatch_std": True,
+                                                          "upsample": "bilinear", "g_padding": "reflect"},
                      train={"epochs": 2}))
+    G, _ = load_generator(tmp_path / "results" / "checkpoints" / "tiny_hinge" / "best_generator.pth")
+    assert G.to_image[1].padding_mode == "reflect"
     state = load_training_state(tmp_path / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0002.pth")
     assert state["D"]["features.0.weight_orig"].shape[1] == 2 * 3          # image + its high-pass residual

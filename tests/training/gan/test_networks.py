@@ -168,3 +168,25 @@ def test_highpass_and_minibatch_std_discriminator_scores_and_is_refused_by_resne
     for name in ("d_highpass", "d_minibatch_std"):
         with pytest.raises(ConfigError, match=f"model.{name}"):
             ModelConfig(arch="resnet", **{name: True}).validate()
+
+
+def test_reflect_padding_keeps_a_constant_map_constant_to_the_corners():
+    """G's 3x3 convs with reflect padding see mirrored neighbours at the border, so a constant map stays
+    constant up to the corner pixels; zero padding makes the border and corners differ from the interior."""
+    data = DataConfig(image_size=32, channels=1)
+    for padding, border_differs in (("zeros", True), ("reflect", False)):
+        G = build_generator(ModelConfig(z_dim=8, g_channels=8, upsample="bilinear", g_padding=padding), data).eval()
+        conv = G.to_image[1]
+        torch.nn.init.constant_(conv.weight, 0.01)
+        torch.nn.init.zeros_(conv.bias)
+        out = conv(G.to_image[0](torch.ones(1, 8, 16, 16)))[0, 0]
+        assert (not torch.allclose(out[0, 0], out[16, 16])) == border_differs, padding
+
+
+def test_reflect_padding_is_refused_with_transposed_convs_and_resnet():
+    from training.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.g_padding"):
+        ModelConfig(upsample="transposed", g_padding="reflect").validate()
+    with pytest.raises(ConfigError, match="model.g_padding"):
+        ModelConfig(arch="resnet", upsample="bilinear", g_padding="reflect").validate()
