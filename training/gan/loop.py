@@ -367,7 +367,7 @@ class Monitor:
         fidelity = worst(fidelity_verdict(real, synthetic, self.space, np.random.default_rng(seed))
                          for real, synthetic in zip(self.target_features, fake_features))
         detectability = check_detectability(real_unit, fake_unit, real_features=self.real_features,
-                                            synthetic_features=all_fake_features, seed=seed, bootstrap=0)
+                                            synthetic_features=all_fake_features, seed=seed, bootstrap=0, locate=False)
         return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
                 "detectability": detectability["verdict"]}
 

@@ -42,6 +42,23 @@ def test_features_view_is_used_when_it_detects_more():
     assert result["decisive_view"] == "features" and result["views"]["pixels"]["auc"] < 0.7 and result["auc"] > 0.95
 
 
+def test_a_shortcut_at_the_edges_is_located_and_named():
+    """Synthetic images whose outer frame is darker (what a zero-padded generator leaves) and whose
+    interior is drawn like the real ones: the frame alone tells them apart, the interior does not."""
+    from quality.checks.detectability import border_mask
+
+    rng = np.random.default_rng(4)
+    real, synthetic = rng.uniform(0.3, 0.7, (150, 1, 16, 16)), rng.uniform(0.3, 0.7, (150, 1, 16, 16))
+    synthetic[:, :, border_mask(16, 16)] -= 0.05
+    result = check_detectability(real, synthetic, seed=0, bootstrap=0)
+    where = result["where"]
+    assert where["border_auc"] > 0.9 and abs(where["interior_auc"] - 0.5) < 0.12
+    assert "the edges give the images away" in result["reason"]
+    plain = check_detectability(real, rng.uniform(0.3, 0.7, (150, 1, 16, 16)), seed=0, bootstrap=0)
+    assert "edges" not in plain["reason"] and plain["where"]["border_auc"] < 0.7
+    assert check_detectability(real, synthetic, seed=0, bootstrap=0, locate=False)["where"] is None
+
+
 def two_classes(rng: np.random.Generator, n_major: int, n_minor: int, shift: float = 1.5):
     x = np.concatenate([rng.normal(0, 1, (n_major, 6)), rng.normal(0, 1, (n_minor, 6)) + shift])
     return x, np.repeat([0, 1], [n_major, n_minor]).astype(bool)
