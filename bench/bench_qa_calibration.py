@@ -14,8 +14,9 @@ generated images are (`run_qa` against the data set's minority training images, 
 * `val split`: the data set's own minority validation images (few: 50 demo, 21 BreastMNIST).
 
 With `--memorisation_draws N` (demo only) it also repeats the memorisation check, in pixels, on N
-independent pairs of (real set, fresh draws) and (real set, fresh draws without hairs), 200 images
-each at 32 px: how often a set with no copies at all gets a warning or a fail.
+independent real sets of 200 images at 32 px: how often a set with no copies at all (fresh draws,
+with and without hairs) gets a warning or a fail, and how often 5 % copies (with noise, or shifted
+by one pixel) among fresh draws are found.
 
 Everything goes into a scratch folder that is removed afterwards (--keep keeps it).
 """
@@ -72,14 +73,23 @@ def demo_draws(seed: int, num: int, hairs: bool) -> torch.Tensor:
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
 
 
-def memorisation_false_alarms(draws: int, num: int = 200) -> dict[str, dict[str, int]]:
-    """Pixel-space memorisation verdicts of `draws` independent (real, fresh) and (real, hairless) pairs."""
-    counts = {"fresh draws": {}, "fresh draws, no hairs": {}}
+def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, dict[str, int]]:
+    """Pixel-space memorisation verdicts over `draws` independent real sets of `num` demo images, against:
+    fresh draws and fresh draws without hairs (no copies: any warning is a false alarm), and fresh
+    draws with 5 % of them replaced by copies of real images with noise (sd 0.03) or shifted by one
+    pixel (how often the check finds them)."""
+    counts: dict[str, dict[str, int]] = {}
+    rng = np.random.default_rng(0)
     for seed in range(draws):
-        real = demo_draws(seed, num, hairs=True)
-        for probe, hairs in (("fresh draws", True), ("fresh draws, no hairs", False)):
-            verdict = check_memorisation(real, demo_draws(10_000 + seed, num, hairs))["verdict"]
-            counts[probe][verdict] = counts[probe].get(verdict, 0) + 1
+        real, fresh = demo_draws(seed, num, hairs=True), demo_draws(10_000 + seed, num, hairs=True)
+        copied = rng.choice(num, num // 20, replace=False)
+        noisy = (real[copied].float() + rng.normal(0, 0.03 * 255, real[copied].shape)).round().clamp(0, 255)
+        probes = {"fresh draws": fresh, "fresh draws, no hairs": demo_draws(10_000 + seed, num, hairs=False),
+                  "fresh draws, 5 % noisy copies": torch.cat([noisy.to(torch.uint8), fresh[len(copied):]]),
+                  "fresh draws, 5 % copies shifted 1 px": torch.cat([real[copied].roll(1, dims=3), fresh[len(copied):]])}
+        for probe, images in probes.items():
+            verdict = check_memorisation(real, images)["verdict"]
+            counts.setdefault(probe, {})[verdict] = counts.setdefault(probe, {}).get(verdict, 0) + 1
     return counts
 
 
@@ -101,7 +111,8 @@ def main() -> None:
     p.add_argument("--breastmnist", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--memorisation_draws", type=int, default=0, metavar="N",
-                   help="also repeat the pixel memorisation check on N independent demo draws (0: skip)")
+                   help="also repeat the pixel memorisation check on N independent demo draws, with and "
+                        "without planted copies (0: skip)")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_qa_calibration_",
                                  dir=ROOT / "results" if (ROOT / "results").is_dir() else None))
@@ -125,8 +136,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     print("\n" + "\n".join(lines))
     if args.memorisation_draws:
-        print(f"\nmemorisation (pixels) on {args.memorisation_draws} independent demo draws of 200 images, no copies:")
-        for probe, counts in memorisation_false_alarms(args.memorisation_draws).items():
+        print(f"\nmemorisation (pixels) on {args.memorisation_draws} independent demo draws of 200 images:")
+        for probe, counts in memorisation_verdicts(args.memorisation_draws).items():
             print(f"  {probe}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail")))
 
 
