@@ -11,8 +11,9 @@ from training.deploy.export import export
 from training.export import main as export_main
 
 
-def test_generator_torchscript_matches_pytorch(tmp_path):
-    ckpt = make_generator(tmp_path / "g.pth", 0)
+@pytest.mark.parametrize("padding", ["zeros", "reflect"])
+def test_generator_torchscript_matches_pytorch(tmp_path, padding):
+    ckpt = make_generator(tmp_path / "g.pth", 0, upsample="bilinear", g_padding=padding)
     out, difference = export(ckpt, "torchscript")
     assert out == tmp_path / "g.pt" and difference < 1e-5
     loaded = torch.jit.load(str(out))
@@ -39,7 +40,7 @@ def test_classifier_torchscript_gives_probabilities(tiny_demo, tmp_path):
 
 
 def test_onnx_is_exported_and_checked_or_refused_clearly(tmp_path):
-    ckpt = make_generator(tmp_path / "g.pth", 0)
+    ckpt = make_generator(tmp_path / "g.pth", 0, upsample="bilinear", g_padding="reflect")   # the demo's G
     try:
         import onnx  # noqa: F401
     except ImportError:
