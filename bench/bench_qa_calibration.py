@@ -83,7 +83,8 @@ def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, dict[str, int
     for seed in range(draws):
         real, fresh = demo_draws(seed, num, hairs=True), demo_draws(10_000 + seed, num, hairs=True)
         copied = rng.choice(num, num // 20, replace=False)
-        noisy = (real[copied].float() + rng.normal(0, 0.03 * 255, real[copied].shape)).round().clamp(0, 255)
+        noise = torch.from_numpy(rng.normal(0, 0.03 * 255, tuple(real[copied].shape))).float()
+        noisy = (real[copied].float() + noise).round().clamp(0, 255)
         probes = {"fresh draws": fresh, "fresh draws, no hairs": demo_draws(10_000 + seed, num, hairs=False),
                   "fresh draws, 5 % noisy copies": torch.cat([noisy.to(torch.uint8), fresh[len(copied):]]),
                   "fresh draws, 5 % copies shifted 1 px": torch.cat([real[copied].roll(1, dims=3), fresh[len(copied):]])}
