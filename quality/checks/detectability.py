@@ -15,7 +15,8 @@ the more successful one decides. Both sets are cut to the same size, so chance i
 Where the pixel detector finds its shortcut is reported too: the same detector on the outer
 `BORDER_PIXELS`-pixel frame of the images alone, and on the rest. A frame far more telling than the
 interior points at the edges (a generator's zero padding, a resizing step only one side went
-through); measured on the demo GAN: the frame alone gave AUC 0.94-0.96, the interior 0.36-0.49.
+through); measured on six zero-padded demo GANs: the frame alone gave AUC 0.94-0.99, the interior
+0.37-0.50.
 It is a diagnosis, not a third detector: the verdict stays with the pixel and feature views.
 
 Thresholds (docs/user_guide.md#thresholds-detectability): AUC above 0.75 warns, above 0.90 fails. A
