@@ -26,6 +26,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -73,12 +74,12 @@ def demo_draws(seed: int, num: int, hairs: bool) -> torch.Tensor:
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
 
 
-def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, dict[str, int]]:
+def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, Counter]:
     """Pixel-space memorisation verdicts over `draws` independent real sets of `num` demo images, against:
     fresh draws and fresh draws without hairs (no copies: any warning is a false alarm), and fresh
     draws with 5 % of them replaced by copies of real images with noise (sd 0.03) or shifted by one
     pixel (how often the check finds them)."""
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter] = defaultdict(Counter)
     rng = np.random.default_rng(0)
     for seed in range(draws):
         real, fresh = demo_draws(seed, num, hairs=True), demo_draws(10_000 + seed, num, hairs=True)
@@ -89,8 +90,7 @@ def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, dict[str, int
                   "fresh draws, 5 % noisy copies": torch.cat([noisy.to(torch.uint8), fresh[len(copied):]]),
                   "fresh draws, 5 % copies shifted 1 px": torch.cat([real[copied].roll(1, dims=3), fresh[len(copied):]])}
         for probe, images in probes.items():
-            verdict = check_memorisation(real, images)["verdict"]
-            counts.setdefault(probe, {})[verdict] = counts.setdefault(probe, {}).get(verdict, 0) + 1
+            counts[probe][check_memorisation(real, images)["verdict"]] += 1
     return counts
 
 

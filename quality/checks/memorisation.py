@@ -187,14 +187,15 @@ def plot_distance_histograms(found: dict[str, NearestReal], path: Path) -> None:
 
 def memorisation_verdict(found: dict[str, NearestReal], exact_copies: int) -> tuple[str, str]:
     """Worst verdict over the spaces, and any exact copy fails."""
-    verdicts = [distances.verdict() for distances in found.values()]
+    by_space = {space: distances.verdict() for space, distances in found.items()}
+    verdicts = list(by_space.values())
     if exact_copies:
         verdicts.append(FAIL)   # a pixel-identical copy of a patient image is never acceptable
     listed = "; ".join(f"{space} {d.flagged.mean():.1%} (chance {d.chance_share:.1%}, p = {d.p_value():.2g})"
                        for space, d in found.items())
     reason = (f"synthetic images closer to a real image than the real {COPY_PERCENTILE:g}st percentile: {listed}; "
               f"exact pixel copies: {exact_copies}")
-    if pixels_only_excess(found) and not exact_copies:
+    if pixels_only_excess(by_space) and not exact_copies:
         reason += f"; {PIXELS_ONLY_HINT}"
     return worst(verdicts), reason
 
@@ -207,9 +208,10 @@ PIXELS_ONLY_HINT = ("features show no excess, so the flagged images may be plain
                     "the closest pairs")
 
 
-def pixels_only_excess(found: dict[str, NearestReal]) -> bool:
-    """The pixel space flags more close pairs than chance allows and the feature space does not."""
-    return ("feature" in found and found["pixel"].verdict() != PASS and found["feature"].verdict() == PASS)
+def pixels_only_excess(by_space: dict[str, str]) -> bool:
+    """From each space's verdict: the pixel space flags more close pairs than chance allows and the feature
+    space does not."""
+    return "feature" in by_space and by_space["pixel"] != PASS and by_space["feature"] == PASS
 
 
 def check_memorisation(real: torch.Tensor, synthetic: torch.Tensor, out_dir: str | Path | None = None, *,
