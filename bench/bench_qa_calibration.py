@@ -13,10 +13,11 @@ generated images are (`run_qa` against the data set's minority training images, 
   the hairs, the demo GANs' visible defect;
 * `val split`: the data set's own minority validation images (few: 50 demo, 21 BreastMNIST).
 
-With `--memorisation_draws N` (demo only) it also repeats the memorisation check, in pixels, on N
-independent real sets of 200 images at 32 px: how often a set with no copies at all (fresh draws,
-with and without hairs) gets a warning or a fail, and how often 5 % copies (with noise, or shifted
-by one pixel) among fresh draws are found.
+With `--memorisation_draws N` (demo only) it also repeats the memorisation check on N independent
+real sets of 200 images at 32 px, in the demo's domain features: how often a set with no copies at all
+(fresh draws, with and without hairs) gets a warning or a fail, and how often 5 % copies (with noise,
+or shifted by one pixel) among fresh draws are found; by the check's rule (close in pixels and in
+features) and by each space alone.
 
 Everything goes into a scratch folder that is removed afterwards (--keep keeps it).
 """
@@ -38,8 +39,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_gan_qa import prepare  # noqa: E402
 from quality.assessment.qa import QAOptions, run_qa  # noqa: E402
-from quality.checks.memorisation import check_memorisation  # noqa: E402
-from quality.features.image_sets import conform  # noqa: E402
+from quality.checks.memorisation import check_memorisation, extract_features, nearest_real, possible_copies  # noqa: E402
+from quality.features.domain_encoder import DEFAULT_EPOCHS  # noqa: E402
+from quality.features.extractors import FeatureSpace, resolve_feature_space  # noqa: E402
+from quality.features.image_sets import conform, flatten, to_unit  # noqa: E402
 from training.core.cli import Parser  # noqa: E402
 from training.data.prepare import SourceOptions, prepare_dataset  # noqa: E402
 from training.data.sources.demo import render_lesion  # noqa: E402
@@ -74,12 +77,12 @@ def demo_draws(seed: int, num: int, hairs: bool) -> torch.Tensor:
     return torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
 
 
-def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, Counter]:
-    """Pixel-space memorisation verdicts over `draws` independent real sets of `num` demo images, against:
-    fresh draws and fresh draws without hairs (no copies: any warning is a false alarm), and fresh
+def memorisation_verdicts(draws: int, space: FeatureSpace, num: int = 200) -> dict[tuple[str, str], Counter]:
+    """Memorisation verdicts over `draws` independent real sets of `num` demo images, by (probe, rule),
+    against: fresh draws and fresh draws without hairs (no copies: any warning is a false alarm), and fresh
     draws with 5 % of them replaced by copies of real images with noise (sd 0.03) or shifted by one
-    pixel (how often the check finds them)."""
-    counts: dict[str, Counter] = defaultdict(Counter)
+    pixel (how often the check finds them). Rules: the check's (pixels and features), each space alone."""
+    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
     rng = np.random.default_rng(0)
     for seed in range(draws):
         real, fresh = demo_draws(seed, num, hairs=True), demo_draws(10_000 + seed, num, hairs=True)
@@ -89,8 +92,15 @@ def memorisation_verdicts(draws: int, num: int = 200) -> dict[str, Counter]:
         probes = {"fresh draws": fresh, "fresh draws, no hairs": demo_draws(10_000 + seed, num, hairs=False),
                   "fresh draws, 5 % noisy copies": torch.cat([noisy.to(torch.uint8), fresh[len(copied):]]),
                   "fresh draws, 5 % copies shifted 1 px": torch.cat([real[copied].roll(1, dims=3), fresh[len(copied):]])}
+        real_features = extract_features(real, space)
         for probe, images in probes.items():
-            counts[probe][check_memorisation(real, images)["verdict"]] += 1
+            features = extract_features(images, space)
+            counts[probe, "pixels and features"][check_memorisation(
+                real, images, real_features=real_features, synthetic_features=features)["verdict"]] += 1
+            found = {"pixels": nearest_real(flatten(to_unit(real)), flatten(to_unit(images))),
+                     "features": nearest_real(real_features, features)}
+            for name, one in found.items():
+                counts[probe, f"{name} alone"][possible_copies({name: one}).verdict()] += 1
     return counts
 
 
@@ -102,7 +112,7 @@ def qa_row(root: Path, folder: Path, out: Path, work: Path) -> dict:
             "warnings": [k for k, v in report["summary"]["checks"].items() if v["verdict"] != "pass"],
             "fid_ratio": report["fidelity"].get("real_baseline", {}).get("ratio"),
             "detect_features": views.get("features", {}).get("auc"), "detect_pixels": views["pixels"]["auc"],
-            "near_copies_pixel": report["memorisation"]["pixel"]["flagged_share"],
+            "near_copies": report["memorisation"]["possible_copies"]["flagged_share"],
             "fine_detail_ratio": report["artefacts"]["high_frequency_ratio"]}
 
 
@@ -118,7 +128,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_qa_calibration_",
                                  dir=ROOT / "results" if (ROOT / "results").is_dir() else None))
     lines = ["| data | probe | images | QA | not passing | FID / real-vs-real | detectability AUC (features / pixels) "
-             "| near copies (pixels) | fine detail |", "|---|---|---|---|---|---|---|---|---|"]
+             "| near copies (pixels and features) | fine detail |", "|---|---|---|---|---|---|---|---|---|"]
+    memorisation = {}
     try:
         for dataset in args.datasets:
             root = prepare(dataset, work, args.breastmnist)
@@ -128,18 +139,24 @@ def main() -> None:
                 features = "n/a" if r["detect_features"] is None else f"{r['detect_features']:.3f}"
                 lines.append(f"| {dataset} | {probe} | {r['images']} | {r['verdict']} | "
                              f"{', '.join(r['warnings']) or '–'} | {ratio} | {features} / {r['detect_pixels']:.3f} | "
-                             f"{r['near_copies_pixel']:.1%} | {r['fine_detail_ratio']:.2f}x |")
+                             f"{r['near_copies']:.1%} | {r['fine_detail_ratio']:.2f}x |")
                 print(lines[-1], flush=True)
+            if dataset == "demo" and args.memorisation_draws:
+                # The demo's domain encoder as the training loop's screen has it (every training image).
+                space = resolve_feature_space("domain", data_root=root, image_size=IMAGE_SIZE, channels=3,
+                                              inception_weights=None, encoder_epochs=DEFAULT_EPOCHS,
+                                              cache_dir=work / "cache")
+                memorisation = memorisation_verdicts(args.memorisation_draws, space)
     finally:
         if args.keep:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     print("\n" + "\n".join(lines))
-    if args.memorisation_draws:
-        print(f"\nmemorisation (pixels) on {args.memorisation_draws} independent demo draws of 200 images:")
-        for probe, counts in memorisation_verdicts(args.memorisation_draws).items():
-            print(f"  {probe}: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail")))
+    if memorisation:
+        print(f"\nmemorisation on {args.memorisation_draws} independent demo draws of 200 images (pass / warn / fail):")
+        for (probe, rule), counts in memorisation.items():
+            print(f"  {probe}, {rule}: " + " / ".join(str(counts.get(v, 0)) for v in ("pass", "warn", "fail")))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Scores (higher is better):
                  (the encoder is cached in --cache_dir, so one an earlier QA or training run made is reused)
     classifier   a real-only classifier's probability of the pool's class (--filter_classifier PATH)
 
-Near-copies of real training images (the memorisation check's rule) are dropped first, unless
+Near-copies of real training images (close to one in pixels or in features: stricter than the memorisation
+check, which needs both) are dropped first, unless
 --keep_near_copies. The new folder holds the kept images best first (rank 0 = synthetic_<class>_000000.png),
 so build_augmented.py --num_synthetic N takes the N best; its manifest.jsonl records each image's score,
 rank and pool file, and selection.json the score and fate of every pool image. The pool is not modified.

@@ -36,7 +36,8 @@ from training.core.runtime import resolve_device
 from training.data.folders import load_split
 from training.data.processed import SPLITS_MANIFEST
 
-REPORT_VERSION = 2       # 2: the domain encoder trains without half of the real images (fidelity, detectability)
+REPORT_VERSION = 3       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
+                         # 3: memorisation flags an image only when it is close to a real one in pixels and features
 MIN_UNSEEN_FOR_DETECTOR = 10   # the feature detector's real side: the unseen images when there are this many
 
 

@@ -5,7 +5,7 @@
 
 The pool is a folder made by generate_samples.py (training.synthesis.sampling). Every usable image of
 it is scored by a named score of `SCORES` (higher is better); those that are near-copies of a real
-training image, by the rule of quality/checks/memorisation, are dropped; the `keep` best of the rest
+training image (a stricter rule than quality/checks/memorisation's, below) are dropped; the `keep` best of the rest
 (ties broken by pool index, so a re-run keeps the same images) go to a new folder of the same layout:
 
     synthetic_<class>_000000.png ...   rank 0 (the best) first: hard links to the pool's files (copies
@@ -16,10 +16,13 @@ training image, by the rule of quality/checks/memorisation, are dropped; the `ke
     selection.json                     the score of every pool image and its fate, the cut, what ran
     selection_scores.png               the pool's scores with the cut
 
-A near-copy is, as in the memorisation check, an image pixel-identical to a real one, or closer to a
-real image (pixels, and domain-encoder features) than the 1st percentile of the real images' own
-nearest-neighbour distances. By chance about 1-2 % of independent draws fall below that line in each
-space, so a few per cent of a good pool are dropped: the price of never training on a patient image.
+A near-copy is an image pixel-identical to a real one, or closer to a real image than the 1st
+percentile of the real images' own nearest-neighbour distances in pixels *or* in domain-encoder
+features. The memorisation check calls an image a possible copy only when it is that close in both
+(a copy is close in every representation, and one space alone gives false alarms on sets without
+copies); dropping the images close in either space is the cautious side of that line. By chance about
+1-2 % of independent draws fall below it in each space, so a few per cent of a good pool are dropped:
+the price of never training on a patient image.
 """
 
 from __future__ import annotations
@@ -168,7 +171,7 @@ def realism_score(real: np.ndarray, query: np.ndarray, k: int = REALISM_K, chunk
 
 def near_copies(real: torch.Tensor, pool: torch.Tensor, real_features: np.ndarray | None = None,
                 pool_features: np.ndarray | None = None) -> tuple[list[str | None], dict[str, float]]:
-    """Which pool images are near-copies of a real image, by quality/checks/memorisation's rule.
+    """Which pool images are near-copies of a real image: close to one in any space (the module docstring).
 
     Args:
         real, pool: uint8 (M, C, H, W) and (N, C, H, W) at one size and channel count; M >= 2.
@@ -185,7 +188,7 @@ def near_copies(real: torch.Tensor, pool: torch.Tensor, real_features: np.ndarra
     real_hashes = set(pixel_hashes(real))
     reasons: list[str | None] = ["exact" if h in real_hashes else None for h in pixel_hashes(pool)]
     for space, found in spaces.items():
-        reasons = [reason or (space if flagged else None) for reason, flagged in zip(reasons, found.flagged)]
+        reasons = [reason or (space if flagged else None) for reason, flagged in zip(reasons, found.close)]
     return reasons, {space: found.threshold for space, found in spaces.items()}
 
 
@@ -295,7 +298,7 @@ def select_synthetic(pool_dir: str | Path, real_dir: str | Path, out_dir: str | 
         keep: how many images to keep.
         score: a name in `SCORES`: "realism" (domain-encoder features) or "classifier".
         classifier: for score "classifier": a real-only classifier (train_classifier.py's best_model.pth).
-        drop_near_copies: drop images the memorisation check would flag, before ranking.
+        drop_near_copies: drop near-copies (close to a real image in pixels or features), before ranking.
         data_root: the processed dataset the domain encoder trains on (default: the one above real_dir).
         cache_dir: where QA and training cache domain encoders (shared, so an earlier QA run's is reused).
         encoder_epochs: domain encoder training epochs (part of the cache key; QA's default).

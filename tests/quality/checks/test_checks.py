@@ -161,7 +161,8 @@ def test_copies_of_real_images_are_flagged(real, tmp_path):
     real_u8 = to_uint8(real)
     result = check_memorisation(real_u8, real_u8[:20], tmp_path)
     assert result["verdict"] == FAIL
-    assert result["pixel"]["flagged_share"] == 1.0 and result["exact_copies"] == 20
+    assert result["possible_copies"]["flagged_share"] == 1.0 and result["exact_copies"] == 20
+    assert result["possible_copies"]["spaces"] == ["pixel"]
     assert (tmp_path / "memorisation_closest_pairs.png").is_file()
     assert (tmp_path / "memorisation_distances.png").is_file()
 
@@ -171,7 +172,7 @@ def test_near_copies_are_flagged_without_being_exact(real):
     noisy = (real_u8[:20].int() + torch.randint(-2, 3, real_u8[:20].shape, generator=torch.Generator().manual_seed(0)))
     result = check_memorisation(real_u8, noisy.clamp(0, 255).to(torch.uint8))
     assert result["exact_copies"] == 0
-    assert result["pixel"]["flagged_share"] > 0.9 and result["verdict"] == FAIL
+    assert result["possible_copies"]["flagged_share"] > 0.9 and result["verdict"] == FAIL
 
 
 def test_an_independent_draw_is_not_flagged_much(real, independent):
@@ -179,22 +180,35 @@ def test_an_independent_draw_is_not_flagged_much(real, independent):
                                 real_features=real.reshape(len(real), -1)[:, ::7],
                                 synthetic_features=independent.reshape(len(independent), -1)[:, ::7])
     assert result["verdict"] != FAIL
-    assert result["pixel"]["flagged_share"] <= 0.1 and result["feature"]["flagged_share"] <= 0.1
+    assert result["pixel"]["close_share"] <= 0.1 and result["feature"]["close_share"] <= 0.1
+    assert result["possible_copies"]["spaces"] == ["pixel", "feature"]
     assert result["exact_copies"] == 0
 
 
-def test_a_pixel_only_excess_is_reported_as_plainer_images_not_copies(real, independent):
-    """Copies are close in every representation. Close pairs in pixels alone (here: pixel near-copies whose
-    features are an independent draw's) keep their verdict, and the reason says what else they may be."""
-    from quality.checks.memorisation import PIXELS_ONLY_HINT
-
+def test_a_copy_must_be_close_in_pixels_and_in_features(real, independent):
+    """Pixel near-copies whose features are an independent draw's are close in pixels alone: not copies.
+    With their own features they are close in both, and fail."""
     real_u8, noisy = to_uint8(real), to_uint8(real[:20] + 0.004)
     features = lambda x: x.reshape(len(x), -1)[:, ::7]
     pixels_only = check_memorisation(real_u8, noisy, real_features=features(real),
                                      synthetic_features=features(independent[:20]))
-    assert pixels_only["verdict"] == FAIL and PIXELS_ONLY_HINT in pixels_only["reason"]
+    assert pixels_only["pixel"]["close_share"] > 0.9 and pixels_only["possible_copies"]["num_flagged"] == 0
+    assert pixels_only["verdict"] == PASS and "pixel alone 100.0%" in pixels_only["reason"]
     both = check_memorisation(real_u8, noisy, real_features=features(real), synthetic_features=features(real[:20]))
-    assert both["verdict"] == FAIL and PIXELS_ONLY_HINT not in both["reason"]
+    assert both["verdict"] == FAIL and both["possible_copies"]["flagged_share"] > 0.9
+
+
+def test_the_chance_of_a_possible_copy_counts_real_images_close_in_every_space():
+    """A real image closer to another real one than the thresholds in both spaces is what chance gives."""
+    from quality.checks.memorisation import NearestReal, possible_copies
+
+    def space(real_to_real):
+        return NearestReal(np.array(real_to_real, float), np.array([0.5, 5.0]), np.array([0, 1]), threshold=1.0)
+
+    pixels, features = space([0.5, 0.5, 2, 2, 2, 2, 2, 2, 2]), space([0.5, 2, 0.5, 2, 2, 2, 2, 2, 2])
+    assert possible_copies({"pixel": pixels}).chance_share == 3 / 10          # (2 + 1) / (9 + 1)
+    both = possible_copies({"pixel": pixels, "feature": features})
+    assert both.chance_share == 2 / 10 and both.flagged.tolist() == [True, False]
 
 
 def test_closest_pairs_name_the_files(real):
