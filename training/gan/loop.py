@@ -344,9 +344,10 @@ class Monitor:
         recalibrate_batchnorm(model, self.config.train.seed + CALIBRATION_SEED_OFFSET)
         return model
 
-    def screen(self, fakes: list[torch.Tensor]) -> dict[str, str]:
+    def screen(self, fakes: list[torch.Tensor]) -> tuple[dict[str, str], dict[str, float]]:
         """The QA checks that judge a checkpoint beside its FID: artefacts (and fine detail), memorised
-        copies, fidelity and detectability.
+        copies, fidelity and detectability; their verdicts, and the two numbers worth watching over training
+        (fine detail: the high-frequency ratio to real; the detectability AUC).
 
         Run on the evaluation samples (one tensor per FID target) against the real training images, as
         quality/run_qa.py would, with the features extracted once per call: fidelity is each target's FID
@@ -368,8 +369,10 @@ class Monitor:
                          for real, synthetic in zip(self.target_features, fake_features))
         detectability = check_detectability(real_unit, fake_unit, real_features=self.real_features,
                                             synthetic_features=all_fake_features, seed=seed, bootstrap=0, locate=False)
-        return {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
-                "detectability": detectability["verdict"]}
+        verdicts = {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
+                    "detectability": detectability["verdict"]}
+        return verdicts, {"fine_detail_ratio": artefacts["high_frequency_ratio"],
+                          "detectability_auc": detectability["auc"]}
 
     def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
         """FID/KID of `sampler` now, and the screening checks.
@@ -387,7 +390,8 @@ class Monitor:
             fakes.append(fake)
             per_class[name] = fidelity_metrics(fake, images, self.space, cache_dir=self.paths.cache / "fidelity",
                                                device=self.device, batch_size=cfg.metrics.batch_size)
-        result = {**mean_over_classes(per_class), "screen": self.screen(fakes)}
+        verdicts, measures = self.screen(fakes)
+        result = {**mean_over_classes(per_class), **measures, "screen": verdicts}
         self.log.scalars(epoch, result, "metrics")
         c["metric_history"].append({"epoch": epoch, **result})
         fid = result["fid"]

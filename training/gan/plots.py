@@ -46,7 +46,7 @@ def plot_losses(history: list[dict], path: str | Path, title: str) -> None:
 
 def plot_fidelity(history: list[dict], path: str | Path, title: str) -> None:
     epochs = [h["epoch"] for h in history]
-    fig, (ax_fid, ax_kid) = subplots(1, 2, figsize=(10, 4))
+    fig, (ax_fid, ax_kid, ax_screen) = subplots(1, 3, figsize=(15, 4))
     per_class = history[-1].get("per_class")        # a conditional GAN: the mean, and each class's FID
     ax_fid.plot(epochs, [h["fid"] for h in history], marker="o", label="mean over classes" if per_class else None)
     for name in per_class or []:
@@ -60,6 +60,15 @@ def plot_fidelity(history: list[dict], path: str | Path, title: str) -> None:
         e, m, s = zip(*kid)
         ax_kid.errorbar(e, m, yerr=s, marker="o", capsize=3)
     ax_kid.set(xlabel="epoch", ylabel="KID", title="KID (mean +- std over subsets)")
-    for ax in (ax_fid, ax_kid):
+    # The checkpoint screen's two numbers: fine detail should reach 1 (real), detectability fall to 0.5.
+    ax_screen.plot(epochs, [h.get("fine_detail_ratio", float("nan")) for h in history], marker="o",
+                   label="fine detail (high-frequency energy / real)")
+    ax_screen.plot(epochs, [h.get("detectability_auc", float("nan")) for h in history], marker="s",
+                   label="detectability AUC")
+    ax_screen.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax_screen.axhline(0.5, color="grey", lw=0.8, ls=":")
+    ax_screen.set(xlabel="epoch", title="checkpoint screen (targets: 1 and 0.5)")
+    ax_screen.legend(fontsize=8)
+    for ax in (ax_fid, ax_kid, ax_screen):
         ax.grid(alpha=0.3)
     atomic.save_figure(fig, path, dpi=100, bbox_inches="tight")

@@ -37,6 +37,7 @@ def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
     assert record["class_name"] == "malignant" and record["epoch"] == 2
     assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
     assert all(set(h["screen"]) == {"artefacts", "memorisation", "fidelity", "detectability"} for h in history)
+    assert all(h["fine_detail_ratio"] > 0 and 0 <= h["detectability_auc"] <= 1 for h in history)
     best = json.loads((metrics_dir / "metrics.json").read_text())["best"]
     eligible = [h for h in history if "fail" not in h["screen"].values()]
     # Fewest screen warnings, then the lowest FID, among checkpoints failing no screen check; else the lowest FID.
