@@ -54,6 +54,9 @@ def load_for_export(path: Path) -> tuple[torch.nn.Module, torch.Tensor, dict]:
     kind = state.get("format") if isinstance(state, dict) else None
     if kind == GENERATOR_FORMAT:
         model, record = load_generator(path)
+        if getattr(model, "noise_sizes", None):
+            raise UserError(f"{path}: a generator with noise inputs (model.g_noise) draws each image's noise from a "
+                            "hash of its z, which a traced graph cannot do; export is not supported for it")
         spec = model.latent
         example = draw(spec, 4, torch.Generator().manual_seed(0))
         info = {"kind": "generator", "class": record["class_name"], "input": "z", "input_shape": ["batch", spec.z_dim],

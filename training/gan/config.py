@@ -47,6 +47,10 @@ class ModelConfig:
         "zeros", help="dcgan: how G's 3x3 convs pad: zeros (DCGAN) or reflect (mirrored neighbours); zero "
                       "padding gives border and corner pixels a tell-tale value (measured: the 4 corner pixels "
                       "alone told the demo GAN's images from real ones with AUC 0.87-1.00)")
+    g_noise: bool = field(False, help="dcgan: per-pixel noise added after each of G's upsampling convs, with a learned "
+                                      "weight per channel (StyleGAN's noise inputs, Karras et al. 2019): a source of "
+                                      "stochastic fine detail; outside training an image's noise is drawn from a "
+                                      "hash of its z, so the same z gives the same image")
     d_patch_head: bool = field(False, help="dcgan: D also scores each 10 x 10-pixel patch (PatchGAN, Isola et al. "
                                            "2017); every loss weighs the image's score and the patches' mean "
                                            "equally, so G is also judged on local texture")
@@ -76,7 +80,7 @@ class ModelConfig:
         if self.g_padding != "zeros" and self.upsample == "transposed":
             raise ConfigError("'model.g_padding' = reflect needs 3x3 convs; 'model.upsample' = transposed has "
                               "strided transposed convs, which pad with zeros only")
-        for name in ("d_highpass", "d_minibatch_std"):
+        for name in ("d_highpass", "d_minibatch_std", "g_noise"):
             if self.arch == "resnet" and getattr(self, name):
                 raise ConfigError(f"'model.{name}' is a DCGAN option; 'model.arch' = resnet does not have it")
         if self.arch == "resnet" and self.g_padding != "zeros":

@@ -14,6 +14,7 @@ Two variants share these networks:
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -67,12 +68,37 @@ class BilinearUpsample2x(nn.Module):
 UPSAMPLERS = {"resize_conv": NearestUpsample2x, "bilinear": BilinearUpsample2x}
 
 
-def _upsample_block(in_ch: int, out_ch: int, upsample: str, padding: str = "zeros") -> list[nn.Module]:
+class NoiseInjection(nn.Module):
+    """Adds one map of Gaussian noise per image, scaled by a learned weight per channel (zero at the start),
+    as StyleGAN does after each conv (Karras et al. 2019): a source of per-pixel randomness for stochastic
+    fine detail, so z need not encode where each speckle goes.
+
+    Training draws fresh noise; otherwise `forward` gets the map from `Generator.noise_maps`, a function of
+    the image's latent, so an image depends on its z alone (resumed or sharded synthesis writes the same bytes).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        if noise is None:
+            noise = torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
+        return x + self.weight * noise
+
+
+def latent_seeds(z: torch.Tensor) -> list[int]:
+    """One 63-bit seed per row of z, from a hash of its float bits."""
+    rows = z.detach().to("cpu", torch.float32).contiguous().numpy()
+    return [int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little") >> 1 for row in rows]
+
+
+def _upsample_block(in_ch: int, out_ch: int, upsample: str, padding: str = "zeros", noise: bool = False) -> list[nn.Module]:
     if upsample == "transposed":
         conv = [nn.ConvTranspose2d(in_ch, out_ch, 4, stride=2, padding=1, bias=False)]
     else:  # resize, then a 3x3 conv: free of the transposed-conv checkerboard
         conv = [UPSAMPLERS[upsample](), nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False, padding_mode=padding)]
-    return [*conv, nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
+    return [*conv, *([NoiseInjection(out_ch)] if noise else []), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)]
 
 
 def with_class(z: torch.Tensor, labels: torch.Tensor | None, class_embedding: nn.Embedding | None) -> torch.Tensor:
@@ -86,7 +112,7 @@ def with_class(z: torch.Tensor, labels: torch.Tensor | None, class_embedding: nn
 
 class Generator(nn.Module):
     def __init__(self, latent: LatentSpec | int, image_size: int, channels: int, width: int, upsample: str = "resize_conv",
-                 output_block: bool = False, padding: str = "zeros"):
+                 output_block: bool = False, padding: str = "zeros", noise: bool = False):
         """`padding`: how G's 3x3 convs pad their input, "zeros" (DCGAN) or "reflect" (mirrored
         neighbours, as CycleGAN's generator pads): zeros pull the border and above all the corner pixels
         towards a value of their own, which a linear model on pixels learns to tell apart."""
@@ -106,10 +132,12 @@ class Generator(nn.Module):
         )
         blocks = []
         for in_ch, out_ch in zip(widths[:-1], widths[1:]):
-            blocks += _upsample_block(in_ch, out_ch, upsample, padding)
+            blocks += _upsample_block(in_ch, out_ch, upsample, padding, noise)
         if output_block:   # the last upsampling in a block too: a ReLU at full resolution, then a plain RGB conv
-            blocks += _upsample_block(widths[-1], widths[-1], upsample, padding)
+            blocks += _upsample_block(widths[-1], widths[-1], upsample, padding, noise)
         self.blocks = nn.Sequential(*blocks)                          # -> (B, width, S/2, S/2), or S with output_block
+        # The side of each noise layer's map: the block's output resolution (8, 16, ... px).
+        self.noise_sizes = [8 * 2 ** i for i, layer in enumerate(m for m in blocks if isinstance(m, NoiseInjection))]
         if output_block:
             self.to_image = nn.Conv2d(widths[-1], channels, 3, padding=1, padding_mode=padding)
         elif upsample == "transposed":
@@ -119,9 +147,24 @@ class Generator(nn.Module):
                                           nn.Conv2d(widths[-1], channels, 3, padding=1, padding_mode=padding))
         self.apply(init_weights)
 
+    def noise_maps(self, z: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+        """Each noise layer's (B, 1, S, S) map for latents z, drawn from a generator seeded by each row of z."""
+        per_image = []
+        for seed in latent_seeds(z):
+            values = torch.randn(sum(s * s for s in sizes), generator=torch.Generator().manual_seed(seed))
+            per_image.append(values.split([s * s for s in sizes]))
+        return [torch.stack([maps[i] for maps in per_image]).view(len(z), 1, s, s).to(z.device)
+                for i, s in enumerate(sizes)]
+
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        z = with_class(z, labels, self.class_embedding)
-        return torch.tanh(self.to_image(self.blocks(self.stem(z))))  # (B, C, S, S) in [-1, 1]
+        h = self.stem(with_class(z, labels, self.class_embedding))
+        if self.noise_sizes and not self.training:     # evaluation: the image's noise follows from its z
+            noise = iter(self.noise_maps(z, self.noise_sizes))
+            for layer in self.blocks:
+                h = layer(h, next(noise)) if isinstance(layer, NoiseInjection) else layer(h)
+        else:
+            h = self.blocks(h)
+        return torch.tanh(self.to_image(h))  # (B, C, S, S) in [-1, 1]
 
 
 def high_pass(x: torch.Tensor) -> torch.Tensor:
@@ -202,7 +245,7 @@ class Discriminator(nn.Module):
 def build_generator(model, data, num_classes: int = 0) -> Generator:
     """G from the `model` and `data` config sections (`num_classes` for a conditional model)."""
     return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample,
-                     model.g_output_block, model.g_padding)
+                     model.g_output_block, model.g_padding, model.g_noise)
 
 
 @DISCRIMINATORS.register("dcgan")

@@ -52,6 +52,13 @@ def test_onnx_is_exported_and_checked_or_refused_clearly(tmp_path):
     assert difference is None or difference < 1e-4
 
 
+def test_a_generator_with_noise_inputs_is_refused_clearly(tmp_path):
+    ckpt = make_generator(tmp_path / "g.pth", 0, upsample="bilinear", g_noise=True)
+    with pytest.raises(UserError, match="model.g_noise"):
+        export(ckpt, "torchscript")
+    assert not (tmp_path / "g.pt").exists()
+
+
 def test_foreign_files_are_refused(tmp_path):
     torch.save({"weights": 1}, tmp_path / "other.pth")
     with pytest.raises(DataError, match="neither a generator"):

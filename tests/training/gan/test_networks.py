@@ -6,6 +6,7 @@ import torch
 
 from training.gan.checkpoint import load_generator
 from training.gan.config import DataConfig, ModelConfig
+from training.gan.dcgan import NoiseInjection
 from training.gan.networks import build_discriminator, build_generator
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -116,6 +117,29 @@ def test_output_block_adds_a_nonlinearity_at_full_resolution(upsample):
     assert deeper.blocks(deeper.stem(torch.randn(2, 8))).shape[-1] == 32     # the blocks reach the output size
 
 
+def test_noise_inputs_vary_in_training_and_follow_the_latent_outside_it():
+    data = DataConfig(image_size=32, channels=3)
+    G = build_generator(ModelConfig(z_dim=8, g_channels=8, upsample="bilinear", g_output_block=True, g_noise=True), data)
+    assert G.noise_sizes == [8, 16, 32]
+    for layer in G.modules():                     # the learned weights start at 0: give the noise a visible effect
+        if isinstance(layer, NoiseInjection):
+            torch.nn.init.constant_(layer.weight, 1.0)
+    z = torch.randn(4, 8)
+    G.train()
+    assert not torch.equal(G(z), G(z))           # fresh noise at every training step
+    G.eval()
+    once, again = G(z), G(z)
+    assert torch.equal(once, again)
+    # An image depends on its own z only, not on the batch around it ...
+    assert torch.allclose(G(z[2:3].repeat(2, 1))[0], once[2], atol=1e-5)
+    assert torch.allclose(G(torch.cat([z[3:], z[:3]]))[1:], once[:3], atol=1e-5)
+    # ... and the noise does change it: with the weights at 0 again the images differ.
+    for layer in G.modules():
+        if isinstance(layer, NoiseInjection):
+            torch.nn.init.zeros_(layer.weight)
+    assert (G(z) - once).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("size", [32, 64])
 def test_patch_head_scores_each_10px_patch_and_only_sees_it(size):
     D = build_discriminator(ModelConfig(d_channels=4, d_patch_head=True), DataConfig(image_size=size, channels=1),
@@ -165,7 +189,7 @@ def test_highpass_and_minibatch_std_discriminator_scores_and_is_refused_by_resne
     assert D.features[0].in_channels == 6 and D.to_logit.in_channels == 4 * 4 + 1
     x = torch.randn(5, 3, 32, 32)
     assert D(x).shape == (5,) and torch.isfinite(D(x)).all()
-    for name in ("d_highpass", "d_minibatch_std"):
+    for name in ("d_highpass", "d_minibatch_std", "g_noise"):
         with pytest.raises(ConfigError, match=f"model.{name}"):
             ModelConfig(arch="resnet", **{name: True}).validate()
 

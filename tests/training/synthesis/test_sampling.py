@@ -16,6 +16,7 @@ from training.data import synthetic_folder as folder_layout
 from training.data.images import pixel_sha256, read_image
 from training.gan.checkpoint import save_generator
 from training.gan.config import GANConfig
+from training.gan.dcgan import NoiseInjection
 from training.gan.networks import build_generator
 from training.generate_samples import main as generate_main
 from training.synthesis import sampling
@@ -72,6 +73,21 @@ def test_same_seed_gives_identical_files_whatever_the_batch_size(generators, tmp
         assert r["sha256"] == pixel_sha256(read_image(tmp_path / "b64" / r["file"]))
     generate(generators[:1], tmp_path / "other_seed", 13, seed=1)
     assert files(tmp_path / "other_seed") != reference
+
+
+def test_a_generator_with_noise_inputs_writes_the_same_files_whatever_the_batch_size(tmp_path):
+    raw = tiny_gan_raw(Path("unused"), tmp_path)
+    raw["model"].update(upsample="bilinear", g_output_block=True, g_noise=True)
+    config = build(GANConfig, raw, "test")
+    torch.manual_seed(0)
+    G = build_generator(config.model, config.data)
+    for layer in G.modules():                       # trained noise weights are not 0: make the noise count
+        if isinstance(layer, NoiseInjection):
+            torch.nn.init.constant_(layer.weight, 0.5)
+    save_generator(tmp_path / "noisy.pth", G, config, epoch=1)
+    for batch_size in (1, 7):
+        generate([tmp_path / "noisy.pth"], tmp_path / f"b{batch_size}", 9, batch_size=batch_size, workers=1)
+    assert len(files(tmp_path / "b1")) == 9 and files(tmp_path / "b7") == files(tmp_path / "b1")
 
 
 def test_rerun_finishes_missing_indices_without_rewriting_others(generators, tmp_path):
