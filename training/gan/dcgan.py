@@ -147,9 +147,9 @@ class Generator(nn.Module):
                                           nn.Conv2d(widths[-1], channels, 3, padding=1, padding_mode=padding))
         self.apply(init_weights)
 
-    def noise_maps(self, z: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
+    def noise_maps(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Each noise layer's (B, 1, S, S) map for latents z, drawn from a generator seeded by each row of z."""
-        per_image = []
+        sizes, per_image = self.noise_sizes, []
         for seed in latent_seeds(z):
             values = torch.randn(sum(s * s for s in sizes), generator=torch.Generator().manual_seed(seed))
             per_image.append(values.split([s * s for s in sizes]))
@@ -159,7 +159,7 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.stem(with_class(z, labels, self.class_embedding))
         if self.noise_sizes and not self.training:     # evaluation: the image's noise follows from its z
-            noise = iter(self.noise_maps(z, self.noise_sizes))
+            noise = iter(self.noise_maps(z))
             for layer in self.blocks:
                 h = layer(h, next(noise)) if isinstance(layer, NoiseInjection) else layer(h)
         else:
