@@ -80,3 +80,25 @@ def test_synthetic_images_of_the_wrong_kind_are_not_useful():
     wrong = rng.normal(0, 1, (60, 6)) - 1.5                             # away from the real minority class
     result = check_usefulness(train_x, train_y, val_x, val_y, wrong)
     assert result["ratio"] < 0.85 and result["verdict"] == "fail"
+
+
+def test_pixel_detector_fitted_in_the_span_of_the_images_is_the_plain_model():
+    """More pixels than images: fitting in the training images' span must give the model fitted on all
+    pixels (same held-out scores up to the solver's tolerance), not a cheaper approximation of it."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from quality.checks.detectability import FOLDS, REGULARISATION_C, out_of_fold_scores
+
+    rng = np.random.default_rng(5)
+    x = np.concatenate([blobs(rng, 60), blobs(rng, 60, brightness=0.53)]).reshape(120, -1)   # 64 pixels
+    x = np.concatenate([x, rng.normal(0, 0.1, (120, 400))], axis=1)                             # 464 > 96 images
+    y = np.repeat([0, 1], 60)
+    plain = np.empty(len(y))
+    for train, held_out in StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=0).split(x, y):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=REGULARISATION_C, max_iter=2000))
+        plain[held_out] = model.fit(x[train], y[train]).predict_proba(x[held_out])[:, 1]
+    scores = out_of_fold_scores(x, y, seed=0)
+    assert np.abs(scores - plain).max() < 0.01 and np.ptp(scores) > 0.3
