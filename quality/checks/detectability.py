@@ -55,7 +55,7 @@ def span_coordinates(train: np.ndarray, held_out: np.ndarray) -> tuple[np.ndarra
     most n instead of D inputs: 12-14x faster for the pixel detector on 2 x 200 demo images of 3,072 pixels
     (bench/bench_detectability.py). From the Gram matrix: train = U S V^T, train train^T = U S^2 U^T.
     """
-    if train.shape[1] <= train.shape[0]:
+    if train.shape[1] <= train.shape[0] or not train.any():      # all zero: constant images have no span
         return train, held_out
     eigenvalues, vectors = np.linalg.eigh(train @ train.T)
     keep = eigenvalues > eigenvalues[-1] * RANK_TOLERANCE       # standardising leaves at least one null direction

@@ -102,3 +102,5 @@ def test_pixel_detector_fitted_in_the_span_of_the_images_is_the_plain_model():
         plain[held_out] = model.fit(x[train], y[train]).predict_proba(x[held_out])[:, 1]
     scores = out_of_fold_scores(x, y, seed=0)
     assert np.abs(scores - plain).max() < 0.01 and np.ptp(scores) > 0.3
+    blank = np.zeros((40, 500))                                # constant images: nothing to tell, no error
+    assert np.allclose(out_of_fold_scores(blank, np.repeat([0, 1], 20), seed=0), 0.5)
