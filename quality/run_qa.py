@@ -6,9 +6,10 @@
         --synthetic data/processed/demo/val/malignant --out results/qa/real_vs_real --strict
 
 Checks: pixel statistics, diversity (mode collapse, near-duplicates), fidelity (FID/KID), memorisation
-(copies of training images), frequency artefacts (checkerboard); plus a contact sheet to look at.
-Writes report.json, report.md and report.html (figures embedded) into --out. Exit code 0, or 1 with
---strict when a check fails.
+(copies of training images), frequency artefacts (checkerboard), detectability (a small CNN and linear
+models trying to tell synthetic from real), usefulness; plus a contact sheet to look at.
+Writes report.json, report.md and report.html (figures embedded) into --out. Exit code 0; with --strict,
+1 when a check fails and 3 when one had too few images to give a verdict (insufficient).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ if __package__ in (None, ""):  # run as `python quality/run_qa.py`: the reposito
 
 from quality.assessment.qa import QAOptions, run_qa
 from quality.assessment.report import summary_lines
+from quality.checks.verdicts import FAIL, INSUFFICIENT
 from quality.features.image_sets import DEFAULT_MAX_IMAGES
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli
+
+MAX_EPOCHS = 1000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,8 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max_images", type=int, default=None,
                    help="at most this many images per set, a seeded random subset (default: 2000)")
     p.add_argument("--cache_dir", default="results/cache", help="domain encoders and real features, shared with training")
+    p.add_argument("--detector_epochs", type=int, help="training passes of the CNN detector per fold (default: 30)")
     p.add_argument("--seed", type=int, default=0, help="subsets, the real split of the FID baseline, the contact sheet")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any check fails")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a check fails, 3 when one lacks images")
     return p.parse_args(argv)
 
 
@@ -54,9 +59,10 @@ def options_from(args: argparse.Namespace) -> QAOptions:
 
     if args.max_images is not None and args.max_images < 2:
         raise UserError("--max_images must be at least 2")
-    if args.encoder_epochs is not None and args.encoder_epochs < 1:
-        raise UserError("--encoder_epochs must be at least 1")
-    extra = {"encoder_epochs": args.encoder_epochs} if args.encoder_epochs else {}
+    for flag in ("encoder_epochs", "detector_epochs"):
+        if getattr(args, flag) is not None and not 1 <= getattr(args, flag) <= MAX_EPOCHS:
+            raise UserError(f"--{flag} must be between 1 and {MAX_EPOCHS}")
+    extra = {flag: getattr(args, flag) for flag in ("encoder_epochs", "detector_epochs") if getattr(args, flag)}
     return QAOptions(feature_extractor=args.feature_extractor, data_root=args.data_root, image_size=args.image_size,
                      channels=args.channels, device=args.device, max_images=args.max_images or DEFAULT_MAX_IMAGES,
                      seed=args.seed, cache_dir=args.cache_dir, inception_weights=args.inception_weights, **extra)
@@ -73,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     print(f"report: {report['files']['report.html']} (also report.json, report.md)")
-    return 1 if args.strict and report["summary"]["verdict"] == "fail" else 0
+    for name, reason in report["summary"]["insufficient"].items():
+        print(f"insufficient: {name}: {reason.split(';')[0]}")
+    if not args.strict:
+        return 0
+    return {FAIL: 1, INSUFFICIENT: 3}.get(report["summary"]["verdict"], 0)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ LAYERS = {
     "quality.features": {"training.core", "training.data"},
     "quality.checks": {"training.core", "training.data", "quality.features"},
     "training.classify": {"training.core", "training.data"},
-    "training.gan": {"training.core", "training.data", "quality.features", "quality.checks"},
+    "training.gan": {"training.core", "training.data", "quality.features", "quality.checks", "quality.assessment"},
     "training.sgan": {"training.core", "training.data", "training.classify", "training.gan"},
     "training.synthesis": {"training.core", "training.data", "training.classify", "training.gan", "quality.features",
                            "quality.checks"},

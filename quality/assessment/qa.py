@@ -18,15 +18,17 @@ import torch
 from quality.assessment.contact_sheet import contact_sheet
 from quality.assessment.report import write_report
 from quality.checks.artefacts import check_artefacts
-from quality.checks.detectability import check_detectability
+from quality.checks.cnn_detector import EPOCHS as DETECTOR_EPOCHS
+from quality.checks.detectability import BOOTSTRAP, check_detectability
 from quality.checks.diversity import check_diversity
 from quality.checks.fidelity import check_fidelity, split_halves
-from quality.checks.memorisation import check_memorisation, extract_features
+from quality.checks.memorisation import check_memorisation
 from quality.checks.pixel_statistics import check_statistics
 from quality.checks.usefulness import check_usefulness
-from quality.checks.verdicts import VERDICTS, worst
+from quality.checks.verdicts import INSUFFICIENT, VERDICTS, worst
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
+from quality.features.frechet import extract_features
 from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
 from training.core.errors import UserError
 from training.core.progress import progress
@@ -36,8 +38,10 @@ from training.core.runtime import resolve_device
 from training.data.folders import load_split
 from training.data.processed import SPLITS_MANIFEST
 
-REPORT_VERSION = 3       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
-                         # 3: memorisation flags an image only when it is close to a real one in pixels and features
+REPORT_VERSION = 4       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
+                         # 3: memorisation flags an image only when it is close to a real one in pixels and features;
+                         # 4: a CNN detector and every detectability view count; too few images give `insufficient`;
+                         #    the GAN's checkpoint screen runs these same checks (`screen`)
 MIN_UNSEEN_FOR_DETECTOR = 10   # the feature detector's real side: the unseen images when there are this many
 
 
@@ -55,6 +59,7 @@ class QAOptions:
     cache_dir: str = "results/cache"         # shared with training: encoders and real features are reused
     encoder_epochs: int = DEFAULT_EPOCHS
     inception_weights: str | None = None
+    detector_epochs: int = DETECTOR_EPOCHS   # the CNN detector's training passes per fold
 
 
 # The graded checks, by report section name, in report order (the order they are registered below).
@@ -74,12 +79,14 @@ class QAContext:
     synthetic_features: np.ndarray
     real_unseen: np.ndarray        # (N,) bool: real images the feature space never trained on (the domain
                                    # encoder trains without half of them; Inception saw none)
-    out_dir: Path
+    out_dir: Path | None           # where figures go; None: none are drawn (a screen)
     cache_dir: Path
     device: str
     seed: int
     data_root: Path | None         # the processed dataset of the real images, when known
     minority_class: str            # the real folder's name: the class the synthetic images stand for
+    screening: bool = False        # a GAN checkpoint's screen: no figures, no CNN, no intervals (see `screen`)
+    detector_epochs: int = DETECTOR_EPOCHS
 
 
 @CHECKS.register("statistics")
@@ -95,20 +102,21 @@ def _diversity(ctx: QAContext) -> dict:
 @CHECKS.register("fidelity")
 def _fidelity(ctx: QAContext) -> dict:
     return check_fidelity(ctx.real.images, ctx.synthetic.images, ctx.space, ctx.cache_dir / "fidelity", ctx.device,
-                          rng=purpose_rng(ctx.seed, "fidelity-baseline"))
+                          rng=purpose_rng(ctx.seed, "fidelity-baseline"), real_features=ctx.real_features,
+                          synthetic_features=ctx.synthetic_features, report_metrics=not ctx.screening)
 
 
 @CHECKS.register("memorisation")
 def _memorisation(ctx: QAContext) -> dict:
-    result = check_memorisation(ctx.real.images, ctx.synthetic.images, ctx.out_dir, real_features=ctx.real_features,
-                                synthetic_features=ctx.synthetic_features, real_names=ctx.real.names(),
-                                synthetic_names=ctx.synthetic.names())
+    result = check_memorisation(ctx.real.images, ctx.synthetic.images, None if ctx.screening else ctx.out_dir,
+                                real_features=ctx.real_features, synthetic_features=ctx.synthetic_features,
+                                real_names=ctx.real.names(), synthetic_names=ctx.synthetic.names())
     return {"feature_extractor": ctx.space.kind, **result}
 
 
 @CHECKS.register("artefacts")
 def _artefacts(ctx: QAContext) -> dict:
-    return check_artefacts(ctx.real_unit, ctx.synthetic_unit, ctx.out_dir)
+    return check_artefacts(ctx.real_unit, ctx.synthetic_unit, None if ctx.screening else ctx.out_dir)
 
 
 @CHECKS.register("detectability")
@@ -117,7 +125,9 @@ def _detectability(ctx: QAContext) -> dict:
     # its own training images are easier to tell apart (fresh demo draws: AUC 0.65 against them).
     unseen = ctx.real_unseen if ctx.real_unseen.sum() >= MIN_UNSEEN_FOR_DETECTOR else slice(None)
     return check_detectability(ctx.real_unit, ctx.synthetic_unit, real_features=ctx.real_features[unseen],
-                               synthetic_features=ctx.synthetic_features, seed=ctx.seed)
+                               synthetic_features=ctx.synthetic_features, seed=ctx.seed, device=ctx.device,
+                               cnn=not ctx.screening, bootstrap=0 if ctx.screening else BOOTSTRAP,
+                               cnn_epochs=ctx.detector_epochs)
 
 
 @CHECKS.register("usefulness")
@@ -167,6 +177,12 @@ def resolve_space(options: QAOptions, real_dir: str | Path, image_size: int, cha
     return space, data_root if space.kind == "domain" else None
 
 
+def held_out_half(real: torch.Tensor, seed: int) -> torch.Tensor:
+    """The half of the real images a QA domain encoder never trains on, so that the checks comparing in its
+    features have real images as new to it as the synthetic ones (quality.checks.fidelity)."""
+    return real[split_halves(len(real), purpose_rng(seed, "encoder-held-out"))[0]]
+
+
 def input_warnings(real: ImageSet, synthetic: ImageSet, image_size: int) -> list[str]:
     """Things about the inputs a reader of the report should know."""
     notes = []
@@ -183,11 +199,30 @@ def input_warnings(real: ImageSet, synthetic: ImageSet, image_size: int) -> list
 
 
 def summarise(results: dict[str, dict]) -> dict:
-    """Overall verdict (the worst), and each check's verdict and reason."""
+    """Overall verdict (the worst), each check's verdict and reason, and which checks lacked evidence."""
     verdicts = [r["verdict"] for r in results.values()]
     return {"verdict": worst(verdicts),
             "counts": {v: verdicts.count(v) for v in VERDICTS},
-            "checks": {name: {"verdict": r["verdict"], "reason": r["reason"]} for name, r in results.items()}}
+            "checks": {name: {"verdict": r["verdict"], "reason": r["reason"]} for name, r in results.items()},
+            "insufficient": {name: r["reason"] for name, r in results.items() if r["verdict"] == INSUFFICIENT}}
+
+
+SCREEN_CHECKS = ("artefacts", "memorisation", "fidelity", "detectability")
+
+
+def screen(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, *, real_features: np.ndarray,
+           synthetic_features: np.ndarray, seed: int, device: str, cache_dir: str | Path) -> dict[str, dict]:
+    """The checks that judge a GAN checkpoint, by name: `SCREEN_CHECKS` of `CHECKS`, the very functions,
+    baselines and thresholds `run_qa` uses, on uint8 (N, C, H, W) images and their features in `space`.
+
+    What a screen leaves out, to stay cheap at every evaluation: figures, torch-fidelity's full set of
+    numbers, bootstrap intervals and detectability's CNN view (the linear views run). `run_qa` on the
+    chosen generator's images runs everything.
+    """
+    ctx = QAContext(ImageSet.in_memory("real", real), ImageSet.in_memory("synthetic", synthetic), to_unit(real),
+                    to_unit(synthetic), space, real_features, synthetic_features, space.unseen(real), None,
+                    Path(cache_dir), device, seed, None, "", screening=True)
+    return {name: CHECKS[name](ctx) for name in SCREEN_CHECKS}
 
 
 def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
@@ -204,16 +239,14 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
     print(f"QA of {len(synthetic.images)} synthetic against {len(real.images)} real images at {image_size} px, "
           f"{channels} channel(s)" + ("" if options.image_size else " (the synthetic images' size; --image_size to change)"),
           flush=True)
-    # The domain encoder trains without half of the real images, so that the checks that compare in its
-    # features have real images as new to it as the synthetic ones (quality.checks.fidelity).
-    held_out = split_halves(len(real.images), purpose_rng(options.seed, "encoder-held-out"))[0]
-    space, data_root = resolve_space(options, real_dir, image_size, channels, device, real.images[held_out])
+    space, data_root = resolve_space(options, real_dir, image_size, channels, device, held_out_half(real.images, options.seed))
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = QAContext(real, synthetic, to_unit(real.images), to_unit(synthetic.images), space,
                     extract_features(real.images, space, device), extract_features(synthetic.images, space, device),
                     space.unseen(real.images),
                     out_dir, Path(options.cache_dir), device, options.seed,
-                    Path(options.data_root) if options.data_root else infer_data_root(real_dir), Path(real_dir).name)
+                    Path(options.data_root) if options.data_root else infer_data_root(real_dir), Path(real_dir).name,
+                    detector_epochs=options.detector_epochs)
     results, not_run = {}, []
     for name, check in progress(CHECKS.items(), desc="QA checks", unit="check", total=len(CHECKS)):
         result = check(ctx)

@@ -86,7 +86,12 @@ def checklist(report: dict) -> list[dict]:
         verdicts = {name: report[name]["verdict"] for name in checks if name in report}
         if checks and not verdicts:
             continue                            # its checks were not run (e.g. usefulness without a dataset)
-        status = "manual" if not checks else ("pass" if set(verdicts.values()) == {"pass"} else "attention")
+        if not checks:
+            status = "manual"
+        elif set(verdicts.values()) == {"pass"}:
+            status = "pass"
+        else:                                   # a check without enough images cannot tick its item either
+            status = "insufficient" if "insufficient" in verdicts.values() else "attention"
         items.append({"item": text, "checks": verdicts, "status": status, "how": how})
     return items
 
@@ -98,7 +103,7 @@ def summary_lines(report: dict) -> list[str]:
              for name, result in report["summary"]["checks"].items()]
     counts = report["summary"]["counts"]
     lines.append(f"{'overall':<{width}}  {report['summary']['verdict'].upper():<4}  "
-                 f"({counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail; "
+                 f"({counts['pass']} pass, {counts['warn']} warn, {counts['insufficient']} insufficient, {counts['fail']} fail; "
                  f"{report['feature_space']['kind']} features)")
     return lines
 
@@ -160,7 +165,7 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
 _STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
           "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
           ".pass{color:#1a7f37;font-weight:bold}.warn{color:#b35900;font-weight:bold}"
-          ".fail{color:#c62828;font-weight:bold}img{max-width:100%;margin:0.5em 0}")
+          ".insufficient{color:#6a1b9a;font-weight:bold}.fail{color:#c62828;font-weight:bold}img{max-width:100%;margin:0.5em 0}")
 
 
 def render_html(report: dict, out_dir: Path) -> str:

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quality.checks.verdicts import WARN, grade_above
+from quality.checks.verdicts import INSUFFICIENT, WARN, grade_above
 from quality.features.extractors import FeatureSpace
-from quality.features.frechet import fid_from_features, fidelity_metrics
+from quality.features.frechet import extract_features, fid_from_features, fidelity_metrics
 
 INCEPTION_FID_GOOD = 30.0          # reference guide: "< 30 is excellent"
 INCEPTION_FID_ACCEPTABLE = 40.0    # reference guide: "FID score < 40"
@@ -79,15 +79,6 @@ def baseline(real, synthetic, rng: np.random.Generator, fid, unseen: np.ndarray 
             "real_vs_real_fid": real_fid, "synthetic_vs_real_fid": synthetic_fid, "ratio": ratio}
 
 
-def real_baseline(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: Path,
-                  device: str, rng: np.random.Generator) -> dict:
-    """`baseline` of uint8 (N, C, H, W) images, FIDs through torch-fidelity; A is the real images the
-    space never trained on (`FeatureSpace.unseen`) when it trained on some of them."""
-    return baseline(real, synthetic, rng, lambda a, b: fidelity_metrics(a, b, space, cache_dir=cache_dir,
-                                                                        device=device, isc=False)["fid"],
-                    space.unseen(real))
-
-
 def inception_verdict(fid: float) -> tuple[str, str]:
     """The reference guide's FID thresholds (Inception features only)."""
     verdict = grade_above(fid, INCEPTION_FID_GOOD, INCEPTION_FID_ACCEPTABLE)
@@ -115,46 +106,43 @@ def thresholds_for(space: FeatureSpace) -> dict:
     return {"baseline_ratio_warn_above": BASELINE_RATIO_WARN, "baseline_ratio_fail_above": BASELINE_RATIO_FAIL}
 
 
-def baseline_from_features(real_features: np.ndarray, synthetic_features: np.ndarray,
-                           rng: np.random.Generator) -> dict:
-    """`baseline` of FID-layer features already extracted, (N, D) each: no second extraction."""
-    return baseline(real_features, synthetic_features, rng, fid_from_features)
-
-
-def fidelity_verdict(real_features: np.ndarray, synthetic_features: np.ndarray, space: FeatureSpace,
-                     rng: np.random.Generator) -> str:
-    """check_fidelity's verdict alone, from FID-layer features: what a checkpoint screen needs."""
-    if min(len(real_features), len(synthetic_features)) < MIN_IMAGES:
-        return WARN
-    if space.kind == "inception":
-        fid = fid_from_features(synthetic_features, real_features)
-        return WARN if fid is None else inception_verdict(fid)[0]
-    if len(real_features) < MIN_REAL_FOR_BASELINE:
-        return WARN
-    return domain_verdict(baseline_from_features(real_features, synthetic_features, rng))[0]
+def baseline_from_features(real_features: np.ndarray, synthetic_features: np.ndarray, rng: np.random.Generator,
+                           unseen: np.ndarray | None = None) -> dict:
+    """`baseline` of FID-layer features, (N, D) each (`unseen`: `FeatureSpace.unseen` of the real images)."""
+    return baseline(real_features, synthetic_features, rng, fid_from_features, unseen)
 
 
 def check_fidelity(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSpace, cache_dir: str | Path,
-                   device: str = "cpu", rng: np.random.Generator | None = None) -> dict:
-    """FID/KID/IS/precision/recall of uint8 (N, C, H, W) `synthetic` vs `real`, with a verdict."""
+                   device: str = "cpu", rng: np.random.Generator | None = None, *,
+                   real_features: np.ndarray | None = None, synthetic_features: np.ndarray | None = None,
+                   report_metrics: bool = True) -> dict:
+    """FID/KID/IS/precision/recall of uint8 (N, C, H, W) `synthetic` vs `real`, with a verdict.
+
+    The verdict comes from FID-layer features (extracted here unless given): the real-vs-real baseline
+    in the domain space, the guide's thresholds on FID in Inception space. `report_metrics` False
+    skips torch-fidelity's full set of numbers (KID, IS, precision/recall), which a checkpoint screen
+    does not need; the verdict is the same either way.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
-    cache_dir = Path(cache_dir)
     base = {"feature_extractor": space.kind, "extractor_name": space.extractor,
             "thresholds": thresholds_for(space), "figures": []}
     if min(len(real), len(synthetic)) < MIN_IMAGES:
-        return {**base, "verdict": WARN,
-                "reason": f"skipped: FID needs at least {MIN_IMAGES} real and {MIN_IMAGES} synthetic images"}
-    metrics = fidelity_metrics(synthetic, real, space, cache_dir=cache_dir, device=device, prc=True)
+        return {**base, "verdict": INSUFFICIENT,
+                "reason": f"FID needs at least {MIN_IMAGES} real and {MIN_IMAGES} synthetic images"}
+    if real_features is None or synthetic_features is None:
+        real_features, synthetic_features = (extract_features(x, space, device) for x in (real, synthetic))
+    metrics = (fidelity_metrics(synthetic, real, space, cache_dir=Path(cache_dir), device=device, prc=True)
+               if report_metrics else {"fid": fid_from_features(synthetic_features, real_features)})
     skipped = {}
     if len(real) >= MIN_REAL_FOR_BASELINE:
-        baseline = real_baseline(real, synthetic, space, cache_dir, device, rng)
+        baseline = baseline_from_features(real_features, synthetic_features, rng, space.unseen(real))
     else:
         baseline = None
         skipped["baseline"] = f"needs at least {MIN_REAL_FOR_BASELINE} real images"
     for key, why in (("kid_mean", "KID needs 2 images per subset"),
                      ("precision", "precision/recall need more images than their neighbourhood size"),
                      ("is_mean", "IS needs Inception's ImageNet classes")):
-        if metrics[key] is None:
+        if metrics.get(key, 0) is None:
             skipped[key.split("_")[0]] = why
     if metrics["fid"] is None:
         verdict, reason = WARN, "FID is not finite (too few or degenerate images)"
@@ -163,5 +151,6 @@ def check_fidelity(real: torch.Tensor, synthetic: torch.Tensor, space: FeatureSp
     elif baseline is not None:
         verdict, reason = domain_verdict(baseline)
     else:
-        verdict, reason = WARN, "domain FID cannot be judged without a real-vs-real baseline (too few real images)"
+        verdict, reason = INSUFFICIENT, (f"domain FID cannot be judged without a real-vs-real baseline, which needs "
+                                         f"{MIN_REAL_FOR_BASELINE} real images")
     return {**base, **metrics, "real_baseline": baseline, "skipped": skipped, "verdict": verdict, "reason": reason}

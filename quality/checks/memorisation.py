@@ -31,12 +31,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from scipy.stats import beta, binom
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from quality.checks.verdicts import FAIL, PASS, WARN, worst
-from quality.features.extractors import FeatureSpace
-from quality.features.frechet import UInt8Images
 from quality.features.image_sets import flatten, pixel_hashes, to_unit
 from quality.features.neighbours import nearest_neighbours
 from training.core import atomic
@@ -51,18 +47,6 @@ FAIL_P_VALUE = 0.001
 CLOSEST_PAIRS_SHOWN = 8
 PAIRS_FIGURE = "memorisation_closest_pairs.png"
 HISTOGRAM_FIGURE = "memorisation_distances.png"
-
-
-def extract_features(images: torch.Tensor, space: FeatureSpace, device: str = "cpu",
-                     batch_size: int = 100) -> np.ndarray:
-    """Features of uint8 (N, C, H, W) images in the layer torch-fidelity uses for FID: (N, D)."""
-    cuda = torch.device(device).type == "cuda"
-    layer = FEATURE_EXTRACTORS_REGISTRY[space.extractor].get_default_feature_layer_for_metric("fid")
-    extractor = create_feature_extractor(space.extractor, [layer], cuda=cuda, verbose=False,
-                                         feature_extractor_weights_path=space.weights_path)
-    features = get_featuresdict_from_dataset(UInt8Images(images, rgb=space.kind == "inception"), extractor,
-                                             batch_size, cuda, save_cpu_ram=True, verbose=False)
-    return features[layer].double().numpy()
 
 
 def count_exact_copies(real: torch.Tensor, synthetic: torch.Tensor) -> int:

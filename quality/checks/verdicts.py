@@ -1,11 +1,16 @@
-"""The three verdicts a QA check can give, and the small rules that turn a number into one."""
+"""The verdicts a QA check can give, and the small rules that turn a number into one.
+
+`insufficient`: the check had fewer images than it needs to tell a good set from a bad one at its
+thresholds, and found no fail. It is never a pass: it ranks above a warning, so the pipeline's default
+gate (`synthesis.qa_gate: fail`) stops on it too.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-PASS, WARN, FAIL = "pass", "warn", "fail"
-VERDICTS = (PASS, WARN, FAIL)          # in order of severity
+PASS, WARN, INSUFFICIENT, FAIL = "pass", "warn", "insufficient", "fail"
+VERDICTS = (PASS, WARN, INSUFFICIENT, FAIL)          # in order of severity
 
 
 def grade_above(value: float, warn_above: float, fail_above: float) -> str:
@@ -25,3 +30,9 @@ def grade_below(value: float, warn_below: float, fail_below: float) -> str:
 def worst(verdicts: Iterable[str]) -> str:
     """The most severe of several verdicts (pass when there are none)."""
     return max(verdicts, key=VERDICTS.index, default=PASS)
+
+
+def needs_more(verdict: str, images: int, needed: int) -> str:
+    """`verdict` judged on `images` when the check needs `needed`: a fail stands (a tell found on few
+    images is a tell); a pass or a warning on too few images is `insufficient`."""
+    return verdict if images >= needed or verdict == FAIL else INSUFFICIENT

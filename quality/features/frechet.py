@@ -20,6 +20,8 @@ from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD
 from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from quality.features.extractors import FeatureSpace
 from training.data.folders import tensor_digest
@@ -42,6 +44,18 @@ class UInt8Images(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         x = self.images[i]
         return x.expand(3, -1, -1) if self.rgb and x.shape[0] == 1 else x
+
+
+def extract_features(images: torch.Tensor, space: FeatureSpace, device: str = "cpu",
+                     batch_size: int = 100) -> np.ndarray:
+    """Features of uint8 (N, C, H, W) images in the layer torch-fidelity uses for FID: (N, D)."""
+    cuda = torch.device(device).type == "cuda"
+    layer = FEATURE_EXTRACTORS_REGISTRY[space.extractor].get_default_feature_layer_for_metric("fid")
+    extractor = create_feature_extractor(space.extractor, [layer], cuda=cuda, verbose=False,
+                                         feature_extractor_weights_path=space.weights_path)
+    features = get_featuresdict_from_dataset(UInt8Images(images, rgb=space.kind == "inception"), extractor,
+                                             batch_size, cuda, save_cpu_ram=True, verbose=False)
+    return features[layer].double().numpy()
 
 
 def real_cache_name(real: torch.Tensor, space: FeatureSpace) -> str:

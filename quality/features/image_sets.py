@@ -51,6 +51,12 @@ class ImageSet:
     num_resized: int            # images whose size differed from the QA size
     sizes_found: list[str]      # distinct "HxW" sizes of the files, before resizing
 
+    @classmethod
+    def in_memory(cls, role: str, images: torch.Tensor) -> ImageSet:
+        """uint8 (N, C, H, W) images that were never files (a GAN's samples), named role_NNNNNN."""
+        files = [Path(f"{role}_{i:06d}") for i in range(len(images))]
+        return cls(role, Path("<memory>"), files, images, len(images), [], 0, [])
+
     def names(self) -> list[str]:
         """File names, in the order of `images`."""
         return [p.name for p in self.files]

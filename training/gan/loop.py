@@ -28,14 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quality.checks.artefacts import check_artefacts
-from quality.checks.detectability import check_detectability
-from quality.checks.fidelity import fidelity_verdict
-from quality.checks.memorisation import check_memorisation, extract_features
-from quality.checks.verdicts import FAIL, WARN, worst
+from quality.assessment.qa import SCREEN_CHECKS, QAOptions, held_out_half, resolve_space
+from quality.assessment.qa import screen as qa_screen
+from quality.checks.verdicts import FAIL, PASS, worst
 from quality.features.extractors import FeatureSpace, resolve_feature_space
-from quality.features.frechet import fidelity_metrics
-from quality.features.image_sets import to_unit
+from quality.features.frechet import extract_features, fidelity_metrics
 from training.core import atomic
 from training.core.config import to_dict, to_yaml
 from training.core.distributed import (
@@ -313,10 +310,10 @@ def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor
 
 
 def checkpoint_rank(screen: dict[str, str], fid: float | None) -> list | None:
-    """How best_generator.pth orders checkpoints, lower first: [screen warnings, FID]; None when not eligible
-    (a screen check fails, or no FID)."""
+    """How best_generator.pth orders checkpoints, lower first: [screen checks that did not pass, FID]; None
+    when not eligible (a screen check fails, or no FID)."""
     verdicts = list(screen.values())
-    return None if fid is None or FAIL in verdicts else [verdicts.count(WARN), fid]
+    return None if fid is None or FAIL in verdicts else [len(verdicts) - verdicts.count(PASS), fid]
 
 
 class Monitor:
@@ -332,8 +329,13 @@ class Monitor:
             encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
         self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
                                   config.output.tensorboard)
-        self.real, self.real_features = real, None          # every training image: the screen's reference
-        self.real_unit, self.target_features = None, []      # pixels in [0, 1]; each FID target's real features
+        # The screen's feature space is QA's: an encoder that never saw half of the real images.
+        self.screen_space, _ = resolve_space(
+            QAOptions(feature_extractor=m.feature_extractor, data_root=config.data.root, inception_weights=m.inception_weights,
+                      encoder_epochs=m.domain_encoder_epochs, cache_dir=str(paths.cache)),
+            config.data.root, config.data.image_size, config.data.channels, str(device),
+            held_out_half(real, config.train.seed))
+        self.screen_real = None                               # each FID target's real images and their features
         # What FID compares against: each class's images for a conditional G, else all of them.
         self.targets = ([(k, name, real[labels == k]) for k, name in enumerate(class_names)] if config.model.conditional
                         else [(None, class_names[0] if len(class_names) == 1 else "all", real)])
@@ -345,34 +347,23 @@ class Monitor:
         return model
 
     def screen(self, fakes: list[torch.Tensor]) -> tuple[dict[str, str], dict[str, float]]:
-        """The QA checks that judge a checkpoint beside its FID: artefacts (and fine detail), memorised
-        copies, fidelity and detectability; their verdicts, and the two numbers worth watching over training
-        (fine detail: the high-frequency ratio to real; the detectability AUC).
-
-        Run on the evaluation samples (one tensor per FID target) against the real training images, as
-        quality/run_qa.py would, with the features extracted once per call: fidelity is each target's FID
-        against its real-vs-real baseline, the worst deciding; detectability skips its confidence interval.
+        """QA's checkpoint screen (quality.assessment.qa.screen: artefacts, memorisation, fidelity and
+        detectability's linear views, with QA's baselines and thresholds) of the evaluation samples (one
+        tensor per FID target) against that target's real training images, in QA's feature space; the
+        worst verdict over targets, and the two numbers worth watching over training (fine detail: the
+        high-frequency ratio to real; the detectability AUC, the largest of its views).
         """
-        if self.real_features is None:     # the real side never changes: computed at the first evaluation
-            self.real_unit = to_unit(self.real)
-            self.real_features = extract_features(self.real, self.space, str(self.device))
-            self.target_features = [extract_features(images, self.space, str(self.device)) if label is not None
-                                    else self.real_features for label, _, images in self.targets]
-        fake_features = [extract_features(fake, self.space, str(self.device)) for fake in fakes]
-        fake, all_fake_features = torch.cat(fakes), np.concatenate(fake_features)
-        real_unit, fake_unit = self.real_unit, to_unit(fake)
-        seed = self.config.train.seed
-        artefacts = check_artefacts(real_unit, fake_unit)
-        memorisation = check_memorisation(self.real, fake, real_features=self.real_features,
-                                          synthetic_features=all_fake_features)
-        fidelity = worst(fidelity_verdict(real, synthetic, self.space, np.random.default_rng(seed))
-                         for real, synthetic in zip(self.target_features, fake_features))
-        detectability = check_detectability(real_unit, fake_unit, real_features=self.real_features,
-                                            synthetic_features=all_fake_features, seed=seed, bootstrap=0, locate=False)
-        verdicts = {"artefacts": artefacts["verdict"], "memorisation": memorisation["verdict"], "fidelity": fidelity,
-                    "detectability": detectability["verdict"]}
-        return verdicts, {"fine_detail_ratio": artefacts["high_frequency_ratio"],
-                          "detectability_auc": detectability["auc"]}
+        device = str(self.device)
+        if self.screen_real is None:       # the real side never changes: its features at the first evaluation
+            self.screen_real = [(images, extract_features(images, self.screen_space, device))
+                                for _, _, images in self.targets]
+        results = [qa_screen(real, fake, self.screen_space, real_features=real_features, seed=self.config.train.seed,
+                             synthetic_features=extract_features(fake, self.screen_space, device), device=device,
+                             cache_dir=self.paths.cache)
+                   for (real, real_features), fake in zip(self.screen_real, fakes)]
+        verdicts = {name: worst(r[name]["verdict"] for r in results) for name in SCREEN_CHECKS}
+        return verdicts, {"fine_detail_ratio": float(np.mean([r["artefacts"]["high_frequency_ratio"] for r in results])),
+                          "detectability_auc": max(r["detectability"]["auc"] for r in results)}
 
     def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
         """FID/KID of `sampler` now, and the screening checks.

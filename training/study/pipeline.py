@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from quality.assessment.qa import QAOptions, run_qa
-from quality.checks.verdicts import VERDICTS
+from quality.checks.verdicts import INSUFFICIENT, VERDICTS
 from training.analysis.comparison import compare_runs, pair_table, primary_line, runs_table, validation_score
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
@@ -171,7 +171,8 @@ def pool_size(study: Study, class_name: str, minority: str) -> int:
     """Images to make of `class_name`: enough for the fixed arm and for the largest grid count, times
     search.pool_factor when the grid selects, so that selection has something to choose from."""
     g, real = study.config.search, study.real_train[class_name]
-    wanted = fixed_arm_count(study, minority) if class_name == minority else 0
+    # QA compares equal numbers of real and synthetic images: every real one needs a synthetic partner.
+    wanted = max(real, fixed_arm_count(study, minority) if class_name == minority else 0)
     if g.enabled:
         largest = max(1, round(max(g.synthetic_per_real) * real))
         wanted = max(wanted, math.ceil(largest * (g.pool_factor if "realism" in g.selection else 1)))
@@ -211,7 +212,8 @@ def qa_stage(study: Study, class_name: str, synthetic: Path, key: str, minority:
                                                             cache_dir=str(study.results / "cache")))
         checks = report["summary"]["checks"]
         return {"report": str(out / "report.html"), "verdict": report["summary"]["verdict"],
-                "verdicts": {name: c["verdict"] for name, c in checks.items()}}
+                "verdicts": {name: c["verdict"] for name, c in checks.items()},
+                "insufficient": report["summary"]["insufficient"]}
 
     qa_out = study.stages.run("qa" if minority else f"qa {class_name}", key, lambda o: Path(o["report"]).is_file(), qa)
     print(f"  QA verdict ({class_name}): {qa_out['verdict']} ({qa_out['report']})")
@@ -224,14 +226,20 @@ class QAGateClosed(UserError):
 
 
 def apply_qa_gate(qa_out: dict, gate: str) -> None:
-    """Stop the study when the QA verdict is at or above `gate`: nothing downstream trains on those images."""
+    """Stop the study when a QA verdict is at or above `gate`, or a check lacked the images it needs
+    (insufficient, at either gate): nothing downstream trains on those images."""
     if gate == "off":
         return
-    blocking = [name for name, v in qa_out.get("verdicts", {}).items() if VERDICTS.index(v) >= VERDICTS.index(gate)]
-    if blocking or VERDICTS.index(qa_out["verdict"]) >= VERDICTS.index(gate):
-        raise QAGateClosed(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the "
-                        f"'{gate}' gate: no classifier was trained on these images; see {qa_out['report']}, improve "
-                        "the generator, or set synthesis.qa_gate=off to study them anyway")
+    blocked = lambda v: v == INSUFFICIENT or VERDICTS.index(v) >= VERDICTS.index(gate)
+    blocking = [name for name, v in qa_out.get("verdicts", {}).items() if blocked(v)]
+    if not blocking and not blocked(qa_out["verdict"]):
+        return
+    lacking = qa_out.get("insufficient", {})
+    why = "; ".join(f"{name}: {reason.split(';')[0]}" for name, reason in lacking.items())
+    raise QAGateClosed(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the '{gate}' gate"
+                       + (f" (not enough evidence: {why})" if why else "") + f": no classifier was trained on these "
+                       f"images; see {qa_out['report']}, improve the generator"
+                       + (" or add real images" if why else "") + ", or set synthesis.qa_gate=off to study them anyway")
 
 
 def assemble_stage(study: Study, folders: list[Path], key: str, name: str, **amount: float) -> tuple[Path, str]:

@@ -35,9 +35,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quality.checks.memorisation import COPY_PERCENTILE, extract_features, nearest_real
+from quality.checks.memorisation import COPY_PERCENTILE, nearest_real
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import FeatureSpace, resolve_feature_space
+from quality.features.frechet import extract_features
 from quality.features.image_sets import (
     DecodedFolder,
     check_colour_modes,

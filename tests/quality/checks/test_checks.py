@@ -12,7 +12,7 @@ from quality.checks.diversity import check_diversity, pca_components
 from quality.checks.fidelity import check_fidelity, split_halves
 from quality.checks.memorisation import check_memorisation
 from quality.checks.pixel_statistics import check_statistics
-from quality.checks.verdicts import FAIL, PASS, WARN, grade_above, grade_below, worst
+from quality.checks.verdicts import FAIL, INSUFFICIENT, PASS, WARN, grade_above, grade_below, needs_more, worst
 from quality.features.image_sets import load_pair
 from quality.features.neighbours import close_pairs, nearest_neighbours
 from training.core.errors import DataError
@@ -62,6 +62,12 @@ def test_grades_and_worst():
     assert grade_above(0.1, 0.2, 0.5) == PASS and grade_above(0.3, 0.2, 0.5) == WARN and grade_above(0.6, 0.2, 0.5) == FAIL
     assert grade_below(0.9, 0.5, 0.2) == PASS and grade_below(0.3, 0.5, 0.2) == WARN and grade_below(0.1, 0.5, 0.2) == FAIL
     assert worst([PASS, FAIL, WARN]) == FAIL and worst([]) == PASS
+    assert worst([PASS, INSUFFICIENT, WARN]) == INSUFFICIENT and worst([INSUFFICIENT, FAIL]) == FAIL
+
+
+def test_too_few_images_turn_a_pass_or_a_warning_into_insufficient_but_a_fail_stands():
+    assert needs_more(PASS, 49, 50) == INSUFFICIENT and needs_more(WARN, 10, 50) == INSUFFICIENT
+    assert needs_more(FAIL, 10, 50) == FAIL and needs_more(PASS, 50, 50) == PASS
 
 
 # Neighbour search: reference test against scikit-learn.
@@ -280,25 +286,26 @@ def test_noise_fails_fidelity_relative_to_the_real_baseline(domain):
     assert result["real_baseline"]["ratio"] > result["thresholds"]["baseline_ratio_fail_above"]
 
 
-def test_the_screen_baseline_from_features_matches_qas_from_images(domain):
-    """The checkpoint screen reuses extracted features; its real-vs-real baseline and verdict are QA's."""
-    from quality.checks.fidelity import baseline_from_features, fidelity_verdict, real_baseline
-    from quality.checks.memorisation import extract_features
+def test_the_screens_fidelity_is_qas_and_its_fid_is_torch_fidelitys(domain):
+    """The checkpoint screen skips torch-fidelity's full set of numbers: same baseline, same verdict; and the
+    FID computed from extracted features is torch-fidelity's FID of the images."""
+    from quality.features.frechet import extract_features, fid_from_features, fidelity_metrics
 
     space, real, cache = domain
     noise = torch.randint(0, 256, real.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     for synthetic, verdict in ((real.flip(0), PASS), (noise, FAIL)):
-        from_images = real_baseline(real, synthetic, space, cache, "cpu", np.random.default_rng(3))
-        real_f, synthetic_f = extract_features(real, space), extract_features(synthetic, space)
-        from_features = baseline_from_features(real_f, synthetic_f, np.random.default_rng(3))
-        assert from_features["ratio"] == pytest.approx(from_images["ratio"], rel=1e-3)
-        assert fidelity_verdict(real_f, synthetic_f, space, np.random.default_rng(3)) == verdict
+        full = check_fidelity(real, synthetic, space, cache, rng=np.random.default_rng(3))
+        screen = check_fidelity(real, synthetic, space, cache, rng=np.random.default_rng(3), report_metrics=False)
+        assert full["verdict"] == screen["verdict"] == verdict
+        assert screen["real_baseline"] == full["real_baseline"] and "kid_mean" not in screen
+        from_features = fid_from_features(extract_features(synthetic, space), extract_features(real, space))
+        assert from_features == pytest.approx(fidelity_metrics(synthetic, real, space, cache_dir=cache)["fid"], rel=1e-3)
 
 
 def test_fidelity_is_skipped_with_a_reason_for_too_few_images(domain):
     space, real, cache = domain
     result = check_fidelity(real, real[:1], space, cache)
-    assert result["verdict"] == WARN and result["reason"].startswith("skipped")
+    assert result["verdict"] == INSUFFICIENT and "needs at least 2" in result["reason"]
 
 
 def test_inception_verdict_uses_the_user_guide_thresholds():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
+import torch
 
-from quality.checks.detectability import AUC_FAIL, check_detectability
+from quality.checks.detectability import AUC_FAIL, AUC_WARN, MIN_IMAGES_PER_SET, check_detectability
 from quality.checks.usefulness import check_usefulness
 
 
@@ -13,23 +14,70 @@ def blobs(rng: np.random.Generator, n: int, brightness: float = 0.5) -> np.ndarr
     return x.clip(0, 1)
 
 
+def strokes(rng: np.random.Generator, n: int, with_stroke: bool) -> np.ndarray:
+    """(n, 1, 16, 16) noise images with six dark pixels in one random column: six scattered rows, or
+    (`with_stroke`) six consecutive ones (wrapping around), a short line. Every pixel is dark equally
+    often either way, so no pixel gives the line away (what a generator's missing hairs look like to a
+    linear model)."""
+    x = rng.uniform(0.4, 0.8, (n, 1, 16, 16))
+    for i, (r, c) in enumerate(rng.integers(0, 16, (n, 2))):
+        rows = (r + np.arange(6)) % 16 if with_stroke else rng.choice(16, 6, replace=False)
+        x[i, 0, rows, c] = 0.1
+    return x
+
+
 def test_two_samples_of_one_distribution_are_indistinguishable():
     rng = np.random.default_rng(0)
-    result = check_detectability(blobs(rng, 200), blobs(rng, 200), seed=0)
-    assert abs(result["auc"] - 0.5) < 0.1 and result["ci_low"] < 0.5 < result["ci_high"]
+    result = check_detectability(blobs(rng, 200), blobs(rng, 200), seed=0, cnn_epochs=5)
+    assert set(result["views"]) == {"cnn", "pixels"}          # 8 px: too small for a frame view
+    assert all(abs(v["auc"] - 0.5) < 0.1 for v in result["views"].values())
+    assert result["ci_low"] < 0.5 < result["ci_high"] and result["p_value"] > 0.01
     assert result["verdict"] == "pass"
 
 
 def test_obviously_different_sets_are_detected_and_fail():
     rng = np.random.default_rng(1)
-    result = check_detectability(blobs(rng, 200), blobs(rng, 200, brightness=0.62), seed=0)
+    result = check_detectability(blobs(rng, 200), blobs(rng, 200, brightness=0.62), seed=0, cnn=False)
     assert result["auc"] > 0.97 and result["ci_low"] > AUC_FAIL and result["verdict"] == "fail"
+    assert result["p_value"] < 1e-6
+
+
+def test_the_cnn_sees_a_stroke_the_linear_views_miss_and_its_view_decides():
+    rng = np.random.default_rng(5)
+    result = check_detectability(strokes(rng, 200, False), strokes(rng, 200, True), seed=0, bootstrap=0, cnn_epochs=15)
+    assert result["views"]["cnn"]["auc"] > 0.8 and max(v["auc"] for k, v in result["views"].items() if k != "cnn") < 0.6
+    assert result["decisive_view"] == "cnn" and result["verdict"] != "pass" and "CNN" in result["reason"]
+
+
+def test_the_cnn_view_is_deterministic_and_leaves_the_global_random_state_alone():
+    from quality.checks.cnn_detector import cnn_out_of_fold_scores
+
+    rng = np.random.default_rng(6)
+    x, y = np.concatenate([strokes(rng, 20, False), strokes(rng, 20, True)]), np.repeat([0, 1], 20)
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    first = cnn_out_of_fold_scores(x, y, seed=3, epochs=2)
+    assert torch.rand(1) == before
+    np.testing.assert_array_equal(first, cnn_out_of_fold_scores(x, y, seed=3, epochs=2))
+    assert not np.array_equal(first, cnn_out_of_fold_scores(x, y, seed=4, epochs=2))
+
+
+def test_too_few_images_give_insufficient_never_pass_and_a_clear_tell_still_fails():
+    rng = np.random.default_rng(7)
+    few = MIN_IMAGES_PER_SET - 1
+    alike = check_detectability(blobs(rng, few), blobs(rng, few), seed=0, cnn_epochs=2)
+    assert alike["verdict"] == "insufficient" and f"needs {MIN_IMAGES_PER_SET}" in alike["reason"]
+    assert alike["evidence"] == {"images_per_set": few, "needed_per_set": MIN_IMAGES_PER_SET}
+    obvious = check_detectability(blobs(rng, few), blobs(rng, few, brightness=0.9), seed=0, cnn=False)
+    assert obvious["verdict"] == "fail"
 
 
 def test_without_the_bootstrap_the_verdict_and_auc_are_the_same():
     rng = np.random.default_rng(3)
     real, synthetic = blobs(rng, 60), blobs(rng, 60, brightness=0.6)
-    full, screen = check_detectability(real, synthetic, seed=1), check_detectability(real, synthetic, seed=1, bootstrap=0)
+    full, screen = check_detectability(real, synthetic, seed=1, cnn=False), check_detectability(
+        real, synthetic, seed=1, bootstrap=0, cnn=False)
     assert screen["auc"] == full["auc"] and screen["verdict"] == full["verdict"]
     assert np.isnan(screen["ci_low"]) and not np.isnan(full["ci_low"])
 
@@ -38,25 +86,26 @@ def test_features_view_is_used_when_it_detects_more():
     rng = np.random.default_rng(2)
     same_pixels = blobs(rng, 100), blobs(rng, 100)
     features = rng.normal(0, 1, (100, 4)), rng.normal(3, 1, (100, 4))     # only the features differ
-    result = check_detectability(*same_pixels, real_features=features[0], synthetic_features=features[1], seed=0)
+    result = check_detectability(*same_pixels, real_features=features[0], synthetic_features=features[1], seed=0,
+                                 cnn=False)
     assert result["decisive_view"] == "features" and result["views"]["pixels"]["auc"] < 0.7 and result["auc"] > 0.95
 
 
-def test_a_shortcut_at_the_edges_is_located_and_named():
+def test_a_shortcut_at_the_edges_counts_and_is_named():
     """Synthetic images whose outer frame is darker (what a zero-padded generator leaves) and whose
-    interior is drawn like the real ones: the frame alone tells them apart, the interior does not."""
+    interior is drawn like the real ones: the frame view decides, and the reason names the edges."""
     from quality.checks.detectability import border_mask
 
     rng = np.random.default_rng(4)
     real, synthetic = rng.uniform(0.3, 0.7, (150, 1, 16, 16)), rng.uniform(0.3, 0.7, (150, 1, 16, 16))
     synthetic[:, :, border_mask(16, 16)] -= 0.05
-    result = check_detectability(real, synthetic, seed=0, bootstrap=0)
-    where = result["where"]
-    assert where["border_auc"] > 0.9 and abs(where["interior_auc"] - 0.5) < 0.12
+    result = check_detectability(real, synthetic, seed=0, bootstrap=0, cnn=False)
+    views = result["views"]
+    assert views["border"]["auc"] > 0.9 and abs(views["interior"]["auc"] - 0.5) < 0.12
+    assert result["decisive_view"] == "border" and result["verdict"] == "fail"
     assert "the edges give the images away" in result["reason"]
-    plain = check_detectability(real, rng.uniform(0.3, 0.7, (150, 1, 16, 16)), seed=0, bootstrap=0)
-    assert "edges" not in plain["reason"] and plain["where"]["border_auc"] < 0.7
-    assert check_detectability(real, synthetic, seed=0, bootstrap=0, locate=False)["where"] is None
+    plain = check_detectability(real, rng.uniform(0.3, 0.7, (150, 1, 16, 16)), seed=0, bootstrap=0, cnn=False)
+    assert "edges" not in plain["reason"] and plain["views"]["border"]["auc"] < 0.7
 
 
 def two_classes(rng: np.random.Generator, n_major: int, n_minor: int, shift: float = 1.5):
