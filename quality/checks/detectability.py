@@ -42,7 +42,6 @@ from quality.checks.verdicts import grade_above, needs_more
 
 AUC_WARN = 0.65
 AUC_FAIL = 0.90
-MIN_IMAGES_PER_SET = 50      # below this a pass or a warning is `insufficient` (calibration: user guide)
 FOLDS = 5
 MAX_PER_SET = 1000           # images per side for the linear views; keeps the pixel model to seconds
 CNN_MAX_PER_SET = 500        # images per side for the network: a minute on 2 CPU cores at 32 px
@@ -56,6 +55,25 @@ VIEW_NAMES = {"cnn": "a small CNN on the images", "pixels": "a linear classifier
               "features": "a linear classifier on the domain features",
               "border": f"a linear classifier on the outer {BORDER_PIXELS}-pixel frame",
               "interior": "a linear classifier on the pixels inside the frame"}
+
+
+def auc_standard_error(auc: float, per_set: int) -> float:
+    """Standard error of an AUC on `per_set` images per label (Hanley & McNeil, Radiology 1982)."""
+    q1, q2 = auc / (2 - auc), 2 * auc ** 2 / (1 + auc)
+    n = per_set
+    return float(np.sqrt((auc * (1 - auc) + (n - 1) * (q1 - auc ** 2) + (n - 1) * (q2 - auc ** 2)) / n ** 2))
+
+
+def images_needed(warn_above: float, z: float = 1.96) -> int:
+    """The fewest images per set at which a set at chance (AUC 0.5) and a set at the warning threshold lie
+    apart, their `z`-sigma intervals not overlapping: below it a pass cannot be told from a warning."""
+    n = 2
+    while z * (auc_standard_error(0.5, n) + auc_standard_error(warn_above, n)) > warn_above - 0.5:
+        n += 1
+    return n
+
+
+MIN_IMAGES_PER_SET = images_needed(AUC_WARN)   # 109 at AUC_WARN 0.65: below it, `insufficient`
 
 
 def span_coordinates(train: np.ndarray, held_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from quality.assessment.qa import MIN_UNSEEN_FOR_DETECTOR
+from quality.checks.detectability import MIN_IMAGES_PER_SET
 from quality.run_qa import main
 from tests.helpers import REPO_ROOT
 from training.core.errors import run_cli
@@ -55,21 +57,27 @@ def cache(tmp_path_factory) -> Path:
 
 def qa_args(real: Path, synthetic: Path, out: Path, cache: Path, *extra: str) -> list[str]:
     return ["--real", str(real), "--synthetic", str(synthetic), "--output_dir", str(out), "--cache_dir", str(cache),
-            "--feature_extractor", "domain", "--encoder_epochs", "1", "--device", "cpu", *extra]
+            "--feature_extractor", "domain", "--encoder_epochs", "1", "--detector_epochs", "2", "--device", "cpu", *extra]
 
 
 def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, independent_draw, cache, tmp_path):
     out = tmp_path / "qa" / "independent"
     result = subprocess.run([sys.executable, "quality/run_qa.py",
-                             *qa_args(tiny_demo / "train" / "malignant", independent_draw, out, cache)],
+                             *qa_args(tiny_demo / "train" / "malignant", independent_draw, out, cache, "--strict")],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    # 15 images per set: too few for detectability to tell a good set from a bad one, so no pass (exit 3).
+    assert result.returncode == 3, result.stderr
     assert "overall" in result.stdout and str(out / "report.html") in result.stdout
+    assert f"insufficient: detectability: 15 images per set, and this check needs {MIN_IMAGES_PER_SET}" in result.stdout
     report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["verdict"] == report["detectability"]["verdict"] == "insufficient"
+    assert report["detectability"]["evidence"] == {"images_per_set": 15, "needed_per_set": MIN_IMAGES_PER_SET}
+    assert "INSUFFICIENT" in (out / "report.html").read_text() and "| detectability | insufficient |" in (
+        out / "report.md").read_text()
     for section in SECTIONS:
         assert section in report
     for check in SECTIONS[:5]:
-        assert report[check]["verdict"] in ("pass", "warn", "fail") and report[check]["reason"]
+        assert report[check]["verdict"] in ("pass", "warn", "insufficient", "fail") and report[check]["reason"]
         assert "thresholds" in report[check]
     assert report["images"]["synthetic"]["num_used"] == 15     # rejected/ and manifest.jsonl are ignored
     assert report["feature_space"]["kind"] == "domain"
@@ -167,12 +175,51 @@ def test_qa_passes_new_draws_from_the_real_distribution(tmp_path):
     from quality.assessment.qa import QAOptions, run_qa
     from training.data.prepare import SourceOptions, prepare_dataset
 
+    num_train = 3 * MIN_IMAGES_PER_SET + 3       # 1 : 2, so that the malignant class has enough for a verdict
     root = prepare_dataset("demo", tmp_path / "processed", "demo", SourceOptions(
-        seed=0, demo_num_train=150, demo_imbalance=2, image_size=32)).root
-    records, _ = demo_records(seed=1, image_size=32, num_train=150, imbalance=2)
+        seed=0, demo_num_train=num_train, demo_imbalance=2, image_size=32)).root
+    records, _ = demo_records(seed=1, image_size=32, num_train=num_train, imbalance=2)
     fresh = synthetic_folder(tmp_path / "fresh", [r.pixels for r in records
                                                   if r.class_name == "malignant" and r.split == "train"])
     report = run_qa(root / "train" / "malignant", fresh, tmp_path / "qa",
                     QAOptions(feature_extractor="domain", encoder_epochs=15, cache_dir=str(tmp_path / "cache")))
     assert report["fidelity"]["real_baseline"]["ratio"] < 1.5 and report["fidelity"]["verdict"] == "pass"
     assert report["detectability"]["views"]["features"]["auc"] < 0.6
+    assert report["detectability"]["evidence"]["images_per_set"] >= MIN_IMAGES_PER_SET
+    assert report["detectability"]["views"]["cnn"]["auc"] < 0.6 and report["summary"]["verdict"] == "pass"
+
+
+def test_a_one_epoch_generator_fails_and_the_checkpoint_screen_agrees_with_run_qa(tiny_demo, cache, tmp_path):
+    """QA of a generator trained for one epoch fails; the GAN's checkpoint screen, given the same images,
+    gives its checks the verdicts run_qa gives them (detectability: the same linear views' AUCs)."""
+    from quality.assessment.qa import SCREEN_CHECKS, QAOptions, held_out_half, resolve_space, run_qa, screen
+    from quality.features.frechet import extract_features
+    from quality.features.image_sets import load_pair
+    from tests.helpers import tiny_gan_raw
+    from training.core.config import build
+    from training.gan.config import GANConfig
+    from training.gan.loop import train_gan
+    from training.synthesis import sampling
+
+    config = build(GANConfig, tiny_gan_raw(tiny_demo, tmp_path, train={"epochs": 1}), "test")
+    train_gan(config)
+    generators = sampling.load_generators([tmp_path / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth"],
+                                          torch.device("cpu"))
+    synthetic = tmp_path / "one_epoch"
+    sampling.generate(generators, [1.0], 15, 0, synthetic, workers=1)
+    real_dir = tiny_demo / "train" / "malignant"
+    options = QAOptions(feature_extractor="domain", encoder_epochs=1, detector_epochs=2, cache_dir=str(cache))
+    report = run_qa(real_dir, synthetic, tmp_path / "qa", options)
+    assert report["summary"]["verdict"] == "fail"
+
+    real, fake = load_pair(real_dir, synthetic)
+    space, _ = resolve_space(options, real_dir, 32, 3, "cpu", held_out_half(real.images, options.seed))
+    screened = screen(real.images, fake.images, space, real_features=extract_features(real.images, space),
+                      synthetic_features=extract_features(fake.images, space), seed=options.seed, device="cpu",
+                      cache_dir=cache)
+    for name in SCREEN_CHECKS:
+        if name != "detectability":
+            assert screened[name]["verdict"] == report[name]["verdict"], name
+    for view, result in screened["detectability"]["views"].items():
+        assert result["auc"] == report["detectability"]["views"][view]["auc"], view
+    assert "cnn" not in screened["detectability"]["views"] and "cnn" in report["detectability"]["views"]

@@ -153,3 +153,15 @@ def test_pixel_detector_fitted_in_the_span_of_the_images_is_the_plain_model():
     assert np.abs(scores - plain).max() < 0.01 and np.ptp(scores) > 0.3
     blank = np.zeros((40, 500))                                # constant images: nothing to tell, no error
     assert np.allclose(out_of_fold_scores(blank, np.repeat([0, 1], 20), seed=0), 0.5)
+
+
+def test_the_images_a_verdict_needs_follow_from_the_auc_standard_error():
+    """At chance the Hanley-McNeil error is the Mann-Whitney null's exact sqrt((2n + 1) / 12 n^2); the need
+    is the first n where a set at chance and one at the warning threshold lie 1.96 errors apart."""
+    from quality.checks.detectability import auc_standard_error, images_needed
+
+    assert auc_standard_error(0.5, 100) == pytest.approx(np.sqrt(201 / (12 * 100 ** 2)), rel=1e-3)
+    n = images_needed(AUC_WARN)
+    gap = lambda k: 1.96 * (auc_standard_error(0.5, k) + auc_standard_error(AUC_WARN, k))
+    assert gap(n) <= AUC_WARN - 0.5 < gap(n - 1) and n == MIN_IMAGES_PER_SET
+    assert images_needed(0.75) < n < images_needed(0.6)

@@ -40,8 +40,8 @@ def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
     assert all(h["fine_detail_ratio"] > 0 and 0 <= h["detectability_auc"] <= 1 for h in history)
     best = json.loads((metrics_dir / "metrics.json").read_text())["best"]
     eligible = [h for h in history if "fail" not in h["screen"].values()]
-    # Fewest screen warnings, then the lowest FID, among checkpoints failing no screen check; else the lowest FID.
-    expected = (min(eligible, key=lambda h: (list(h["screen"].values()).count("warn"), h["fid"]))["fid"] if eligible
+    # Fewest screen checks not passing, then the lowest FID, among checkpoints failing none; else the lowest FID.
+    expected = (min(eligible, key=lambda h: (4 - list(h["screen"].values()).count("pass"), h["fid"]))["fid"] if eligible
                 else min(h["fid"] for h in history))
     assert summary["best_fid"] == expected
     assert "artefact, memorisation, fidelity and detectability" in best["reason"]
@@ -214,6 +214,8 @@ def test_checkpoint_rank_prefers_fewer_screen_warnings_to_a_lower_fid():
     assert checkpoint_rank({"artefacts": "pass", "memorisation": "pass", "fidelity": "pass"}, 4.0) < clean
     assert checkpoint_rank({"artefacts": "fail", "memorisation": "pass", "fidelity": "pass"}, 1.0) is None
     assert checkpoint_rank({"artefacts": "pass"}, None) is None
+    lacking = checkpoint_rank({"artefacts": "pass", "memorisation": "pass", "fidelity": "insufficient"}, 3.9)
+    assert lacking == warned                                # too few images to judge is no pass either
 
 
 @pytest.mark.parametrize("loss", ["hinge", "wasserstein", "bce"])

@@ -110,3 +110,35 @@ def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_
         assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
     assert chosen["plain"] == chosen["shuffled"]
     assert test_scores["plain"] != test_scores["shuffled"]        # the test split itself did differ
+
+
+def test_the_default_gate_stops_on_too_little_evidence_and_says_what_is_missing():
+    import pytest
+
+    from training.study.pipeline import QAGateClosed, apply_qa_gate
+
+    lacking = {"report": "results/qa/x/report.html", "verdict": "insufficient",
+               "verdicts": {"fidelity": "pass", "detectability": "insufficient"},
+               "insufficient": {"detectability": "33 images per set, and this check needs 109 to tell a good set from "
+                                                 "a bad one at its thresholds; a small CNN ..."}}
+    for gate in ("fail", "warn"):
+        with pytest.raises(QAGateClosed) as closed:
+            apply_qa_gate(lacking, gate)
+        message = str(closed.value)
+        assert "QA verdict insufficient (detectability)" in message and "needs 109" in message
+        assert "a small CNN" not in message and "qa_gate=off" in message and "\n" not in message
+    apply_qa_gate(lacking, "off")
+    apply_qa_gate({**lacking, "verdict": "warn", "verdicts": {"detectability": "warn"}, "insufficient": {}}, "fail")
+
+
+def test_the_synthetic_pool_has_a_partner_for_every_real_image_of_its_class(tmp_path):
+    """QA compares equal numbers of real and synthetic images: a ratio that adds 3 images still makes 72."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from training.study.config import PipelineSearchConfig, PipelineSynthesisConfig
+    from training.study.pipeline import pool_size
+
+    config = SimpleNamespace(synthesis=PipelineSynthesisConfig(target_ratio=1.4), search=PipelineSearchConfig())
+    study = SimpleNamespace(config=config, real_train=Counter(healthy=72, tumour=105))
+    assert pool_size(study, "healthy", "healthy") == 72
