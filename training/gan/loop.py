@@ -329,10 +329,11 @@ class Monitor:
             encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
         self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
                                   config.output.tensorboard)
-        # The screen's feature space is QA's: an encoder that never saw half of the real images.
+        # The screen's feature space is QA's, built as run_qa builds it (QA's encoder epochs, half of the real
+        # images held out by the same seed), so the pipeline's QA finds it in the cache.
         self.screen_space, _ = resolve_space(
             QAOptions(feature_extractor=m.feature_extractor, data_root=config.data.root, inception_weights=m.inception_weights,
-                      encoder_epochs=m.domain_encoder_epochs, cache_dir=str(paths.cache)),
+                      cache_dir=str(paths.cache)),
             config.data.root, config.data.image_size, config.data.channels, str(device),
             held_out_half(real, config.train.seed))
         self.screen_real = None                               # each FID target's real images and their features

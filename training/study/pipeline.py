@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from quality.assessment.qa import QAOptions, run_qa
-from quality.checks.verdicts import INSUFFICIENT, VERDICTS
+from quality.checks.verdicts import FAIL, INSUFFICIENT, VERDICTS
 from training.analysis.comparison import compare_runs, pair_table, primary_line, runs_table, validation_score
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
@@ -229,6 +229,8 @@ def apply_qa_gate(qa_out: dict, gate: str) -> None:
     """Stop the study when a QA verdict is at or above `gate`, or a check lacked the images it needs
     (insufficient, at either gate): nothing downstream trains on those images."""
     if gate == "off":
+        if qa_out["verdict"] in (FAIL, INSUFFICIENT):
+            print(f"  note: synthesis.qa_gate is off: the study goes on with images QA judged {qa_out['verdict']}")
         return
     blocked = lambda v: v == INSUFFICIENT or VERDICTS.index(v) >= VERDICTS.index(gate)
     blocking = [name for name, v in qa_out.get("verdicts", {}).items() if blocked(v)]
