@@ -64,6 +64,9 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
             "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
             "fid_ratio": report["fidelity"].get("real_baseline", {}).get("ratio"),
             "detectability_auc": report["detectability"]["auc"],
+            "detectability_view": report["detectability"]["decisive_view"],
+            "cnn_auc": report["detectability"]["views"]["cnn"]["auc"],
+            "cnn_ci": (report["detectability"]["views"]["cnn"]["ci_low"], report["detectability"]["views"]["cnn"]["ci_high"]),
             "fine_detail_ratio": report["artefacts"]["high_frequency_ratio"],   # < 0.67 warns as blurry
             "best_epoch": json.loads((work / "results" / "gan_metrics" / name / "metrics.json").read_text())
             ["best"].get("epoch"),
@@ -101,13 +104,15 @@ def main() -> None:
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print("\n| data | seed | QA | pass/warn/fail | FID / real-vs-real | detectability AUC | fine detail | usefulness "
-          "| D(real) | D(fake) | train s |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| data | seed | QA | pass/warn/insufficient/fail | FID / real-vs-real | detectability AUC (deciding view) "
+          "| CNN view [95 % CI] | fine detail | usefulness | D(real) | D(fake) | train s |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c = r["counts"]
         useful = "n/a" if r["usefulness_ratio"] is None else f"{r['usefulness_ratio']:.2f}"
-        print(f"| {r['dataset']} | {r['seed']} | {r['verdict']} | {c['pass']}/{c['warn']}/{c['fail']} | "
-              f"{r['fid_cell']} | {r['detectability_auc']:.3f} | {r['fine_detail_ratio']:.2f}x | {useful} "
+        print(f"| {r['dataset']} | {r['seed']} | {r['verdict']} | {c['pass']}/{c['warn']}/{c['insufficient']}/{c['fail']} | "
+              f"{r['fid_cell']} | {r['detectability_auc']:.3f} ({r['detectability_view']}) | {r['cnn_auc']:.3f} "
+              f"[{r['cnn_ci'][0]:.3f}, {r['cnn_ci'][1]:.3f}] | {r['fine_detail_ratio']:.2f}x | {useful} "
               f"| {r['d_real']:+.2f} | {r['d_fake']:+.2f} "
               f"| {r['train_seconds']:.0f} |")
     if args.json:
