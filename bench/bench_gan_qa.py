@@ -3,13 +3,18 @@
     python bench/bench_gan_qa.py                                   # demo data, seeds 0 1 2
     python bench/bench_gan_qa.py --datasets demo breastmnist --breastmnist ../shared/data/breastmnist.npz
     python bench/bench_gan_qa.py --seeds 0 --overrides model.upsample=resize_conv    # a lever switched off
+    python bench/bench_gan_qa.py --seeds 3 4 5 --pretrain benign --pretrain_epochs 50 \
+        --overrides train.epochs=300                             # transfer from the plentiful class
 
 For each data set (demo: experiments/demo_gan.yaml; BreastMNIST malignant: experiments/breastmnist_hinge.yaml)
 and seed, it trains the shipped config with train.seed=SEED, makes --num_samples images from
 best_generator.pth, runs every QA check against the real training images of the minority class, and
 prints one row: the QA verdict and counts, the domain-FID ratio to the real-vs-real baseline, the
 detectability AUC, the usefulness ratio, D's mean scores at the end (does D discriminate?) and the
-wall time of training. Everything goes into a scratch folder that is removed afterwards (--keep keeps it).
+wall time of training (with --pretrain: of both runs). With --pretrain CLASS, the same config (and
+--pretrain_overrides) first trains on CLASS for --pretrain_epochs with the same seed, and the run
+starts from its last checkpoint (train.init_from). Everything goes into a scratch folder that is
+removed afterwards (--keep keeps it).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from quality.assessment.qa import QAOptions, run_qa  # noqa: E402
 from training.core.cli import Parser  # noqa: E402
 from training.core.config import load_config  # noqa: E402
 from training.data.prepare import SourceOptions, prepare_dataset  # noqa: E402
+from training.gan.checkpoint import list_checkpoints  # noqa: E402
 from training.gan.config import GANConfig  # noqa: E402
 from training.gan.loop import train_gan  # noqa: E402
 from training.synthesis import sampling  # noqa: E402
@@ -46,10 +52,17 @@ def prepare(dataset: str, work: Path, breastmnist: str) -> Path:
 
 def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
     name = f"{dataset}_seed{seed}"
-    config = load_config(GANConfig, ROOT / CONFIGS[dataset], [
-        f"data.root={root}", f"train.seed={seed}", f"output.name={name}", f"output.results_dir={work / 'results'}",
-        f"output.synthetic_dir={work / 'synthetic'}", f"train.device={args.device}", *args.overrides])
+    common = [f"data.root={root}", f"train.seed={seed}", f"output.results_dir={work / 'results'}",
+              f"output.synthetic_dir={work / 'synthetic'}", f"train.device={args.device}"]
     start = time.perf_counter()
+    init = []
+    if args.pretrain:
+        pretrain = load_config(GANConfig, ROOT / CONFIGS[dataset], [
+            *common, f"output.name={name}_pretrain", f"data.minority_class={args.pretrain}",
+            f"train.epochs={args.pretrain_epochs}", *args.pretrain_overrides])
+        train_gan(pretrain, overwrite=True)
+        init = [f"train.init_from={list_checkpoints(work / 'results' / 'checkpoints' / f'{name}_pretrain')[-1]}"]
+    config = load_config(GANConfig, ROOT / CONFIGS[dataset], [*common, f"output.name={name}", *init, *args.overrides])
     train_gan(config, overwrite=True)
     seconds = time.perf_counter() - start
     checkpoints = work / "results" / "checkpoints" / name
@@ -83,6 +96,9 @@ def main() -> None:
     p.add_argument("--num_samples", type=int, default=1000)
     p.add_argument("--device", default="cpu")
     p.add_argument("--overrides", nargs="*", default=[], metavar="key.sub=value", help="applied to every GAN config")
+    p.add_argument("--pretrain", metavar="CLASS", help="first train on this (plentiful) class, then fine-tune")
+    p.add_argument("--pretrain_epochs", type=int, default=50)
+    p.add_argument("--pretrain_overrides", nargs="*", default=[], metavar="key.sub=value")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()

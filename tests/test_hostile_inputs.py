@@ -18,8 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, tiny_gan_raw, write_yaml
-from tests.training.data.test_augmented_set import synthetic_folder
+from tests.helpers import REPO_ROOT, synthetic_folder, tiny_gan_raw, write_yaml
 from training.core.config import build, load_config
 from training.core.errors import ConfigError, DataError, UserError, run_cli
 from training.data.augmented_set import build_augmented
@@ -83,8 +82,8 @@ def test_a_pickle_payload_never_runs_through_any_entry_point(tmp_path, generator
          "--filter_classifier", str(bad_c), "--output_dir", str(out / "b")),
         ("training/export.py", "--checkpoint", str(bad_g), "--format", "torchscript"),
         ("training/export.py", "--checkpoint", str(bad_c), "--format", "torchscript"),
-        ("training/pseudo_label.py", "--synth_dir", str(tiny_demo / "train" / "malignant"), "--model_path", str(bad_c),
-         "--output_dir", str(out / "c")),
+        ("training/pseudo_label.py", "--synth_dir", str(synthetic_folder(tmp_path / "synthetic" / "gan", 4)),
+         "--model_path", str(bad_c), "--output_dir", str(out / "c")),
     ]
     for args in attempts:
         one_line_refusal(run(*args), "refusing to load")

@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as `python training/generate_samples.py`: t
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.distributed import init_world, launched_processes, shutdown
 from training.core.errors import UserError, run_cli
+from training.core.outputs import refuse_output_inside_dataset
 from training.core.runtime import resolve_device
 from training.data.synthetic_folder import check_output_dir
 from training.synthesis import sampling
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "assigns to the generator's class with at least --conf_thresh")
     p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
     args = p.parse_args(argv)
-    check_counts(args.num_samples, args.batch_size, args.conf_thresh, args.weights, args.seed)
+    check_counts(args.num_samples, args.batch_size, args.conf_thresh, args.weights, args.seed, args.workers)
     args.shard = parse_shard(args.shard) if args.shard is not None else None
     args.codes = parse_codes(args.fix_code)
     if args.shard and args.overwrite:
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     checkpoints, output_dir = resolve_sources(args.checkpoint, args.output_dir, args.config, args.class_name, args.codes)
     if args.sweep_code:
+        refuse_output_inside_dataset(output_dir, "--output_dir", "a folder of its own (e.g. data/synthetic/<run>)")
         device = resolve_device(args.device)
         generator = sampling.load_generators(checkpoints[:1], device, args.class_name, args.codes)[0]
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.preview_only and args.num_samples is None:
         raise UserError("--num_samples N is needed for a bulk run (or use --preview_only)")
-    check_output_dir(output_dir)
+    check_output_dir(output_dir, args.overwrite)
     # Under torchrun: one process per rank (on CUDA, GPU LOCAL_RANK); a plain run is a world of one.
     world, device = init_world(args.device, timeout_minutes=WAIT_FOR_OTHERS_MINUTES)
     generators = sampling.load_generators(checkpoints, device, args.class_name, args.codes)

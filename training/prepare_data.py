@@ -5,6 +5,11 @@
     python training/prepare_data.py --source path/to/mnist    # MNIST IDX files (or mnist.npz with x_train, ...)
     python training/prepare_data.py --source breastmnist.npz --class_names 0=malignant,1=benign
     python training/prepare_data.py --source path/to/folder --val_fraction 0.1 --test_fraction 0.2
+    python training/prepare_data.py --source path/to/folder --channels auto --resize pad --image_size 128
+
+It reports what it found before writing: the classes, the colour modes (and how many images are grey in
+content, R = G = B, whatever their file mode), the channel count chosen, the range of sizes and how
+non-square images are made square; then the duplicate groups, listed in <dataset>/duplicates.csv.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ if __package__ in (None, ""):  # run as `python training/prepare_data.py`: the r
 
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import run_cli
+from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.prepare import SourceOptions, prepare_dataset
 from training.data.processed import format_summary
 
@@ -37,12 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--demo_imbalance", type=int, default=10, help="demo: benign images per malignant one")
     p.add_argument("--drop_leaked", action="store_true",
                    help="leave val/test images that duplicate a train image out (default: refuse)")
+    p.add_argument("--channels", choices=("auto", "1", "3"), default="auto",
+                   help="1: grey, 3: RGB; auto: grey when every image is grey in content (R = G = B), whatever "
+                        "its file mode, else RGB")
+    p.add_argument("--resize", choices=RESIZE_POLICIES, default=DEFAULT_RESIZE,
+                   help="how a non-square image becomes square: pad (default: black bands, every pixel and shape "
+                        "kept), center_crop (edges cut off) or squash (shapes distorted)")
+    p.add_argument("--keep_duplicates", action="store_true",
+                   help="keep every copy of identical images in val/test (default: one copy per group)")
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing processed dataset")
     args = p.parse_args(argv)
     options = SourceOptions(args.class_names, args.image_size, args.val_fraction, args.test_fraction, args.seed,
-                            args.demo_num_train, args.demo_imbalance)
+                            args.demo_num_train, args.demo_imbalance,
+                            channels=None if args.channels == "auto" else int(args.channels), resize=args.resize)
     prepared = prepare_dataset(args.source, args.output_dir, args.name, options, drop_leaked=args.drop_leaked,
-                               overwrite=args.overwrite)
+                               keep_duplicates=args.keep_duplicates, overwrite=args.overwrite)
     if prepared.summary is None:
         print(f"{prepared.root} is already prepared; kept as it is (pass --overwrite to rebuild it)")
         return 0

@@ -28,6 +28,7 @@ from training.classify.loop import train_classifier
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
+from training.core.outputs import refuse_output_inside_dataset
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(ClassifierConfig, args.config, args.overrides)
     if args.device:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
+    refuse_output_inside_dataset(config.output.results_dir, "output.results_dir",
+                                 "a folder of its own (e.g. output.results_dir=results)")
     if args.dry_run:
         if is_first_process():
             print(to_yaml(config), end="")

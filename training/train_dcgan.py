@@ -22,7 +22,7 @@ from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
 from training.gan.config import GANConfig
-from training.gan.loop import train_gan, with_device
+from training.gan.loop import check_output_paths, train_gan, with_device
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = with_device(load_config(GANConfig, args.config, args.overrides), args.device)
+    check_output_paths(config)
     if args.dry_run:
         print(to_yaml(config), end="")
         return 0

@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as `python training/train_sgan.py`: the rep
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
+from training.core.outputs import refuse_output_inside_dataset
 from training.sgan.config import SGANConfig
 from training.sgan.loop import train_sgan
 
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(SGANConfig, args.config, overrides)
     if args.device:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
+    refuse_output_inside_dataset(config.output.results_dir, "output.results_dir",
+                                 "a folder of its own (e.g. output.results_dir=results)")
     if args.dry_run:
         print(to_yaml(config), end="")
         return 0

@@ -31,6 +31,7 @@ from quality.features.extractors import INCEPTION, FeatureSpace, local_inception
 from quality.features.frechet import extract_features
 from quality.features.image_sets import DEFAULT_MAX_IMAGES, ImageSet, load_pair, purpose_rng, to_unit
 from training.core.errors import UserError
+from training.core.outputs import refuse_output_inside_dataset
 from training.core.progress import progress
 from training.core.registry import Registry
 from training.core.run_info import run_info
@@ -229,6 +230,8 @@ def run_qa(real_dir: str | Path, synthetic_dir: str | Path, out_dir: str | Path,
            options: QAOptions = QAOptions()) -> dict:
     """Run every check of `CHECKS` on two image folders; write the reports into `out_dir` and return report.json's content."""
     out_dir = Path(out_dir)
+    refuse_output_inside_dataset(out_dir, "--output_dir", "a folder of its own, e.g. results/qa/<name>")
+    refuse_output_inside_dataset(options.cache_dir, "--cache_dir", "a folder of its own, e.g. results/cache")
     if out_dir.resolve() in (Path(real_dir).resolve(), Path(synthetic_dir).resolve()):
         # The report's PNGs would be read as images by the next run.
         raise UserError(f"--output_dir {out_dir} is one of the image folders; write the report elsewhere, e.g. results/qa/<name>")

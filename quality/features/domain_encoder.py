@@ -10,14 +10,17 @@ the class decision alone. It is cached by a hash of the data and its settings.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.core import atomic
+from training.core.checkpoint_io import load_checkpoint
+from training.core.errors import DataError
 from training.core.progress import progress
+from training.core.verified_cache import read_verified, write_verified
 from training.data.folders import tensor_digest, to_float
 
 ENCODER_VERSION = 2      # bump when the architecture or training recipe changes: invalidates caches
@@ -118,20 +121,50 @@ def encoder_cache_path(cache_dir: str | Path, images: torch.Tensor, labels: torc
 
 def get_domain_encoder(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], epochs: int,
                        cache_dir: str | Path, device: str = "cpu") -> Path:
-    """Return the path of a trained encoder for these images, training and caching it when missing."""
+    """Return the path of a trained encoder for these images, training and caching it when missing.
+
+    A cached file is used only when it matches the digest written with it (`training.core.verified_cache`);
+    one that does not (edited, truncated, planted, or from before digests) is trained again and replaced.
+    """
     path = encoder_cache_path(cache_dir, images, labels, epochs)
-    if not path.is_file():
-        print(f"training the domain feature encoder: {len(images)} real images at {images.shape[-1]} px, {epochs} "
+    problem = cached_encoder_problem(path)
+    if problem is not None:
+        why = "" if problem == "missing" else f"the cached {path.name} is not used ({problem}); "
+        print(f"training the domain feature encoder: {why}{len(images)} real images at {images.shape[-1]} px, {epochs} "
               f"epochs (cached in {path.parent} for later runs)", flush=True)
         model = train_domain_encoder(images, labels, len(class_names), epochs, device=device)
-        atomic.torch_save({"state_dict": model.state_dict(), "channels": model.channels,
-                           "image_size": model.image_size, "class_names": class_names,
-                           "version": ENCODER_VERSION}, path)
+        buffer = io.BytesIO()
+        torch.save({"state_dict": model.state_dict(), "channels": model.channels,
+                    "image_size": model.image_size, "class_names": class_names,
+                    "version": ENCODER_VERSION}, buffer)
+        write_verified(path, buffer.getvalue())
     return path
 
 
+def cached_encoder_problem(path: Path) -> str | None:
+    """Why the encoder cached at `path` cannot be used ('missing', a digest mismatch, not an encoder); None if it can."""
+    if not path.is_file():
+        return "missing"
+    if read_verified(path) is None:
+        return "it does not match its recorded digest"
+    try:
+        load_domain_encoder(path)       # tensors only: a pickle with a forged digest is refused, never run
+    except DataError:
+        return "it is not a domain encoder of this version"
+    return None
+
+
 def load_domain_encoder(path: str | Path) -> DomainEncoder:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model = DomainEncoder(state["channels"], state["image_size"], len(state["class_names"]))
-    model.load_state_dict(state["state_dict"])
+    """The encoder cached at `path`, read only when it matches its digest, and without unpickling objects."""
+    data = read_verified(path)
+    if data is None:
+        raise DataError(f"{path} is missing or does not match its recorded digest ({Path(path).name}.sha256); "
+                        "delete it and the encoder is trained again")
+    state = load_checkpoint(path, data)
+    try:
+        model = DomainEncoder(int(state["channels"]), int(state["image_size"]), len(state["class_names"]))
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"{path} is not a domain encoder of this version ({type(err).__name__}); delete it and "
+                        "it is trained again") from None
     return model.eval()

@@ -5,10 +5,17 @@
 * `domain`: `quality.features.domain_encoder` trained on the dataset's real training split, registered with
   torch-fidelity as a custom `FeatureExtractorBase`, so the metrics work offline.
 * `auto`: Inception when its weights are on disk, the domain encoder otherwise.
+
+No weights file is unpickled: torch-fidelity itself reads Inception weights with `weights_only=False`,
+so we read the file with `weights_only=True` (tensors only, or a one-line refusal), and hand
+torch-fidelity a copy of those tensors serialised by us (`inception_weights_file`), never the file.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +29,8 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from quality.features.domain_encoder import get_domain_encoder, load_domain_encoder
 from quality.features.image_sets import pixel_hashes
-from training.core.errors import ConfigError, UserError
+from training.core.checkpoint_io import load_checkpoint
+from training.core.errors import ConfigError, DataError, UserError
 from training.data.folders import load_split
 
 INCEPTION = "inception-v3-compat"
@@ -111,8 +119,8 @@ def download_inception_weights() -> Path:
     """Let torch-fidelity download its Inception weights, with a timeout instead of a hang."""
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False)
+    try:    # weights_only: the download is read as tensors only (torch.hub's default would unpickle it)
+        torch.hub.load_state_dict_from_url(URL_INCEPTION_V3, progress=False, weights_only=True)
     except Exception as err:  # any network failure means the same thing to the user
         raise UserError(f"Inception weights are not on this machine and could not be downloaded ({err.__class__.__name__}); "
                         f"put {INCEPTION_FILE} in {Path(torch.hub.get_dir()) / 'checkpoints'} or set "
@@ -122,13 +130,41 @@ def download_inception_weights() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
+def inception_weights_file(path: str | Path) -> tuple[io.BytesIO, str]:
+    """A file-like copy of the Inception weights at `path` for torch-fidelity, and a digest of them.
+
+    The file is read with `weights_only=True` (a pickle payload is refused in one line, and never runs)
+    and must be a state dict of tensors; the copy holds those tensors serialised by us, so torch-fidelity's
+    own `torch.load(..., weights_only=False)` of it unpickles nothing but tensors.
+    """
+    path = Path(path)
+    stat = path.stat()
+    data, digest = _safe_inception_weights(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return io.BytesIO(data), digest
+
+
+@functools.lru_cache(maxsize=1)   # one weights file per process; read again when it changes on disk
+def _safe_inception_weights(path: str, mtime_ns: int, size: int) -> tuple[bytes, str]:
+    state = load_checkpoint(path)
+    if (not isinstance(state, dict) or not state
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise DataError(f"{path} is not Inception weights (expected torch-fidelity's {INCEPTION_FILE}: "
+                        "a state dict of tensors)")
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    data = buffer.getvalue()
+    return data, hashlib.sha256(data).hexdigest()[:16]
+
+
 def inception_space(configured_weights: str | None, allow_download: bool) -> FeatureSpace | None:
     path = local_inception_weights(configured_weights)
     if path is None and allow_download:
         path = download_inception_weights()
     if path is None:
         return None
-    return FeatureSpace("inception", INCEPTION, str(path), "inception")
+    _, digest = inception_weights_file(path)     # read (safely) now: a bad file fails before any training
+    # The cache tag follows the weights: features cached with other Inception weights are never reused.
+    return FeatureSpace("inception", INCEPTION, str(path), f"inception-{digest}")
 
 
 def domain_space(encoder_path: str | Path, trained_on: frozenset[str] | None = None) -> FeatureSpace:

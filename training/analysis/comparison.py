@@ -41,6 +41,7 @@ from training.analysis.statistics import delong, holm
 from training.classify.metrics import METRICS, PRIMARY_METRIC, PRIMARY_SPECIFICITY, SPEC90_METRICS, binary_metrics
 from training.core import atomic
 from training.core.errors import DataError, UserError
+from training.core.outputs import refuse_output_inside_dataset
 from training.core.plotting import subplots
 
 SUMMARY = "summary.json"
@@ -65,6 +66,7 @@ PROPORTION_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specifici
 _AT_SPEC90 = {"sensitivity_at_spec90": "sensitivity", "specificity_at_spec90": "specificity"}
 IMPROVEMENT, WORSE, NO_DIFFERENCE, UNDEFINED = "improvement", "worse", "no significant difference", "undefined"
 CI_LEVEL = 0.95
+MAX_BOOTSTRAP = 100_000     # bootstrap resamples at most: 50x the default, already beyond any gain in the intervals
 FAMILY_ALPHA = 0.05         # family-wise error rate of the Holm-corrected verdicts (1 - CI_LEVEL)
 SMALL_CLASS = 30            # fewer test images than this in a class: the CIs get a caution
 STD_DDOF = 0                # population std over seeds, as the trainer's summary.json, so the two files agree
@@ -533,7 +535,7 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
         },
         "table_metrics": list(TABLE_METRICS),
         "runs": per_run,
-        "comparisons": [{"run": run.label, "baseline": base.label,
+        "comparisons": [{"run": run.label, "baseline": base.label, "identical_to_baseline": identical_to(run, base),
                          "primary": _primary_entry(primary_metric, per_run, i, pair[primary_metric], p_test),
                          "metrics": {m: {"baseline_mean": per_run[0]["metrics"][m]["mean"],
                                          "run_mean": per_run[i]["metrics"][m]["mean"],
@@ -546,6 +548,32 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
         "delong": {"statistic": "AUC of the seed-mean placement values (DeLong et al. 1988), paired by image",
                    "correction": f"Holm over the {len(runs) - 1} runs compared with the baseline"},
     }
+
+
+def identical_to(run: Run, base: Run) -> str | None:
+    """Why `run` made exactly `base`'s predictions (every seed, every test image, the same thresholds), or
+    None when it did not.
+
+    Such a run's differences are 0 by construction: "± 0.000" and a CI of [+0.000, +0.000] say nothing
+    was measured, not that nothing changed. The usual cause is an EOS arm whose retrained head never beat
+    the original on validation AUC, so the original (the baseline's own network) was kept in every seed.
+    """
+    same = (run.seeds == base.seeds and np.array_equal(run.scores, base.scores)
+            and np.array_equal(run.thresholds, base.thresholds)
+            and (run.spec90_thresholds is None) == (base.spec90_thresholds is None)
+            and (run.spec90_thresholds is None or np.array_equal(run.spec90_thresholds, base.spec90_thresholds)))
+    if not same:
+        return None
+    eos = [run.run_dir / f"seed_{seed}" / "eos.json" for seed in run.seeds]
+    if all(path.is_file() for path in eos):
+        try:
+            kept = [json.loads(path.read_text()).get("best_head_epoch") == 0 for path in eos]
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            kept = []
+        if kept and all(kept):
+            return ("EOS kept the original head in every seed: no retrained head beat it on validation AUC, so this "
+                    "run is the baseline's network")
+    return "it is the same training (same data, config and seeds) as the baseline"
 
 
 def _summary_mismatches(run: Run, values: dict[str, list[float | None]]) -> list[str]:
@@ -703,8 +731,17 @@ def comparison_markdown(report: dict) -> str:
         *_small_sample_note(t),
         "## All runs\n", runs_table(report), "",
     ]
+    identical = [c for c in report["comparisons"] if c.get("identical_to_baseline")]
+    if identical:
+        lines += [f"Identical to the baseline: {', '.join(c['run'] for c in identical)} made exactly the baseline's "
+                  "predictions on every test image, seed for seed, so its differences are 0 by construction (not a "
+                  "measurement of no effect).\n"]
     for c in report["comparisons"]:
-        lines += [f"## {c['run']} vs {c['baseline']} (baseline)\n", pair_table(report, c), ""]
+        lines += [f"## {c['run']} vs {c['baseline']} (baseline)\n"]
+        if c.get("identical_to_baseline"):
+            lines += [f"Identical to the baseline: {c['identical_to_baseline']}. Every difference below is 0 by "
+                      "construction.\n"]
+        lines += [pair_table(report, c), ""]
     warnings = [w for r in report["runs"] for w in r["warnings"]]
     if warnings:
         lines += ["## Warnings\n", *(f"- {w}" for w in warnings), ""]
@@ -749,6 +786,8 @@ def write_comparison(runs: Sequence[Run], out_dir: str | Path, resamples: int = 
                      primary_metric: str = PRIMARY_METRIC) -> dict:
     """Compare `runs` (the first is the baseline) and write comparison.md/.json and roc_curves.png atomically."""
     out_dir = Path(out_dir)
+    refuse_output_inside_dataset(out_dir, "--output_dir", "a folder of its own, e.g. results/comparison/<name>")
+    check_resamples(resamples)
     report = compare(runs, resamples, seed, primary_metric)     # checks the runs before anything is written
     atomic.write_json(out_dir / "comparison.json", report)
     atomic.write_text(out_dir / "comparison.md", comparison_markdown(report))
@@ -782,14 +821,20 @@ def run_labels(names: list[str], dirs: list[Path], given: list[str] | None) -> l
     return labels
 
 
+def check_resamples(resamples: int) -> None:
+    """Bootstrap resamples within [1, MAX_BOOTSTRAP]: more gives no better interval and runs for hours."""
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or not 1 <= resamples <= MAX_BOOTSTRAP:
+        raise UserError(f"--bootstrap must be between 1 and {MAX_BOOTSTRAP:,}, got {resamples!r}")
+
+
 def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, baseline: str | Path | None = None,
                  labels: list[str] | None = None, resamples: int = 2000, seed: int = 0,
                  primary_metric: str = PRIMARY_METRIC) -> tuple[dict, list[Run]]:
     """Load the runs (baseline first: `baseline`, else the first given), label them and write the comparison
     into `out_dir`, `primary_metric` deciding the verdicts; returns the report and the runs as compared."""
     check_primary_metric(primary_metric)
-    if resamples < 1:
-        raise UserError("--bootstrap must be >= 1")
+    check_resamples(resamples)
+    refuse_output_inside_dataset(out_dir, "--output_dir", "a folder of its own, e.g. results/comparison/<name>")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UserError(f"--output_dir is a file, not a folder: {out_dir}")
     dirs = ordered_run_dirs([str(d) for d in run_dirs], None if baseline is None else str(baseline))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from training.analysis.comparison import load_run, write_comparison
+from training.analysis.comparison import MAX_BOOTSTRAP, load_run, write_comparison
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core import atomic
@@ -43,7 +43,7 @@ class SweepPointsConfig:
     synthetic_fractions: tuple[float, ...] = field((0.0, 0.25, 0.5, 0.75), min=0.0, max=0.95,
                                                    help="mode mixing: share of the minority class made synthetic")
     seed: int = field(0, min=0, help="which real images a mixing point keeps; the bootstrap")
-    bootstrap: int = field(2000, min=1)
+    bootstrap: int = field(2000, min=1, max=MAX_BOOTSTRAP)
 
     def validate(self) -> None:
         values = self.counts if self.mode == "counts" else self.synthetic_fractions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from training.core.errors import DataError
 from training.core.progress import progress
 from training.data.folders import list_classes, list_images
 from training.data.images import pixel_sha256, read_image, resize, to_channels
-from training.data.processed import SPLITS_MANIFEST
+from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import read_synthetic
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -90,6 +91,11 @@ def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], ima
     if not images:
         raise DataError(f"{synthetic_dir} lists no images")
     pixels = [read_image(img.path) for img in images]
+    # Trained on as synthetic: each file must hold the pixels its manifest recorded (not a swapped-in real image).
+    changed = [img.path for img, x in zip(images, pixels) if pixel_sha256(x) != img.sha256]
+    if changed:
+        raise DataError(f"{changed[0]} does not hold the pixels {Path(synthetic_dir) / 'manifest.jsonl'} records "
+                        f"(replaced or edited; {len(changed)} file(s)); refusing data.synthetic_dir")
     stacked = torch.from_numpy(np.stack([resize(to_channels(x, channels, img.path), image_size)
                                          for x, img in zip(pixels, images)])).permute(0, 3, 1, 2)
     return LabelledSet(torch.cat([train.images, stacked]),
@@ -104,6 +110,53 @@ def class_counts(sets: dict[str, LabelledSet], names: list[str]) -> dict[str, di
     return {s: {n: int((d.labels == i).sum()) for i, n in enumerate(names)} for s, d in sets.items()}
 
 
+def check_split_dirs(split_dirs: dict[str, str | Path]) -> Path:
+    """The processed dataset whose splits `split_dirs` are; DataError (one line) unless they are distinct splits
+    of one dataset: `<root>/train`, `<root>/val`, `<root>/test` beside a manifest.csv (read and checked).
+
+    A classifier trained on its test split, or selected on it (val = test), reports numbers that mean
+    nothing, and a comparison would call them an improvement. Disjoint pixels are then checked on the
+    images themselves (`check_disjoint`), not taken from the manifest's word.
+    """
+    resolved = {split: Path(d).resolve() for split, d in split_dirs.items()}
+    for (a, da), (b, db) in itertools.combinations(resolved.items(), 2):
+        if da == db or da in db.parents or db in da.parents:
+            raise DataError(f"data.{a}_dir and data.{b}_dir are the same folder or one holds the other ({split_dirs[a]}, "
+                            f"{split_dirs[b]}): train, val and test must be distinct splits of one processed dataset")
+    roots = {d.parent for d in resolved.values()}
+    for split, d in resolved.items():
+        if d.name != split:
+            raise DataError(f"data.{split}_dir {split_dirs[split]} is not the '{split}' split of a processed dataset "
+                            f"(it is a folder named '{d.name}'): give <dataset>/{split}")
+    if len(roots) > 1:
+        raise DataError("data.train_dir, data.val_dir and data.test_dir are splits of different datasets ("
+                        + ", ".join(str(split_dirs[s]) for s in resolved) + "): use the three splits of one "
+                        "processed dataset, whose manifest.csv proves them disjoint")
+    root = roots.pop()
+    if not (root / SPLITS_MANIFEST).is_file():
+        raise DataError(f"{root} has no {SPLITS_MANIFEST}, so nothing proves its train, val and test splits disjoint: "
+                        "make the dataset with training/prepare_data.py (or build_augmented.py)")
+    read_splits_manifest(root)           # its rows must agree with the folders (a DataError otherwise)
+    return root
+
+
+def check_disjoint(sets: dict[str, LabelledSet], split_dirs: dict[str, str | Path]) -> None:
+    """DataError (one line) when a val/test image has the pixels of a train image (real or synthetic).
+
+    prepare_data.py and build_augmented.py refuse such datasets; this checks the images actually read,
+    so a file copied in by hand, or a synthetic folder holding a test image, is caught too.
+    """
+    train = dict(zip(sets["train"].sha256, sets["train"].paths))
+    for split in ("val", "test"):
+        if split not in sets:
+            continue
+        shared = [(train[h], p) for h, p in zip(sets[split].sha256, sets[split].paths) if h in train]
+        if shared:
+            raise DataError(f"{len(shared)} image(s) of the {split} split {split_dirs[split]} have the pixels of training "
+                            f"images (e.g. {shared[0][1]} == {shared[0][0]}): a classifier must never train on what "
+                            "it is scored on")
+
+
 def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: int, positive_class: str | None, *,
                 synthetic_dir: str | None = None, show_progress: bool = True, with_test: bool = True) -> Splits:
     """Train/val/test (`split_dirs[split]`) with one class list checked across the three.
@@ -113,6 +166,7 @@ def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: in
     `with_test` False leaves the test split unread: for choices that must be made on validation alone.
     """
     split_names = SPLIT_NAMES if with_test else ("train", "val")
+    check_split_dirs({split: split_dirs[split] for split in split_names})     # an unread test split is not checked
     classes = {split: list_classes(split_dirs[split]) for split in split_names}
     if len({tuple(c) for c in classes.values()}) > 1:
         raise DataError("train, val and test have different class folders: "
@@ -132,6 +186,7 @@ def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: in
                             "and test must be real only")
     if synthetic_dir:
         sets["train"] = with_synthetic(sets["train"], synthetic_dir, names, image_size, channels)
+    check_disjoint(sets, split_dirs)
     if positive_class is None:
         real = sets["train"].subset(~sets["train"].synthetic)          # the real imbalance, not the augmented one
         counts = class_counts({"train": real}, names)["train"]

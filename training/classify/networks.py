@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 from torchvision.models import resnet18 as torchvision_resnet18
 
-from training.core.errors import ConfigError
+from training.core.checkpoint_io import load_checkpoint
+from training.core.errors import ConfigError, DataError
 from training.core.registry import Registry
 
 CLASSIFIERS = Registry("classifier architecture", "model.arch")
@@ -50,7 +50,12 @@ def resnet18(model, channels: int, image_size: int, num_classes: int, load_pretr
             path = Path(model.pretrained)
             if not path.is_file():
                 raise ConfigError(f"'model.pretrained' weights file not found: {path} (weights are never downloaded)")
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            state = load_checkpoint(path)       # tensors only: a pickle payload is a one-line refusal
+            try:
+                net.load_state_dict(state)
+            except (RuntimeError, TypeError, AttributeError) as err:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                raise DataError(f"'model.pretrained' {path} is not torchvision ResNet-18 weights ({first})") from None
         if channels == 1:       # grey: the sum over RGB filters responds to grey input as RGB filters did
             conv = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
             conv.weight.data = net.conv1.weight.data.sum(dim=1, keepdim=True)

@@ -8,6 +8,7 @@ hold), and turns anything else into a one-line refusal before any of it runs.
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,14 @@ import torch
 from training.core.errors import DataError
 
 
-def load_checkpoint(path: str | Path) -> Any:
-    """The content of a `.pth` file on the CPU, read with `weights_only=True`; DataError if refused or unreadable."""
+def load_checkpoint(path: str | Path, data: bytes | None = None) -> Any:
+    """The content of a `.pth` file on the CPU, read with `weights_only=True`; DataError if refused or unreadable.
+
+    With `data`, those bytes (already read from `path`, e.g. after checking their digest) are parsed instead.
+    """
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Unsupported global" in str(err):
             raise DataError(f"refusing to load {path}: it holds Python objects other than tensors, numbers and "

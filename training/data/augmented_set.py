@@ -26,6 +26,7 @@ from PIL import Image
 
 from training.core import atomic
 from training.core.errors import DataError, UserError
+from training.core.outputs import refuse_output_inside_dataset
 from training.core.progress import progress
 from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image
@@ -36,6 +37,22 @@ from training.data.synthetic_folder import SyntheticImage, read_synthetic
 # (docs/user_guide.md#thresholds-synthetic-to-real-ceiling).
 MAX_SYNTHETIC_PER_REAL = 10
 COMPOSITION = "composition.json"
+# Fewer synthetic images than this share of the class's real ones (and than FEW_SYNTHETIC_IMAGES) cannot change
+# what a classifier learns by more than reshuffling its data does: a rule of thumb, unmeasured, like the cap above.
+FEW_SYNTHETIC_SHARE = 0.10
+FEW_SYNTHETIC_IMAGES = 10
+
+
+def few_synthetic_note(class_name: str, added: int, real: int) -> str | None:
+    """A warning when `added` synthetic images of `class_name` are too few beside its `real` ones to matter
+    (fewer than FEW_SYNTHETIC_SHARE of them and than FEW_SYNTHETIC_IMAGES); None otherwise."""
+    floor = max(FEW_SYNTHETIC_IMAGES, math.ceil(FEW_SYNTHETIC_SHARE * real))
+    if added >= floor:
+        return None
+    return (f"only {added} synthetic '{class_name}' image(s) beside {real} real ones ({100 * added / max(1, real):.0f} %): "
+            f"too few to change what a classifier learns (the floor is {floor}: {FEW_SYNTHETIC_IMAGES} images or "
+            f"{100 * FEW_SYNTHETIC_SHARE:.0f} % of the real ones, whichever is more), so a comparison would measure "
+            "noise; ask for more (a lower target ratio, or a number of synthetic images)")
 
 
 def synthetic_counts(real_train: dict[str, int], available: dict[str, int], *, num_synthetic: int | None,
@@ -104,6 +121,9 @@ def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], ove
         protected = protected.resolve()
         if out == protected or protected in out.parents or out in protected.parents:
             raise UserError(f"--out {out_dir} overlaps {protected}; inputs are never modified")
+    # The augmented dataset is a dataset of its own, beside the others: not inside one (training.core.outputs).
+    refuse_output_inside_dataset(out_dir, "--output_dir", "a folder beside the baseline, e.g. "
+                                 "data/processed/<name>_augmented", is_dataset=True)
     if out_dir.exists():
         if not overwrite:
             raise UserError(f"{out_dir} already exists: pass --overwrite to rebuild it")
@@ -111,25 +131,37 @@ def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], ove
             raise UserError(f"{out_dir} exists and was not made by build_augmented.py (no {COMPOSITION}); refusing to replace it")
 
 
-def _check_format(chosen: list[SyntheticImage], reference: Path) -> list[str]:
+def _check_format(chosen: list[SyntheticImage], baseline: Path, train_rows: list[dict]) -> list[str]:
     """Synthetic images must match the real ones in channel mode; a size difference is noted.
 
     A GAN often runs below the data's resolution (64 px data, 32 px GAN). Mixing sizes is fine as
     long as the classifier trains at the smaller size, which `train_classifier` enforces: upsampling
-    only the synthetic images would teach it that blurry means minority.
+    only the synthetic images would teach it that blurry means minority. The real sizes are those of
+    every training image (headers only), so a folder of many sizes is reported as a range.
     """
-    with Image.open(reference) as img:
-        want = (img.size, img.mode)
+    real_sizes, mode = set(), None
+    for row in train_rows:
+        with Image.open(baseline / row["path"]) as img:
+            real_sizes.add(img.size)
+            mode = mode or img.mode
     sizes = set()
     for image in chosen:
         with Image.open(image.path) as img:
             got = (img.size, img.mode)
-        if got[1] != want[1]:
-            raise DataError(f"{image.path} is {got[1]} but the real images are {want[1]} "
+        if got[1] != mode:
+            raise DataError(f"{image.path} is {got[1]} but the real images are {mode} "
                             "(generate with the dataset's channel count)")
         sizes.add(got[0])
-    return [f"synthetic images are {w}x{h} px, real ones {want[0][0]}x{want[0][1]}: train classifiers at "
-            f"data.image_size <= {min(w, want[0][0])}" for w, h in sorted(sizes) if (w, h) != want[0]]
+    smallest = min(min(size) for size in real_sizes)
+    if len(real_sizes) == 1:
+        (rw, rh), = real_sizes
+        real = f"{rw}x{rh}"
+    else:
+        widths, heights = [w for w, _ in real_sizes], [h for _, h in real_sizes]
+        real = (f"{len(real_sizes)} sizes, width {min(widths)}-{max(widths)} px, height {min(heights)}-{max(heights)} "
+                f"px, smallest side {smallest} px")
+    return [f"synthetic images are {w}x{h} px, real ones {real}: train classifiers at "
+            f"data.image_size <= {min(w, h, smallest)}" for w, h in sorted(sizes) if {(w, h)} != real_sizes]
 
 
 def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,
@@ -160,7 +192,8 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
                               per_real=synthetic_per_real)
     check_cap(counts, dict(real_train), force)
     chosen = choose(folders, counts)
-    notes = _check_format([image for _, image in chosen], baseline / next(r["path"] for r in rows if r["split"] == "train"))
+    notes = _check_format([image for _, image in chosen], baseline, [r for r in rows if r["split"] == "train"])
+    notes += [note for c, n in counts.items() if (note := few_synthetic_note(c, n, real_train[c]))]
     if not 0 < real_fraction <= 1:
         raise UserError(f"real_fraction must be in (0, 1], got {real_fraction}")
     rows = _keep_real(rows, set(counts), real_fraction, seed)

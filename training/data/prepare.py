@@ -7,8 +7,11 @@ from pathlib import Path
 
 from training.core.errors import DataError
 from training.core.names import check_plain_name
-from training.data.processed import SPLITS_MANIFEST, write_dataset
-from training.data.sources import open_source
+from training.core.outputs import refuse_output_inside_dataset
+from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
+from training.data.processed import DUPLICATES, SPLITS_MANIFEST, Written, format_duplicates, write_dataset
+from training.data.scan import format_modes, format_resize, format_sizes, size_summary
+from training.data.sources import Source, default_name, read_source
 
 
 @dataclass(frozen=True)
@@ -22,40 +25,80 @@ class SourceOptions:
     seed: int = 0                       # demo images and stratified splits
     demo_num_train: int = 2200
     demo_imbalance: int = 10
+    channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
+    resize: str = DEFAULT_RESIZE        # pad | center_crop | squash: how a non-square image becomes square
 
     def check(self) -> None:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise DataError("--val_fraction and --test_fraction must be in [0, 1) and sum to less than 1")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise DataError("--image_size must be between 8 and 1024")
+        if self.channels not in (None, 1, 3):
+            raise DataError(f"--channels must be 1, 3 or auto, got {self.channels!r}")
+        if self.resize not in RESIZE_POLICIES:
+            raise DataError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.resize!r}")
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """Where the dataset is, and its per-split class counts (None when an existing one was kept)."""
+    """Where the dataset is, and its per-split class counts (None when an existing one was kept); `written`
+    holds the rest of what was written (duplicates, channels, sizes), also None when it was kept."""
 
     root: Path
     summary: dict | None
+    written: Written | None = None
+
+
+def open_prepared_source(source: str, options: SourceOptions = SourceOptions()) -> Source:
+    """The source opened with `options` (an image folder's files are each decoded once, with a progress bar);
+    nothing is written. The pipeline's dry run checks its configs against this."""
+    options.check()
+    return read_source(source, seed=options.seed, image_size=options.image_size, class_names=options.class_names,
+                       val_fraction=options.val_fraction, test_fraction=options.test_fraction,
+                       demo_num_train=options.demo_num_train, demo_imbalance=options.demo_imbalance,
+                       channels=options.channels, resize=options.resize)
+
+
+def source_report(opened: Source, options: SourceOptions) -> list[str]:
+    """What prepare_data.py says about a source before writing it: classes, colour modes and the channel
+    count chosen, sizes and the resize policy (said once per run)."""
+    scan = opened.scan
+    classes = ", ".join(f"{c} {sum(per.get(c, 0) for per in scan.counts.values())}" for c in scan.classes)
+    return [f"source: {opened.total} images, {len(scan.classes)} classes ({classes})", format_modes(scan),
+            opened.channels_note, format_sizes(scan), format_resize(scan, options.resize, options.image_size)]
 
 
 def prepare_dataset(source: str, out_root: str | Path, name: str | None = None,
                     options: SourceOptions = SourceOptions(), *, drop_leaked: bool = False,
-                    overwrite: bool = False) -> Prepared:
+                    keep_duplicates: bool = False, overwrite: bool = False) -> Prepared:
     """Write `<out_root>/<name>/{train,val,test}/<class>/` from `source` ('demo', 'digits', an .npz, an
-    IDX folder or an image folder). An existing prepared dataset is kept unless `overwrite`."""
+    IDX folder or an image folder), printing what it found (colour modes, channels, sizes, resize policy,
+    duplicates). An existing prepared dataset is kept unless `overwrite`, without reading the source."""
     options.check()
     if name is not None:
         check_plain_name(name, "--name")
-    records, total, default_name = open_source(
-        source, seed=options.seed, image_size=options.image_size, class_names=options.class_names,
-        val_fraction=options.val_fraction, test_fraction=options.test_fraction,
-        demo_num_train=options.demo_num_train, demo_imbalance=options.demo_imbalance)
-    out_dir = Path(out_root) / (name or default_name)
+    # The dataset folder itself may be one of ours being rebuilt; the folder it goes into may not be a dataset's.
+    refuse_output_inside_dataset(out_root, "--output_dir", "the parent of your datasets, e.g. data/processed")
+    dataset = name or default_name(source)
+    if not dataset:
+        open_prepared_source(source, options)       # raises the source's own one-line error
+    out_dir = Path(out_root) / dataset
     resolved, source_path = out_dir.resolve(), Path(source).resolve()
     if source not in ("demo", "digits") and (resolved == source_path or source_path in resolved.parents
                                               or resolved in source_path.parents):
         raise DataError(f"--output_dir {out_dir} overlaps the source {source}; the source is never modified")
     if (out_dir / SPLITS_MANIFEST).is_file() and not overwrite:
         return Prepared(out_dir, None)
-    summary = write_dataset(records, out_dir, overwrite=overwrite, total=total, drop_leaked=drop_leaked)
-    return Prepared(out_dir, summary)
+    opened = open_prepared_source(source, options)
+    for line in source_report(opened, options):
+        print(line)
+    info = {"source": source, "channels_requested": "auto" if options.channels is None else options.channels,
+            "resize": options.resize, "image_size": options.image_size, "seed": options.seed,
+            "val_fraction": options.val_fraction, "test_fraction": options.test_fraction,
+            "keep_duplicates": keep_duplicates, "colour_modes_found": opened.scan.modes,
+            "colour_images_found": opened.scan.colour, "sizes_found": size_summary(opened.scan)}
+    written = write_dataset(opened.records, out_dir, overwrite=overwrite, total=opened.total, drop_leaked=drop_leaked,
+                            keep_duplicates=keep_duplicates, info=info)
+    for line in format_duplicates(written.duplicates, keep_duplicates, str(out_dir / DUPLICATES)):
+        print(line)
+    return Prepared(out_dir, written.counts, written)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from training.core import atomic
 from training.core.errors import DataError, UserError, short_repr
+from training.core.outputs import dataset_holding, refuse_output_inside_dataset
 from training.data.images import is_image_file
 
 SYNTHETIC_MANIFEST = "manifest.jsonl"
@@ -32,7 +33,6 @@ PREVIEW = "preview_grid.png"
 PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
 SELECTION_HISTOGRAM = "selection_scores.png"      # the pool's scores with the cut, in a folder select_samples.py made
 OWN_FILES = {PREVIEW, "final_samples.png", SELECTION_HISTOGRAM}   # images this toolkit writes beside the samples
-EVAL_SPLITS = {"val", "valid", "validation", "test"}
 REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
 
 
@@ -76,28 +76,37 @@ def shard_manifest(out_dir: Path, shard: tuple[int, int]) -> Path:
     return out_dir / (SYNTHETIC_MANIFEST if n == 1 else f"manifest.shard{k}of{n}.jsonl")
 
 
-def check_output_dir(out_dir: Path) -> None:
+def check_output_dir(out_dir: Path, overwrite: bool = False) -> None:
     """Refuse folders where synthetic images must never go, before anything is written.
 
-    Validation and test splits stay real-only; a processed dataset's other folders are left to the
-    augmented-dataset step; a folder holding images this tool did not write is someone's data.
+    Validation and test splits stay real-only, and a processed dataset's other folders are left to the
+    augmented-dataset step (`training.core.outputs`, the rule every writer follows); a folder holding
+    images this tool did not write is someone's data. With `overwrite`, images named like ours
+    (synthetic_*.png) are ours only in a folder with our manifest: without one they are someone's too.
     """
-    resolved = out_dir.resolve()
-    for folder in (resolved, *resolved.parents):
-        dataset = folder.parent
-        if (dataset / "manifest.csv").is_file() or (dataset / "train").is_dir():
-            if folder.name.lower() in EVAL_SPLITS:
-                raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the "
-                                f"'{folder.name}' split of {dataset}; validation and test sets stay real-only")
-        if (folder / "manifest.csv").is_file():
-            raise UserError(f"refusing to write synthetic images into {out_dir}: it is inside the processed "
-                            f"dataset {folder}; generate into a folder of its own (e.g. data/synthetic/<run>)")
+    refuse_output_inside_dataset(out_dir, "the synthetic image folder", "a folder of its own (e.g. data/synthetic/<run>)")
     if out_dir.is_dir():
         foreign = [p.name for p in sorted(out_dir.iterdir())
                    if is_image_file(p) and not p.name.startswith("synthetic_") and p.name not in OWN_FILES]
         if foreign:
             raise UserError(f"{out_dir} holds {len(foreign)} images this tool did not write (e.g. {foreign[0]}); "
                             "generate into an empty folder")
+        if overwrite:
+            check_replaceable(out_dir)
+
+
+def check_replaceable(out_dir: Path) -> None:
+    """Refuse to remove synthetic_*.png files from a folder without our manifest: they are not ours to replace.
+
+    Every run of ours records its images in manifest.jsonl (or a shard's manifest) within seconds of
+    writing them, and writes it when interrupted; PNGs named like ours beside no manifest at all are
+    someone else's (copied, renamed, or a folder of their own).
+    """
+    ours = [p.name for p in sorted(out_dir.glob("synthetic_*.png"))]
+    if ours and not (out_dir / SYNTHETIC_MANIFEST).is_file() and not any(out_dir.glob(SHARD_MANIFESTS)):
+        raise UserError(f"{out_dir} holds {len(ours)} PNG(s) named like ours (e.g. {ours[0]}) but no {SYNTHETIC_MANIFEST}, "
+                        "so this tool did not write them; --overwrite replaces only its own images: move them "
+                        "aside or use another --output_dir")
 
 
 def read_synthetic_manifest(out_dir: Path) -> dict[int, dict]:
@@ -140,7 +149,12 @@ def merge_manifests(out_dir: Path) -> dict[int, dict]:
 
 
 def clear_folder(out_dir: Path) -> None:
-    """Remove the images and manifests of earlier runs (--overwrite): none may survive beside a new manifest."""
+    """Remove the images and manifests of earlier runs (--overwrite): none may survive beside a new manifest.
+
+    Refuses (UserError, nothing removed) when the folder's synthetic_*.png have no manifest of ours.
+    """
+    if out_dir.is_dir():
+        check_replaceable(out_dir)
     for old in (*out_dir.glob("synthetic_*.png"), out_dir / SYNTHETIC_MANIFEST, *out_dir.glob(SHARD_MANIFESTS)):
         old.unlink(missing_ok=True)
 
@@ -165,12 +179,34 @@ def confined_file(folder: Path, name: object) -> Path:
     return folder / path
 
 
+def check_synthetic_source(folder: str | Path, what: str = "the synthetic folder") -> None:
+    """DataError (one line) unless `folder` can be what it claims: a synthetic folder this toolkit wrote.
+
+    It must carry our manifest.jsonl, and it must not lie inside a processed dataset: every writer of
+    synthetic images refuses those places (`training.core.outputs`), so images there are real ones,
+    whatever a manifest beside them says. Taking a test split's images as "synthetic" would train a
+    classifier on the very images it is then scored on.
+    """
+    folder = Path(folder)
+    found = dataset_holding(folder)
+    if found is not None:
+        dataset, split = found
+        raise DataError(f"{what} {folder} is inside {'the ' + repr(split) + ' split of ' if split else ''}the dataset "
+                        f"{dataset}: those are real images, not synthetic ones; give a folder generate_samples.py "
+                        "or pseudo_label.py wrote")
+    if not (folder / SYNTHETIC_MANIFEST).is_file():
+        raise DataError(f"{what} {folder} has no {SYNTHETIC_MANIFEST}, so nothing says its images are synthetic: "
+                        "make it with training/generate_samples.py")
+
+
 def read_synthetic(dirs: list[str | Path]) -> list[list[SyntheticImage]]:
-    """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order."""
+    """Each folder's synthetic images (from its manifest.jsonl, less those moved to rejected/), in index order.
+
+    Each folder must pass `check_synthetic_source` (our manifest, outside any dataset).
+    """
     folders = []
     for folder in map(Path, dirs):
-        if not (folder / SYNTHETIC_MANIFEST).is_file():
-            raise DataError(f"{folder} has no {SYNTHETIC_MANIFEST}: make it with training/generate_samples.py")
+        check_synthetic_source(folder)
         records = read_synthetic_manifest(folder)
         for r in records.values():
             confined_file(folder, r.get("file"))

@@ -2,8 +2,9 @@
 
 `export` rebuilds the model from its checkpoint, wraps it so the exported graph has one tensor input
 and output (a conditional G takes z followed by a one-hot class; a classifier returns probabilities),
-writes the file atomically, loads it back and checks its outputs against PyTorch within TOLERANCE,
-and writes a `<file>.json` that says what goes in and out.
+writes it beside the destination, loads it back and checks its outputs against PyTorch within TOLERANCE,
+only then moves it into place, and writes a `<file>.json` that says what goes in and out. An existing
+file is replaced only when asked (`overwrite`), and the checkpoint being exported never.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from training.classify.checkpoint import CHECKPOINT_FORMAT, load_classifier
 from training.core import atomic
 from training.core.checkpoint_io import load_checkpoint
 from training.core.errors import DataError, UserError
+from training.core.outputs import refuse_output_inside_dataset
 from training.gan.checkpoint import GENERATOR_FORMAT, load_generator
 from training.gan.latents import LatentSpec, draw
 
@@ -94,24 +96,23 @@ def describe(spec: LatentSpec) -> str:
 
 
 def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path) -> float:
-    """Trace, save, load back; returns the largest output difference to PyTorch."""
+    """Trace, save to `out`, load back; returns the largest output difference to PyTorch."""
     with torch.no_grad():
         traced = torch.jit.trace(model, example)
-        with atomic.atomic_path(out) as tmp:
-            traced.save(str(tmp))
+        traced.save(str(out))
         loaded = torch.jit.load(str(out))
         probe = torch.cat([example, example.flip(0)])               # another batch size than the trace's
         return float((loaded(probe) - model(probe)).abs().max())
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> float | None:
-    """Export with a dynamic batch axis; returns the difference to PyTorch when onnxruntime is installed."""
+    """Export to `out` with a dynamic batch axis; returns the difference to PyTorch when onnxruntime is installed."""
     try:    # optional: only ONNX export needs these packages
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise UserError("ONNX export needs the onnx package (pip install onnx), or use --format torchscript") from None
-    with torch.no_grad(), atomic.atomic_path(out) as tmp:
-        torch.onnx.export(model, (example,), str(tmp), input_names=["input"], output_names=["output"],
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(out), input_names=["input"], output_names=["output"],
                           dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
     try:
         import onnxruntime
@@ -127,16 +128,40 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path) -> flo
 EXPORTERS = {"torchscript": (export_torchscript, ".pt"), "onnx": (export_onnx, ".onnx")}
 
 
-def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None) -> tuple[Path, float | None]:
-    """Export `checkpoint` as `fmt`; returns the file and the checked output difference (None: unchecked)."""
+def check_destination(checkpoint: Path, out: Path, overwrite: bool) -> None:
+    """Refuse, before anything is written, a destination that is the checkpoint itself (or its sidecar would be),
+    that lies inside a dataset, or that exists without `overwrite`."""
+    sidecar = out.with_name(out.name + ".json")
+    for target in (out, sidecar):
+        if target.resolve() == checkpoint.resolve() or (target.exists() and checkpoint.exists()
+                                                         and target.samefile(checkpoint)):
+            raise UserError(f"--out {out} would replace the checkpoint being exported ({checkpoint}); "
+                            "give another file name")
+    refuse_output_inside_dataset(out, "--out", "a folder of its own, e.g. results/export")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the file to write, e.g. {out / checkpoint.with_suffix('.pt').name}")
+    existing = [str(p) for p in (out, sidecar) if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: pass --overwrite "
+                        "to replace, or give another --out")
+
+
+def export(checkpoint: str | Path, fmt: str, out: str | Path | None = None,
+           overwrite: bool = False) -> tuple[Path, float | None]:
+    """Export `checkpoint` as `fmt`; returns the file and the checked output difference (None: unchecked).
+
+    An existing file is replaced only with `overwrite`, and the checkpoint itself never.
+    """
     checkpoint = Path(checkpoint)
-    model, example, info = load_for_export(checkpoint)
     exporter, suffix = EXPORTERS[fmt]
     out = Path(out) if out else checkpoint.with_suffix(suffix)
-    difference = exporter(model, example, out)
-    if difference is not None and difference > TOLERANCE:
-        out.unlink(missing_ok=True)
-        raise UserError(f"the exported {fmt} model differs from PyTorch by {difference:.2e} (> {TOLERANCE}); not kept")
+    check_destination(checkpoint, out, overwrite)
+    model, example, info = load_for_export(checkpoint)
+    with atomic.atomic_path(out) as tmp:      # written and checked beside `out`; replaces it only when it passes
+        difference = exporter(model, example, tmp)
+        if difference is not None and difference > TOLERANCE:
+            raise UserError(f"the exported {fmt} model differs from PyTorch by {difference:.2e} (> {TOLERANCE}); "
+                            f"not kept{' (the existing file is unchanged)' if out.exists() else ''}")
     atomic.write_json(out.with_name(out.name + ".json"), {**info, "format": fmt, "source": str(checkpoint),
                                                           "max_difference_to_pytorch": difference})
     return out, difference

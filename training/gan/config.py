@@ -6,6 +6,7 @@ builds and validates it. Units are in the names: epochs, pixels, images.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -60,6 +61,8 @@ class ModelConfig:
     d_minibatch_std: bool = field(False, help="dcgan: D's last layer also reads the standard deviation of its "
                                               "features across groups of 4 images (Karras et al. 2018), so a "
                                               "batch with too little variety looks fake")
+    freeze_d_blocks: int = field(0, min=0, max=6, help="FreezeD (Mo et al. 2020): D's first N conv blocks keep the "
+                                                     "weights of train.init_from while the rest fine-tunes")
     conditional: bool = field(False, help="class-conditional G and projection D; needs data.train_on=all_classes")
     info_categories: int = field(0, min=0, max=64, help="InfoGAN: values of one categorical code (0 = none)")
     info_continuous: int = field(0, min=0, max=16, help="InfoGAN: continuous codes, uniform in [-1, 1]")
@@ -109,6 +112,10 @@ class TrainConfig:
     betas: tuple[float, float] = field((0.0, 0.9), min=0.0, max=0.9999)
     n_critic: int = field(1, min=1, max=100, help="D updates per G update")
     seed: int = field(0, min=0)
+    init_from: Optional[str] = field(None, help="a training checkpoint (checkpoint_epoch_NNNN.pth) of a GAN with "
+                                                "the same model and image size, e.g. one trained on the plentiful "
+                                                "class: G, D and EMA start from its weights (transfer; optimisers, "
+                                                "augmentation strength and epochs start afresh)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = field(50, min=1, help="epochs between full-state checkpoints")
     ema_decay: Optional[float] = field(0.999, min=0.0, max=1.0, help="EMA of G weights, or off")
@@ -164,6 +171,12 @@ class GANConfig:
         if self.model.conditional and self.data.train_on != "all_classes":
             raise ConfigError("'model.conditional' = true needs 'data.train_on' = all_classes "
                               "(a conditional GAN learns every class)")
+        if self.model.freeze_d_blocks and self.train.init_from is None:
+            raise ConfigError("'model.freeze_d_blocks' keeps pretrained D blocks fixed: it needs 'train.init_from'")
+        levels = int(math.log2(self.data.image_size)) - 2      # D's conv blocks: 32 px -> 3
+        if self.model.freeze_d_blocks >= levels:
+            raise ConfigError(f"'model.freeze_d_blocks' = {self.model.freeze_d_blocks}: D has {levels} conv blocks at "
+                              f"{self.data.image_size} px and at least the last must train")
         if self.loss.name == "wasserstein" and self.model.d_norm == "batch":
             raise ConfigError("'loss.name' = wasserstein conflicts with 'model.d_norm' = batch "
                               "(batch norm breaks the per-sample gradient penalty)")

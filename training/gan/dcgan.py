@@ -221,6 +221,10 @@ class Discriminator(nn.Module):
                                     nn.Linear(128, codes)) if codes else None
         self.apply(init_weights)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """D's conv blocks from the input on (what `model.freeze_d_blocks` counts)."""
+        return [layer for layer in self.features if isinstance(layer, nn.Conv2d)]
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
         """Logits (B,), or (B, 1 + P) with the patch head; with `codes`, also Q's code predictions
         (B, categories + continuous)."""

@@ -47,6 +47,7 @@ from training.core.distributed import (
     sum_over_ranks,
 )
 from training.core.errors import DataError, TrainingDiverged, UserError
+from training.core.outputs import refuse_output_inside_dataset
 from training.core.precision import Precision, optimizer_step, resolve_precision
 from training.core.progress import progress
 from training.core.run_info import run_info, write_run_record
@@ -238,14 +239,41 @@ def prepare_run_folder(paths: RunPaths, world: World, resume: bool, overwrite: b
     return existing if resume else []
 
 
+def load_pretrained(path: str, G: torch.nn.Module, D: torch.nn.Module) -> dict:
+    """Start G and D from a training checkpoint's weights (`train.init_from`); returns the checkpoint.
+
+    Transfer from a plentiful class (Wang et al. 2018; Mo et al. 2020): the networks must be the same
+    shapes, so the checkpoint's model and image size must match this config's; a mismatch is one line.
+    """
+    saved = load_training_state(path)
+    for name, net in (("G", G), ("D", D)):
+        mine, theirs = net.state_dict(), saved[name]
+        if not isinstance(theirs, dict):
+            raise DataError(f"train.init_from: {path} has no {name} weights")
+        wrong = sorted(set(mine) ^ set(theirs)) or [k for k in mine if tuple(mine[k].shape) != tuple(theirs[k].shape)]
+        if wrong:
+            raise UserError(f"train.init_from: {path} holds a different {name} (first mismatch: {wrong[0]}); "
+                            "the pretrained run needs the same model section and data.image_size/channels")
+        if any(v.is_floating_point() and not torch.isfinite(v).all() for v in theirs.values()):
+            raise DataError(f"train.init_from: {path} has non-finite {name} weights")
+        net.load_state_dict(theirs)
+    return saved
+
+
 def build_state(config: GANConfig, num_classes: int, world: World, device: torch.device,
-                precision: Precision) -> GANState:
-    """G, D, EMA, optimisers and loss. The same seed on every rank, so the networks start equal (and are broadcast)."""
+                precision: Precision, fresh: bool = True) -> GANState:
+    """G, D, EMA, optimisers and loss. The same seed on every rank, so the networks start equal (and are broadcast).
+    A fresh run starts from `train.init_from`'s weights when set (a resumed one from its own checkpoint)."""
     t = config.train
     seed_everything(t.seed)
     G = build_generator(config.model, config.data, num_classes)
     D = build_discriminator(config.model, config.data, config.loss.name, num_classes)
+    pretrained = load_pretrained(t.init_from, G, D) if t.init_from and fresh else None
+    for block in D.input_blocks()[:config.model.freeze_d_blocks]:
+        block.requires_grad_(False)
     ema = EMA(G, t.ema_decay, t.ema_rampup_steps) if t.ema_decay is not None else None
+    if ema is not None and pretrained and pretrained.get("G_ema"):
+        ema.model.load_state_dict(pretrained["G_ema"])
     G, D = (precision.module(global_batchnorm(net, world)) for net in (G, D))
     if ema is not None:
         ema.model.to(device)
@@ -440,12 +468,24 @@ class Monitor:
         return final
 
 
+def check_output_paths(config: GANConfig) -> None:
+    """Refuse, before anything is written, a run whose outputs would land inside a dataset (training.core.outputs):
+    e.g. output.synthetic_dir=data/processed/demo/test with output.name=malignant would put final_samples.png
+    among the test images."""
+    paths = RunPaths.of(config)
+    refuse_output_inside_dataset(paths.synthetic, "output.synthetic_dir/output.name",
+                                 "a folder of its own (e.g. output.synthetic_dir=data/synthetic)")
+    for folder in (paths.checkpoints, paths.samples, paths.metrics, paths.cache):
+        refuse_output_inside_dataset(folder, "output.results_dir", "a folder of its own (e.g. output.results_dir=results)")
+
+
 def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
     """Train the GAN described by `config`; returns a summary (paths, final and best FID).
 
     Launched by torchrun, it joins the other processes and trains data-parallel; rank 0's summary is
     the run's (the others return theirs, without metrics).
     """
+    check_output_paths(config)
     t, paths = config.train, RunPaths.of(config)
     world, device = init_world(t.device)
     existing = prepare_run_folder(paths, world, resume, overwrite)
@@ -458,7 +498,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     precision, precision_record = resolve_precision(t, device)
     train_images = real.to(device)
 
-    s = build_state(config, len(class_names), world, device, precision)
+    s = build_state(config, len(class_names), world, device, precision, fresh=not existing)
     if existing:
         resumed_from, saved = newest_readable(existing, world)
         _check_resumable(saved, config)

@@ -114,6 +114,10 @@ class ResNetDiscriminator(nn.Module):
         self.q_head = nn.Sequential(nn.Linear(widths[-1], 128), nn.LeakyReLU(0.2), nn.Linear(128, codes)) if codes else None
         self.apply(init_weights)
 
+    def input_blocks(self) -> list[nn.Module]:
+        """D's residual blocks from the input on (what `model.freeze_d_blocks` counts)."""
+        return list(self.blocks)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
         """Logits (B,); with `codes`, also Q's code predictions (B, categories + continuous)."""
         pooled = F.relu(self.blocks(x)).sum((2, 3))                  # (B, widths[-1]): sum, not mean (SNGAN)

@@ -8,15 +8,42 @@ from typing import Literal, Optional
 
 from training.core.config import OutputConfig, field
 from training.core.errors import ConfigError
+from training.synthesis.sampling import MAX_NUM_SAMPLES
 
 
 @dataclass(frozen=True)
 class PipelineDataConfig:
+    """The data, as prepare_data.py takes it (same names as its flags), and the two class roles of the study."""
+
     source: str = field("demo", help="as prepare_data.py --source: demo, a MedMNIST .npz, or an ImageFolder")
     name: Optional[str] = field(None, plain_name=True, help="processed dataset name (default: as prepare_data.py)")
     class_names: Optional[str] = field(None, help=".npz only, e.g. 0=malignant,1=benign")
     drop_leaked: bool = False
     processed_dir: str = "data/processed"
+    val_fraction: float = field(0.1, min=0.0, max=0.95, help="as prepare_data.py --val_fraction: a folder without "
+                                                             "split folders, digits, MNIST: val share per class")
+    test_fraction: float = field(0.2, min=0.0, max=0.95, help="as --test_fraction: test share per class")
+    seed: int = field(0, min=0, help="as --seed: the stratified split (and the demo images)")
+    image_size: Optional[int] = field(None, min=8, max=1024, help="as --image_size: resize every image to this square "
+                                                                  "(off: each keeps its size)")
+    channels: Literal["auto", 1, 3] = field("auto", help="as --channels: auto = grey when every image is grey in "
+                                                         "content (R = G = B); the GAN and every classifier get the "
+                                                         "prepared data's channel count")
+    resize: Literal["pad", "center_crop", "squash"] = field("pad", help="as --resize: how a non-square image becomes "
+                                                                        "square")
+    keep_duplicates: bool = field(False, help="as --keep_duplicates: keep every copy of identical images in val/test")
+    minority_class: Optional[str] = field(None, plain_name=True, help="the class the GAN learns and adds images of "
+                                                                      "(off: the GAN config's data.minority_class)")
+    positive_class: Optional[str] = field(None, plain_name=True, help="the class whose sensitivity the classifiers "
+                                                                      "and the primary metric report, which need not be "
+                                                                      "the minority (off: the classifier configs' "
+                                                                      "data.positive_class)")
+
+    def validate(self) -> None:
+        if isinstance(self.channels, bool):
+            raise ConfigError("'data.channels' must be one of 'auto', 1, 3")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ConfigError("'data.val_fraction' + 'data.test_fraction' must be less than 1 (train needs images)")
 
 
 @dataclass(frozen=True)
@@ -25,12 +52,17 @@ class PipelineGANConfig:
     overrides: tuple[str, ...] = field((), help="key=value overrides of the GAN config")
     other_class_overrides: tuple[str, ...] = field((), help="then these, for the GANs of the other classes (search."
                                                            "classes: all), e.g. [train.epochs=200]")
+    pretrain_class: Optional[str] = field(None, plain_name=True, help="transfer: first train the same GAN on this "
+                                          "class (e.g. the plentiful one; 'largest' = the class with the most "
+                                          "training images), then fine-tune on the minority from its last "
+                                          "checkpoint (train.init_from)")
+    pretrain_epochs: int = field(50, min=1, help="epochs of the pretraining run over the pretrain class")
 
 
 @dataclass(frozen=True)
 class PipelineSynthesisConfig:
     target_ratio: Optional[float] = field(1.4, min=1.0, help="largest class : minority after augmentation")
-    num_synthetic: Optional[int] = field(None, min=1, help="instead of target_ratio")
+    num_synthetic: Optional[int] = field(None, min=1, max=MAX_NUM_SAMPLES, help="instead of target_ratio")
     seed: int = field(0, min=0)
     qa_max_images: int = field(2000, min=2)
     qa_gate: Literal["fail", "warn", "off"] = field(

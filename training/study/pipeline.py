@@ -11,6 +11,10 @@ split; the arm with the best validation score of the declared primary metric is 
 and scored on test beside the fixed arms, and the grid with every validation score goes into the
 comparison report.
 
+Before the first expensive stage (the GAN), `training.study.preflight` resolves every stage config and
+checks it against the prepared data: the class names, the minority and positive classes, the channel
+count (the data's, given to every stage) and the image sizes; `--dry_run` runs the same check alone.
+
 Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json; a stage
 whose key is unchanged and whose outputs exist is skipped, so a re-run resumes where the last one
 stopped and a changed config re-runs exactly the stages it affects (and those after them).
@@ -41,13 +45,16 @@ from training.core.config import load_config, to_dict
 from training.core.errors import UserError
 from training.core.runtime import resolve_device
 from training.data.augmented_set import COMPOSITION, build_augmented
-from training.data.prepare import SourceOptions, prepare_dataset
+from training.data.images import pixel_sha256, read_image
+from training.data.prepare import prepare_dataset
 from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
 from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
+from training.study import preflight
 from training.study.config import PipelineConfig, PipelineSearchConfig
+from training.study.preflight import Plan, classifier_overrides, gan_overrides
 from training.synthesis import sampling
 from training.synthesis.selection import select_synthetic
 
@@ -56,24 +63,114 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def content_hash(*paths: str | Path) -> str | None:
+    """SHA-256 over the bytes of `paths` (names and content), or None when one is missing or unreadable."""
+    digest = hashlib.sha256()
+    try:
+        for path in paths:
+            digest.update(str(path).encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def folder_hash(folder: str | Path) -> str | None:
+    """The content of a synthetic folder: its manifest.jsonl and every file the manifest lists (None if one is
+    missing). Images overwritten by another generator's change it even when the manifest stays."""
+    folder = Path(folder)
+    try:
+        records = read_synthetic_manifest(folder)
+    except UserError:
+        return None
+    files = [folder / str(r.get("file")) for _, r in sorted(records.items())]
+    return content_hash(folder / SYNTHETIC_MANIFEST, *files)
+
+
+def dataset_hash(root: str | Path) -> str | None:
+    """The content of a processed or augmented dataset: its manifest.csv and every file it lists."""
+    root = Path(root)
+    try:
+        rows = read_splits_manifest(root)
+    except UserError:
+        return None
+    return content_hash(root / SPLITS_MANIFEST, *sorted(root / r["path"] for r in rows))
+
+
 class Stages:
-    """Runs named stages, skipping those whose key and outputs are unchanged since the last run."""
+    """Runs named stages, skipping those whose key is unchanged and whose outputs still hold what was recorded.
+
+    stages.json is a file anyone can edit or damage, so nothing in it is taken on trust: a stage is
+    skipped only when its outputs are where the stage puts them (`outputs_exist`) and
+    `fingerprint(outputs)` (a hash of their content, computed now) equals the one recorded when the
+    stage ran. An edited record or a damaged file (not JSON, not an object) makes the stages concerned
+    run again, saying why. A record of an earlier version (no fingerprint) whose outputs pass
+    `outputs_exist` is adopted and fingerprinted, so an unchanged study still skips its stages.
+    """
 
     def __init__(self, record: Path):
         self.record = record
-        self.done = json.loads(record.read_text()) if record.is_file() else {}
+        self.done = self._load(record)
 
-    def run(self, name: str, key: str, outputs_exist: Callable[[dict], bool], work: Callable[[], dict]) -> dict:
+    @staticmethod
+    def _load(record: Path) -> dict:
+        if not record.is_file():
+            return {}
+        try:
+            done = json.loads(record.read_bytes())
+        except (ValueError, OSError) as err:       # truncated, random bytes, unreadable
+            print(f"note: {record} is damaged ({type(err).__name__}); every stage runs again")
+            return {}
+        if not isinstance(done, dict):
+            print(f"note: {record} is not a record of stages (a JSON {type(done).__name__}); every stage runs again")
+            return {}
+        # A stage's entry is {"key": str, "outputs": dict, ...}; anything else is dropped, so that stage re-runs.
+        return {name: entry for name, entry in done.items()
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("outputs"), dict)}
+
+    def run(self, name: str, key: str, outputs_exist: Callable[[dict], bool], work: Callable[[], dict],
+            fingerprint: Callable[[dict], str | None] | None = None) -> dict:
+        """`work()`'s outputs, or the recorded ones when the key matches and the outputs verify (see the class)."""
         previous = self.done.get(name)
-        if previous and previous["key"] == key and outputs_exist(previous["outputs"]):
-            print(f"[{name}] up to date, skipped")
-            return previous["outputs"]
-        print(f"[{name}] running")
+        if previous and previous["key"] == key:
+            why = self._stale(previous, outputs_exist, fingerprint)
+            if why is None and fingerprint is not None and "fingerprint" not in previous:
+                # Recorded by an earlier version: its outputs passed the checks above, so they are adopted, and
+                # from now on the stage is skipped only while they keep the content fingerprinted here.
+                previous["fingerprint"] = fingerprint(previous["outputs"])
+                atomic.write_json(self.record, self.done)
+                print(f"[{name}] recorded by an earlier version; its outputs are in place: skipped (now fingerprinted)")
+                return previous["outputs"]
+            if why is None:
+                print(f"[{name}] up to date, skipped")
+                return previous["outputs"]
+            print(f"[{name}] running again: {why}")
+        else:
+            print(f"[{name}] running")
         start = time.perf_counter()
         outputs = work()
-        self.done[name] = {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - start, 1)}
+        entry = {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - start, 1)}
+        if fingerprint is not None:
+            entry["fingerprint"] = fingerprint(outputs)
+        self.done[name] = entry
         atomic.write_json(self.record, self.done)
         return outputs
+
+    @staticmethod
+    def _stale(previous: dict, outputs_exist: Callable[[dict], bool],
+               fingerprint: Callable[[dict], str | None] | None) -> str | None:
+        """Why the recorded outputs cannot be reused, or None when they can."""
+        try:
+            if not outputs_exist(previous["outputs"]):
+                return "its outputs are missing"
+            if fingerprint is None:
+                return None
+            if "fingerprint" not in previous:
+                return None              # an earlier version's record: adopted by `run`
+            if previous["fingerprint"] is None or fingerprint(previous["outputs"]) != previous["fingerprint"]:
+                return "its outputs changed since they were recorded"
+        except (KeyError, TypeError, ValueError, OSError, UserError) as err:    # an edited record
+            return f"its record is not one this pipeline wrote ({type(err).__name__})"
+        return None
 
 
 @dataclass(frozen=True)
@@ -86,6 +183,12 @@ class Study:
     results: Path
     dataset: str
     root: Path                  # the processed (real) dataset
+    plan: Plan | None = None    # the pre-flight check's, once the data are prepared
+
+    @property
+    def channels(self) -> int | None:
+        """The data's channel count, which every stage gets (None before the pre-flight check)."""
+        return self.plan.channels if self.plan else None
 
     @functools.cached_property
     def real_train(self) -> Counter:
@@ -100,25 +203,70 @@ class Study:
                    Path(d.processed_dir) / dataset)
 
 
-def prepare_stage(study: Study) -> str:
-    """1. Data (an existing processed dataset is kept as it is); returns the key of its content."""
-    d, root = study.config.data, study.root
-    # The key keeps the form of the prepare_data.py arguments it was first computed from, so datasets
-    # prepared by earlier versions of the pipeline are recognised.
+def prepare_key(study: Study) -> str:
+    """The prepare stage's key: the prepare_data.py arguments the data: section amounts to.
+
+    The key keeps the form of the arguments it was first computed from, and options at their defaults
+    add nothing to it, so datasets prepared by earlier versions of the pipeline are recognised.
+    """
+    d = study.config.data
     args = ["--source", d.source, "--out", d.processed_dir, "--name", study.dataset]
     args += ["--class-names", d.class_names] if d.class_names else []
     args += ["--drop-leaked"] if d.drop_leaked else []
-    key = stage_key(args)
+    defaults = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0, "image_size": None, "channels": "auto",
+                "resize": "pad", "keep_duplicates": False}
+    for name, default in defaults.items():
+        value = getattr(d, name)
+        if value != default:
+            args += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+    return stage_key(args)
+
+
+def prepare_stage(study: Study) -> str:
+    """1. Data (an existing processed dataset is kept as it is); returns the key of its content."""
+    d, root = study.config.data, study.root
+    key = prepare_key(study)
     # A dataset this pipeline prepared with other settings is rebuilt; one it did not make is kept.
     rebuild = study.stages.done.get("prepare", {}).get("key") not in (None, key)
 
     def prepare() -> dict:
-        prepare_dataset(d.source, d.processed_dir, study.dataset, SourceOptions(class_names=d.class_names),
-                        drop_leaked=d.drop_leaked, overwrite=rebuild)
+        prepare_dataset(d.source, d.processed_dir, study.dataset, preflight.source_options(study.config),
+                        drop_leaked=d.drop_leaked, keep_duplicates=d.keep_duplicates, overwrite=rebuild)
         return {"root": str(root)}
 
     study.stages.run("prepare", key, lambda o: (root / SPLITS_MANIFEST).is_file(), prepare)
     return stage_key(key, (root / SPLITS_MANIFEST).read_bytes().decode())   # the content, not the path
+
+
+def train_resumably(config: GANConfig, checkpoints: Path) -> dict:
+    """train_gan, continuing an interrupted run of the same config, else starting afresh."""
+    resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
+    try:
+        return train_gan(config, resume=resumable, overwrite=not resumable)
+    except UserError as err:
+        if not (resumable and str(err).startswith("cannot resume")):
+            raise
+        return train_gan(config, overwrite=True)      # an interrupted run of another config: start again
+
+
+def pretrain_stage(study: Study, key: str, overrides: list[str]) -> tuple[str, str]:
+    """2a. Transfer (gan.pretrain_class): the same GAN trained first on a plentiful class; returns its last
+    training checkpoint, which the minority's GAN starts from, and the key that follows."""
+    g = study.config.gan
+    source = max(study.real_train, key=study.real_train.get) if g.pretrain_class == "largest" else g.pretrain_class
+    run_name = f"{study.name}_gan_pretrain"
+    config = load_config(GANConfig, g.config, [*overrides, f"data.minority_class={source}",
+                                               f"train.epochs={g.pretrain_epochs}", f"output.name={run_name}"])
+    key = stage_key(key, to_dict(config))
+    checkpoints = study.results / "checkpoints" / run_name
+
+    def train() -> dict:
+        train_resumably(config, checkpoints)
+        return {"checkpoint": str(list_checkpoints(checkpoints)[-1])}
+
+    out = study.stages.run("gan pretrain", key, lambda o: Path(o["checkpoint"]).is_file(), train,
+                           fingerprint=lambda o: content_hash(o["checkpoint"]))
+    return out["checkpoint"], key
 
 
 def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GANConfig, dict, str]:
@@ -129,8 +277,9 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
     its checkpoint and FID schedule scaled alike, unless gan.other_class_overrides says otherwise (a
     larger class may need more steps to pass QA; its QA gate decides).
     """
-    base = load_config(GANConfig, study.config.gan.config, study.config.gan.overrides)
-    overrides = [*study.config.gan.overrides, f"data.root={study.root}", f"output.results_dir={study.results}"]
+    base = load_config(GANConfig, study.config.gan.config, gan_overrides(study.config, study.channels))
+    overrides = [*gan_overrides(study.config, study.channels), f"data.root={study.root}",
+                 f"output.results_dir={study.results}"]
     run_name = f"{study.name}_gan"
     if class_name is not None and class_name != base.data.minority_class:
         counts = study.real_train
@@ -141,30 +290,28 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
                       f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}",
                       *study.config.gan.other_class_overrides]
         run_name = f"{study.name}_gan_{class_name}"
+    if study.config.gan.pretrain_class and run_name == f"{study.name}_gan":     # the minority's GAN only
+        pretrained, key = pretrain_stage(study, key, overrides)
+        overrides.append(f"train.init_from={pretrained}")
     gan = load_config(GANConfig, study.config.gan.config, [*overrides, f"output.name={run_name}"])
     key = stage_key(key, to_dict(gan))
     checkpoints = study.results / "checkpoints" / run_name
 
     def train() -> dict:
-        resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
-        try:
-            summary = train_gan(gan, resume=resumable, overwrite=not resumable)
-        except UserError as err:
-            if not (resumable and str(err).startswith("cannot resume")):
-                raise
-            summary = train_gan(gan, overwrite=True)      # an interrupted run of another config: start again
+        summary = train_resumably(gan, checkpoints)
         best = checkpoints / "best_generator.pth"
         return {"generator": str(best if best.exists() else checkpoints / "final_generator.pth"),
                 "best_fid": summary["best_fid"], "feature_extractor": summary["feature_extractor"]}
 
     stage = "gan" if run_name == f"{study.name}_gan" else f"gan {class_name}"
-    return gan, study.stages.run(stage, key, lambda o: Path(o["generator"]).is_file(), train), key
+    out = study.stages.run(stage, key, lambda o: Path(o["generator"]).resolve().parent == checkpoints.resolve()
+                           and Path(o["generator"]).is_file(), train, fingerprint=lambda o: content_hash(o["generator"]))
+    return gan, out, key
 
 
 def fixed_arm_count(study: Study, minority: str) -> int:
     """Synthetic minority images of the fixed GAN-augmented arm (synthesis.num_synthetic or target_ratio)."""
-    real_train, s = study.real_train, study.config.synthesis
-    return s.num_synthetic or max(1, math.ceil(max(real_train.values()) / s.target_ratio) - real_train[minority])
+    return preflight.fixed_arm_count(study.config, study.real_train, minority)
 
 
 def pool_size(study: Study, class_name: str, minority: str) -> int:
@@ -192,14 +339,45 @@ def synthesis_stage(study: Study, gan: GANConfig, generator: str, key: str, num_
         synthetic.mkdir(parents=True, exist_ok=True)
         preview = sampling.write_preview(generators, [1.0], s.seed, synthetic, device)
         # A retrained GAN makes the folder's images stale: replace them; otherwise finish or extend it.
-        stale = any(r["generator_sha256"] != generators[0].sha256 or r["seed"] != sampling.image_seed(s.seed, i)
-                    for i, r in read_synthetic_manifest(synthetic).items())
+        # So is a file that no longer holds the pixels recorded for it (overwritten by other images).
+        records = read_synthetic_manifest(synthetic)
+        stale = any(r.get("generator_sha256") != generators[0].sha256 or r.get("seed") != sampling.image_seed(s.seed, i)
+                    for i, r in records.items()) or not pixels_as_recorded(synthetic, records)
         summary = sampling.generate(generators, [1.0], num_images, s.seed, synthetic, device=device, overwrite=stale)
         return {"folder": str(synthetic), "preview": str(preview), "images": num_images, "written": summary["written"]}
 
     stage = "synthesis" if gan.output.name == f"{study.name}_gan" else f"synthesis {gan.data.minority_class}"
-    study.stages.run(stage, key, lambda o: (synthetic / SYNTHETIC_MANIFEST).is_file(), synthesise)
+    # Every image is checked against its record even before a fingerprint exists (records of earlier versions).
+    in_place = lambda o: (synthetic / SYNTHETIC_MANIFEST).is_file() and pixels_as_recorded(
+        synthetic, read_synthetic_manifest(synthetic))
+    study.stages.run(stage, key, in_place, synthesise,
+                     fingerprint=lambda o: folder_hash(synthetic))      # the folder this stage writes, not o's word
     return synthetic, key
+
+
+def pixels_as_recorded(folder: Path, records: dict[int, dict]) -> bool:
+    """Whether every file of `records` that exists holds the pixels its record names (missing ones are made)."""
+    for r in records.values():
+        path = folder / str(r.get("file"))
+        if path.is_file():
+            try:
+                if pixel_sha256(read_image(path)) != r.get("sha256"):
+                    return False
+            except UserError:                       # undecodable: not what was written
+                return False
+    return True
+
+
+def qa_outputs(out: Path) -> dict:
+    """The QA stage's outputs read from its report.json (the verdict the gate applies is the report's own)."""
+    try:
+        summary = json.loads((out / "report.json").read_text())["summary"]
+        return {"report": str(out / "report.html"), "verdict": summary["verdict"],
+                "verdicts": {name: c["verdict"] for name, c in summary["checks"].items()},
+                "insufficient": summary["insufficient"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{out / 'report.json'} is missing or not a QA report; delete {out} and re-run the study "
+                        "to redo QA") from None
 
 
 def qa_stage(study: Study, class_name: str, synthetic: Path, key: str, minority: bool = True) -> dict:
@@ -208,14 +386,15 @@ def qa_stage(study: Study, class_name: str, synthetic: Path, key: str, minority:
     out = study.results / "qa" / (study.name if minority else f"{study.name}_{class_name}")
 
     def qa() -> dict:
-        report = run_qa(real_dir, synthetic, out, QAOptions(seed=s.seed, max_images=s.qa_max_images,
-                                                            cache_dir=str(study.results / "cache")))
-        checks = report["summary"]["checks"]
-        return {"report": str(out / "report.html"), "verdict": report["summary"]["verdict"],
-                "verdicts": {name: c["verdict"] for name, c in checks.items()},
-                "insufficient": report["summary"]["insufficient"]}
+        run_qa(real_dir, synthetic, out, QAOptions(seed=s.seed, max_images=s.qa_max_images,
+                                                   cache_dir=str(study.results / "cache")))
+        return qa_outputs(out)
 
-    qa_out = study.stages.run("qa" if minority else f"qa {class_name}", key, lambda o: Path(o["report"]).is_file(), qa)
+    # Skipped only while report.json and the synthetic folder it judged are as recorded; the verdict the gate
+    # applies is then read from the report itself, never from stages.json.
+    study.stages.run("qa" if minority else f"qa {class_name}", key, lambda o: (out / "report.json").is_file(), qa,
+                     fingerprint=lambda o: stage_key(content_hash(out / "report.json"), folder_hash(synthetic)))
+    qa_out = qa_outputs(out)
     print(f"  QA verdict ({class_name}): {qa_out['verdict']} ({qa_out['report']})")
     apply_qa_gate(qa_out, s.qa_gate)
     return qa_out
@@ -251,7 +430,8 @@ def assemble_stage(study: Study, folders: list[Path], key: str, name: str, **amo
     key = stage_key(key, str(augmented), amount)
     study.stages.run(f"assemble {name}", key, lambda o: (augmented / COMPOSITION).is_file(),
                      lambda: {"root": str(augmented), **build_augmented(study.root, folders, augmented,
-                                                                        overwrite=augmented.exists(), **amount)})
+                                                                        overwrite=augmented.exists(), **amount)},
+                     fingerprint=lambda o: stage_key(dataset_hash(augmented), *map(folder_hash, folders)))
     return augmented, key
 
 
@@ -268,7 +448,8 @@ def selection_stage(study: Study, class_name: str, pool: Path, key: str) -> tupl
                                    overwrite=out.exists())
         return {"folder": str(out), "kept": keep, "summary": summary}
 
-    study.stages.run(f"select {class_name}", key, lambda o: (out / SYNTHETIC_MANIFEST).is_file(), select)
+    study.stages.run(f"select {class_name}", key, lambda o: (out / SYNTHETIC_MANIFEST).is_file(), select,
+                     fingerprint=lambda o: stage_key(folder_hash(out), folder_hash(pool)))
     return out, key
 
 
@@ -276,12 +457,15 @@ def classifier_run(study: Study, config_path: str, data_root: Path, arm_name: st
                    overrides: tuple[str, ...] = (), score_test: bool = True) -> str:
     """One classifier config on `data_root`, as a stage; returns its run folder."""
     cls = load_config(ClassifierConfig, config_path, [
-        *study.config.classifiers.overrides, *overrides, f"data.train_dir={data_root / 'train'}",
+        *classifier_overrides(study.config, study.channels), *overrides, f"data.train_dir={data_root / 'train'}",
         f"data.val_dir={data_root / 'val'}", f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}",
         f"output.results_dir={study.results}"])
     arm_key = stage_key(key, to_dict(cls), score_test)
-    out = study.stages.run(f"classifier {arm_name}", arm_key, lambda o: (Path(o["run"]) / "summary.json").is_file(),
-                           lambda: {"run": str(train_classifier(cls, score_test=score_test))})
+    runs = (study.results / "classifiers" / arm_name).resolve()      # where train_classifier puts this arm's runs
+    out = study.stages.run(f"classifier {arm_name}", arm_key,
+                           lambda o: Path(o["run"]).resolve().parent == runs and (Path(o["run"]) / "summary.json").is_file(),
+                           lambda: {"run": str(train_classifier(cls, score_test=score_test))},
+                           fingerprint=lambda o: content_hash(Path(o["run"]) / "summary.json"))
     return out["run"]
 
 
@@ -384,6 +568,9 @@ def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search
         print(runs_table(report) + "\n")
         for pair in report["comparisons"]:
             print(pair_table(report, pair) + "\n")
+            if pair.get("identical_to_baseline"):
+                print(f"note: {pair['run']} made exactly the baseline's predictions ({pair['identical_to_baseline']}): "
+                      "its differences are 0 by construction\n")
         text = ""
         if competitor and gan_runs:
             against, _ = compare_runs([competitor, *gan_runs], comparison / "vs_best_fix", primary_metric=metric)
@@ -400,17 +587,32 @@ def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search
         return {"folder": str(comparison), "best_fix": competitor}
 
     study.stages.run("compare", stage_key(run_dirs, gan_runs, metric, search),
-                     lambda o: (comparison / "comparison.md").is_file(), compare)
+                     lambda o: (comparison / "comparison.md").is_file(), compare,
+                     fingerprint=lambda o: content_hash(comparison / "comparison.md", comparison / "comparison.json"))
 
 
-def run_pipeline(config: PipelineConfig) -> dict:
-    """Run every stage of `config`; returns the outputs of each stage (stages.json's content)."""
-    for arm in config.classifiers.parsed():       # a typo in a classifier config fails now, not after the GAN
-        load_config(ClassifierConfig, arm.config, config.classifiers.overrides)
-    if config.search.enabled:
-        load_config(ClassifierConfig, config.search.arm, config.classifiers.overrides)
+def check_study(config: PipelineConfig, pipeline: str = "the pipeline config") -> Plan:
+    """The pre-flight check alone (`--dry_run`): against the prepared dataset when it is there and this
+    pipeline's data: section made it, else against the source as prepare would split it; writes nothing."""
+    preflight.load_stage_configs(config)
+    study = Study.of(config)
+    made = study.stages.done.get("prepare", {}).get("key")
+    facts = preflight.prepared_facts(study.root) if made in (None, prepare_key(study)) else None
+    return preflight.check(config, facts or preflight.source_facts(config), pipeline)
+
+
+def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") -> dict:
+    """Run every stage of `config` (read from the YAML `pipeline`, named in messages); returns the outputs
+    of each stage (stages.json's content)."""
+    preflight.load_stage_configs(config)       # a typo in any stage config fails now, before the data are read
     study = Study.of(config)
     data_key = prepare_stage(study)
+    facts = preflight.prepared_facts(study.root)
+    plan = preflight.check(config, facts, pipeline)      # before the GAN: the first expensive stage
+    print("[check] every stage's config against the data:")
+    for line in plan.lines:
+        print(f"  {line}")
+    study = dataclasses.replace(study, plan=plan)
     gan, gan_out, key = gan_stage(study, data_key)
     minority = gan.data.minority_class
     gan_classes = [minority]

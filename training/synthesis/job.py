@@ -23,11 +23,11 @@ from training.data.synthetic_folder import SYNTHETIC_MANIFEST, clear_folder, mer
 from training.gan.config import GANConfig
 from training.gan.loop import RunPaths
 from training.synthesis import sampling
+from training.synthesis.sampling import MAX_NUM_SAMPLES, MAX_WORKERS
 
 # The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
 # resumed or extended job can leave one process (the one whose index range is missing) most of the work.
 WAIT_FOR_OTHERS_MINUTES = 24 * 60
-MAX_NUM_SAMPLES = 1_000_000   # per folder: the plan lives in memory (~150 MB at this size); larger jobs use several folders
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,12 @@ def parse_codes(pairs: list[str]) -> dict[str, float]:
 
 
 def check_counts(num_samples: int | None, batch_size: int, conf_thresh: float, weights: list[float] | None,
-                 seed: int) -> None:
+                 seed: int, workers: int | None = None) -> None:
     """One-line errors for numbers no job can use."""
     if num_samples is not None and not 1 <= num_samples <= MAX_NUM_SAMPLES:
         raise UserError(f"--num_samples must be between 1 and {MAX_NUM_SAMPLES:,} (split larger jobs over folders)")
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise UserError(f"--workers must be between 1 and {MAX_WORKERS} (PNG-writing processes)")
     if batch_size < 1:
         raise UserError("--batch_size must be at least 1")
     if not 0 <= conf_thresh <= 1:

@@ -19,22 +19,31 @@ import torch
 
 from training.classify.scoring import load_pixel_scorer
 from training.core import atomic
-from training.core.errors import UserError
-from training.data.folders import list_images
+from training.core.errors import DataError, UserError
 from training.data.images import pixel_sha256, read_image, resize, to_channels
-from training.data.synthetic_folder import OWN_FILES, SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
+from training.data.synthetic_folder import (
+    SYNTHETIC_MANIFEST,
+    check_output_dir,
+    check_synthetic_source,
+    confined_file,
+    read_synthetic_manifest,
+)
 
 LOW_ACCEPTANCE = 0.2     # below this share, suggest a lower threshold
 
 
 def source_images(synth_dir: Path) -> list[Path]:
-    """The generated images: those of the folder's manifest when it has one, else every image in it."""
+    """The generated images: those of the folder's manifest (which it must have: `check_synthetic_source`).
+
+    A folder without our manifest, or inside a processed dataset, is refused: its images would be
+    labelled and trained on as synthetic while they may be real ones, test images included.
+    """
     if not synth_dir.is_dir():
         raise UserError(f"synthetic folder not found: {synth_dir}")
-    if (synth_dir / SYNTHETIC_MANIFEST).is_file():
-        records = read_synthetic_manifest(synth_dir).values()
-        return [synth_dir / r["file"] for r in records if not r.get("filtered_out") and (synth_dir / r["file"]).is_file()]
-    return [p for p in list_images(synth_dir) if p.name not in OWN_FILES]
+    check_synthetic_source(synth_dir, "--synth_dir")
+    records = read_synthetic_manifest(synth_dir).values()
+    return [confined_file(synth_dir, r.get("file")) for r in records
+            if not r.get("filtered_out") and (synth_dir / str(r.get("file"))).is_file()]
 
 
 @torch.no_grad()
@@ -67,6 +76,12 @@ def pseudo_label(synth_dir: str | Path, model_path: str | Path, out_dir: str | P
     if not files:
         raise UserError(f"{synth_dir} holds no images")
     probabilities, class_names, hashes = classify(files, Path(model_path))
+    # The manifest records each file's pixels: a file replaced by another image (a real one, say) is not ours.
+    recorded = {confined_file(synth_dir, r.get("file")): r.get("sha256") for r in read_synthetic_manifest(synth_dir).values()}
+    changed = [path for path, sha in zip(files, hashes) if recorded.get(path) != sha]
+    if changed:
+        raise DataError(f"{changed[0]} does not hold the pixels {synth_dir / SYNTHETIC_MANIFEST} records (replaced or "
+                        f"edited; {len(changed)} file(s)); refusing --synth_dir")
     top, confidence = probabilities.argmax(1), probabilities.max(1)
     kept = confidence >= conf_thresh
     lines = []

@@ -24,6 +24,7 @@ writes the merged manifest.jsonl and removes them.
 from __future__ import annotations
 
 import multiprocessing
+import numbers
 import os
 import sys
 import time
@@ -57,6 +58,21 @@ from training.data.synthetic_folder import (
 from training.gan.checkpoint import load_generator
 from training.gan.latents import class_labels, code_values, draw, set_code
 from training.gan.plots import save_grid
+
+MAX_NUM_SAMPLES = 1_000_000   # per folder: the plan lives in memory (~150 MB at this size); larger jobs use several folders
+MAX_WORKERS = 256             # PNG-writing processes: more only adds start-up time and memory
+
+
+def check_job_size(num_samples: int, workers: int | None) -> None:
+    """One-line errors for a job no machine should start: too many images for one folder, or too many processes."""
+    def whole(value: object) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    if not whole(num_samples) or not 0 <= num_samples <= MAX_NUM_SAMPLES:
+        raise UserError(f"the number of images must be a whole number between 1 and {MAX_NUM_SAMPLES:,} per folder, "
+                        f"got {num_samples!r} (split larger jobs over folders)")
+    if workers is not None and (not whole(workers) or not 1 <= workers <= MAX_WORKERS):
+        raise UserError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
 
 
 @dataclass(frozen=True)
@@ -320,7 +336,8 @@ def generate(generators: list[SourceGenerator], weights: list[float], num_sample
     if overwrite and shard[1] > 1:
         raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
                         "others; clear it first (or run --overwrite without --shard)")
-    check_output_dir(out_dir)
+    check_job_size(num_samples, workers)
+    check_output_dir(out_dir, overwrite)
     with writer_lock(out_dir, shard):
         job = plan(num_samples, generators, weights, seed)
         items = shard_items(job, shard)

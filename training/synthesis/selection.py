@@ -51,6 +51,7 @@ from quality.features.image_sets import (
 )
 from training.core import atomic
 from training.core.errors import DataError, UserError
+from training.core.outputs import dataset_holding
 from training.core.plotting import subplots
 from training.core.progress import progress
 from training.core.registry import Registry
@@ -317,6 +318,10 @@ def select_synthetic(pool_dir: str | Path, real_dir: str | Path, out_dir: str | 
     if classifier is None and score == "classifier":
         raise UserError(NEEDS_CLASSIFIER)
     check_destination(out_dir, [pool_dir, real_dir], overwrite)
+    held = dataset_holding(real_dir)
+    if held is not None and held[1] is not None:        # selecting against val/test images tunes the pool to them
+        raise UserError(f"--real_dir {real_dir} is in the '{held[1]}' split of {held[0]}: compare with the class's "
+                        f"training images ({held[0] / 'train' / real_dir.name})")
 
     # Load both sets in one format, as QA does: the pool's size, the real images' channels.
     decoded_pool, pool_records, num_excluded = read_pool(pool_dir)

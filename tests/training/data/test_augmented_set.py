@@ -131,8 +131,9 @@ def test_script_prints_the_composition(tiny_demo, synthetic, tmp_path, capsys):
 def test_a_size_difference_is_noted_not_refused(tiny_demo, tmp_path):
     big = synthetic_folder(tmp_path / "big", 3, image_size=64)
     composition = build_augmented(tiny_demo, [big], tmp_path / "a")
-    assert composition["notes"] == ["synthetic images are 64x64 px, real ones 32x32: train classifiers at "
-                                    "data.image_size <= 32"]
+    assert composition["notes"][0] == ("synthetic images are 64x64 px, real ones 32x32: train classifiers at "
+                                       "data.image_size <= 32")
+    assert composition["notes"][1].startswith("only 3 synthetic 'malignant' image(s) beside 15 real ones (20 %)")
     assert "Note: synthetic images are 64x64" in (tmp_path / "a" / "composition.md").read_text()
 
 
@@ -151,3 +152,25 @@ def test_synthetic_per_real_gives_every_class_the_same_share(tiny_demo, tmp_path
     train = composition["counts"]["train"]
     assert train["benign"] == {"real": 30, "synthetic": 15} and train["malignant"] == {"real": 15, "synthetic": 8}
     assert composition["train_ratio_after"] == pytest.approx(composition["train_ratio_before"], rel=0.05)
+
+
+def test_real_images_of_many_sizes_are_reported_as_a_range_not_as_the_first_one(tmp_path):
+    """A folder of 184 sizes was reported as '630x630' (its first image): the note now gives the range."""
+    from training.data.processed import Record, write_dataset
+
+    rng = np.random.default_rng(0)
+    records = [Record(split, c, f"{c}_{i}", rng.integers(0, 256, (side, side), dtype=np.uint8))
+               for split in ("train", "val", "test") for c in ("a", "b") for i, side in enumerate((40, 48, 56))]
+    write_dataset(records, tmp_path / "mixed")
+    pool = synthetic_folder(tmp_path / "pool", 20, image_size=32, class_name="a", channels=1)
+    composition = build_augmented(tmp_path / "mixed", [pool], tmp_path / "out", num_synthetic=20, force=True)
+    assert composition["notes"] == ["synthetic images are 32x32 px, real ones 3 sizes, width 40-56 px, height 40-56 px, "
+                                    "smallest side 40 px: train classifiers at data.image_size <= 32"]
+
+
+def test_few_synthetic_images_are_named_as_too_few_to_matter():
+    from training.data.augmented_set import few_synthetic_note
+
+    assert "only 3 synthetic 'healthy' image(s) beside 72 real ones (4 %)" in few_synthetic_note("healthy", 3, 72)
+    assert few_synthetic_note("healthy", 33, 72) is None         # target ratio 1.0 on 105 : 72
+    assert few_synthetic_note("rare", 9, 20) is not None         # under the 10-image floor

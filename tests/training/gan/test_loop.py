@@ -6,7 +6,7 @@ import torch
 
 from tests.helpers import tiny_gan_raw
 from training.core.config import build
-from training.core.errors import TrainingDiverged, UserError
+from training.core.errors import ConfigError, TrainingDiverged, UserError
 from training.gan.checkpoint import list_checkpoints, load_generator, load_training_state
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
@@ -80,6 +80,44 @@ def test_resume_refuses_a_changed_config_and_a_missing_run(tiny_demo, tmp_path):
         train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
     with pytest.raises(UserError, match="no checkpoint"):
         train_gan(config(tiny_demo, tmp_path, output={"name": "other"}), resume=True)
+
+
+def test_init_from_starts_from_a_pretrained_run_and_freeze_d_keeps_its_first_blocks(tiny_demo, tmp_path):
+    # Pretrain on the plentiful class, fine-tune on the minority: G, D and EMA start from the pretrained
+    # weights, D's first block keeps them (FreezeD), the rest moves, and resume does not reload them.
+    pre = config(tiny_demo, tmp_path, data={"minority_class": "benign"}, output={"name": "pre"},
+                 metrics={"every": 0})
+    train_gan(pre)
+    start = tmp_path / "results" / "checkpoints" / "pre" / "checkpoint_epoch_0002.pth"
+    fine = config(tiny_demo, tmp_path, train={"init_from": str(start), "epochs": 1}, model={"freeze_d_blocks": 1},
+                  output={"name": "fine"}, metrics={"every": 0})
+    train_gan(fine)
+    before = load_training_state(start)
+    after = load_training_state(tmp_path / "results" / "checkpoints" / "fine" / "checkpoint_epoch_0001.pth")
+    first = [k for k in before["D"] if k.startswith("features.0.")]     # weight_u/v: power iteration
+    assert first and all(torch.equal(before["D"][k], after["D"][k]) for k in first if k.endswith(("weight_orig", "bias")))
+    later = [k for k in before["D"] if k.startswith("features.2.") and k.endswith("weight_orig")]
+    assert later and not any(torch.equal(before["D"][k], after["D"][k]) for k in later)
+    assert after["state"]["epoch"] == 1 and after["state"]["d_steps"] == len(after["state"]["loss_history"]) * 1
+    # Starting from scratch with the same seed is a different generator: the weights did come from `pre`.
+    scratch = config(tiny_demo, tmp_path, train={"epochs": 1}, output={"name": "scratch"}, metrics={"every": 0})
+    train_gan(scratch)
+    other = load_training_state(tmp_path / "results" / "checkpoints" / "scratch" / "checkpoint_epoch_0001.pth")
+    def distance(a, b):
+        return sum(float((a[k] - b[k]).norm()) for k in a if a[k].is_floating_point())
+    assert distance(after["G"], before["G"]) < distance(other["G"], before["G"]) / 4
+
+    wider = config(tiny_demo, tmp_path, train={"init_from": str(start)}, model={"g_channels": 16},
+                   output={"name": "wider"})
+    with pytest.raises(UserError, match="different G"):
+        train_gan(wider)
+
+
+def test_freeze_d_blocks_needs_a_pretrained_start(tiny_demo, tmp_path):
+    with pytest.raises(ConfigError, match="needs 'train.init_from'"):
+        config(tiny_demo, tmp_path, model={"freeze_d_blocks": 1})
+    with pytest.raises(ConfigError, match="at least the last must train"):
+        config(tiny_demo, tmp_path, model={"freeze_d_blocks": 3}, train={"init_from": "x.pth"})
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_demo, tmp_path):

@@ -10,14 +10,16 @@ from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 
 
-def tiny_study(path, source, tmp_path, search=None, arms=("baseline:baseline", "gan_augmented:augmented"), **synthesis):
+def tiny_study(path, source, tmp_path, search=None, arms=("baseline:baseline", "gan_augmented:augmented"), gan=None,
+               **synthesis):
     """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data (no grid unless `search`)."""
     return write_yaml(path, {
         "data": {"source": str(source), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
         "gan": {"config": "experiments/demo_gan.yaml",
                 "overrides": ["train.epochs=1", "train.batch_size=8", "model.g_channels=8", "model.d_channels=8",
                               "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
-                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"]},
+                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"],
+                **(gan or {})},
         "synthesis": {"target_ratio": 1.0, **synthesis},
         "classifiers": {"arms": [f"experiments/classifier_{arm}".replace(":", ".yaml:") for arm in arms],
                         "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
@@ -56,13 +58,20 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
 
 
 def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_it(tiny_demo, tmp_path, capsys):
-    config = tiny_study(tmp_path / "gated.yaml", tiny_demo, tmp_path)          # the default gate: fail
+    # Transfer on: the minority's GAN starts from a GAN pretrained on the largest class (benign).
+    config = tiny_study(tmp_path / "gated.yaml", tiny_demo, tmp_path,              # the default gate: fail
+                        gan={"pretrain_class": "largest", "pretrain_epochs": 1})
     assert run_cli(pipeline_main, ["--config", str(config)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 1 and "QA verdict fail" in err[0] and "report.html" in err[0] and "qa_gate=off" in err[0]
     assert not (tmp_path / "processed" / "tiny_gated_augmented").exists()     # nothing assembled
     assert not (tmp_path / "results" / "classifiers").exists()                # nothing trained
     assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
+    checkpoints = tmp_path / "results" / "checkpoints"
+    assert "[gan pretrain] running" in captured.out and "30 images of benign" in captured.out
+    assert f"init_from: {checkpoints / 'gated_gan_pretrain' / 'checkpoint_epoch_0001.pth'}" in \
+        (checkpoints / "gated_gan" / "config.yaml").read_text()
 
 
 TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],

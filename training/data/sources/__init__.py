@@ -8,16 +8,18 @@ Keras-style MNIST .npz, a MedMNIST .npz, a folder of MNIST IDX files, an image f
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from training.core.errors import DataError
 from training.core.registry import Registry
-from training.data.images import resize
+from training.data.images import DEFAULT_RESIZE, make_square, to_mode
 from training.data.processed import Record
-from training.data.sources.demo import demo_records
-from training.data.sources.digits import digits_records
+from training.data.scan import SourceScan, array_scan, resolve_channels
+from training.data.sources.demo import demo_records, split_counts
+from training.data.sources.digits import digits_records, digits_splits
 from training.data.sources.idx import is_idx_folder, is_keras_npz, mnist_records, read_idx_folder, read_keras_npz
 from training.data.sources.imagefolder import imagefolder_records
 from training.data.sources.npz import npz_records, parse_class_names
@@ -35,6 +37,8 @@ class SourceRequest:
     test_fraction: float = 0.2
     demo_num_train: int = 2200
     demo_imbalance: int = 10
+    channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
+    resize: str = DEFAULT_RESIZE        # how a non-square image becomes square (training.data.images.make_square)
 
     @property
     def path(self) -> Path:
@@ -42,12 +46,26 @@ class SourceRequest:
 
 
 @dataclass(frozen=True)
+class Source:
+    """An opened source: its records (lazy: nothing is decoded twice until they are read), their count,
+    the default dataset name, the scan, and the channel count with the line that says why."""
+
+    records: Iterator[Record]
+    total: int
+    name: str
+    scan: SourceScan
+    channels: int
+    channels_note: str
+
+
+@dataclass(frozen=True)
 class SourceKind:
-    """`matches(request)` recognises the source; `read(request)` returns (records, total count, default name);
-    `takes_class_names`: whether --class_names applies."""
+    """`matches(request)` recognises the source; `read(request)` returns (records, total count, scan);
+    `name(request)` is the default dataset name; `takes_class_names`: whether --class_names applies."""
 
     matches: Callable[[SourceRequest], bool]
-    read: Callable[[SourceRequest], tuple[Iterator[Record], int, str]]
+    read: Callable[[SourceRequest], tuple[Iterator[Record], int, SourceScan]]
+    name: Callable[[SourceRequest], str]
     takes_class_names: bool = False
 
 
@@ -58,52 +76,99 @@ def _npz(r: SourceRequest) -> bool:
     return r.source.endswith(".npz")
 
 
-SOURCES.register("demo")(SourceKind(
-    lambda r: r.source == "demo",
-    lambda r: (*demo_records(seed=r.seed, image_size=r.image_size or 64, num_train=r.demo_num_train,
-                             imbalance=r.demo_imbalance), "demo")))
-SOURCES.register("digits")(SourceKind(
-    lambda r: r.source == "digits",
-    lambda r: (*digits_records(seed=r.seed, image_size=r.image_size or 32, val_fraction=r.val_fraction,
-                               test_fraction=r.test_fraction), "digits")))
+def _demo(r: SourceRequest) -> tuple[Iterator[Record], int, SourceScan]:
+    records, total = demo_records(seed=r.seed, image_size=r.image_size or 64, num_train=r.demo_num_train,
+                                  imbalance=r.demo_imbalance)
+    counts = split_counts(r.demo_num_train, r.demo_imbalance, 0.25, 0.25)       # demo_records' own fractions
+    size = r.image_size or 64
+    sizes: Counter = Counter()
+    for per_class in counts.values():
+        for name, n in per_class.items():
+            sizes[(name, size, size)] += n
+    # Rendered skin lesions: colour by construction (brown, blue-grey and red-brown pigments on skin).
+    scan = SourceScan({s: dict(sorted(c.items())) for s, c in counts.items()}, {"RGB": total}, total, dict(sizes),
+                      "demo (rendered in colour)")
+    return records, total, scan
+
+
+def _digits(r: SourceRequest) -> tuple[Iterator[Record], int, SourceScan]:
+    size = r.image_size or 32
+    records, total = digits_records(seed=r.seed, image_size=size, val_fraction=r.val_fraction,
+                                    test_fraction=r.test_fraction)
+    pixels, labels, splits = digits_splits(r.seed, r.val_fraction, r.test_fraction)
+    scan = array_scan([(split, pixels[splits == split], [str(v) for v in labels[splits == split]])
+                       for split in ("train", "val", "test")], "digits")
+    sizes: Counter = Counter()
+    for (name, _, _), n in scan.sizes.items():         # 8 x 8 in scikit-learn, rendered at `size`
+        sizes[(name, size, size)] += n
+    return records, total, dataclasses.replace(scan, sizes=dict(sizes))
+
+
+SOURCES.register("demo")(SourceKind(lambda r: r.source == "demo", _demo, lambda r: "demo"))
+SOURCES.register("digits")(SourceKind(lambda r: r.source == "digits", _digits, lambda r: "digits"))
 # MNIST-style x_train/y_train/x_test/y_test (val carved from train), before MedMNIST's own .npz layout.
 SOURCES.register("keras-npz")(SourceKind(
     lambda r: _npz(r) and r.path.is_file() and is_keras_npz(r.path),
-    lambda r: (*mnist_records(read_keras_npz(r.path), r.source, parse_class_names(r.class_names), r.val_fraction,
-                              r.seed), r.path.stem), takes_class_names=True))
+    lambda r: mnist_records(read_keras_npz(r.path), r.source, parse_class_names(r.class_names), r.val_fraction, r.seed),
+    lambda r: r.path.stem, takes_class_names=True))
 SOURCES.register("medmnist-npz")(SourceKind(
     lambda r: _npz(r) and r.path.is_file(),
-    lambda r: (*npz_records(r.path, parse_class_names(r.class_names)), r.path.stem), takes_class_names=True))
+    lambda r: npz_records(r.path, parse_class_names(r.class_names)), lambda r: r.path.stem, takes_class_names=True))
 SOURCES.register("mnist-idx")(SourceKind(
     lambda r: is_idx_folder(r.path),
-    lambda r: (*mnist_records(read_idx_folder(r.path), r.source, parse_class_names(r.class_names), r.val_fraction,
-                              r.seed), r.path.resolve().name), takes_class_names=True))
+    lambda r: mnist_records(read_idx_folder(r.path), r.source, parse_class_names(r.class_names), r.val_fraction, r.seed),
+    lambda r: r.path.resolve().name, takes_class_names=True))
 SOURCES.register("imagefolder")(SourceKind(
     lambda r: not _npz(r) and r.path.is_dir(),
-    lambda r: (*imagefolder_records(r.path, r.val_fraction, r.test_fraction, r.seed), r.path.resolve().name)))
+    lambda r: imagefolder_records(r.path, r.val_fraction, r.test_fraction, r.seed),
+    lambda r: r.path.resolve().name))
 
 
-def open_source(source: str, **options) -> tuple[Iterator[Record], int, str]:
-    """Return (records, total count, default dataset name) for a `--source` argument; `options` are
-    the fields of `SourceRequest` (seed, image_size, class_names, fractions, demo settings)."""
-    request = SourceRequest(source, **options)
+def _kind(request: SourceRequest) -> SourceKind:
     kind = next((k for k in SOURCES.values() if k.matches(request)), None)
     if kind is None:
         if _npz(request):
-            raise DataError(f"source file not found: {source}")
-        raise DataError(f"source not found: '{source}' (use 'demo', 'digits', a .npz file, a folder of MNIST IDX "
-                        "files or an image folder)")
+            raise DataError(f"source file not found: {request.source}")
+        raise DataError(f"source not found: '{request.source}' (use 'demo', 'digits', a .npz file, a folder of MNIST "
+                        "IDX files or an image folder)")
     if request.class_names and not kind.takes_class_names:
-        if source == "digits":
+        if request.source == "digits":
             raise DataError("--class_names does not apply to 'digits' (its classes are the digits 0-9)")
         raise DataError("--class_names applies to .npz sources and MNIST IDX folders only (folder names are the "
                         "class names)")
-    records, total, name = kind.read(request)
-    if request.image_size and source not in ("demo", "digits"):     # those two render at the size asked for
-        records = _resized(records, request.image_size)
-    return records, total, name
+    return kind
 
 
-def _resized(records: Iterator[Record], size: int) -> Iterator[Record]:
+def default_name(source: str) -> str:
+    """The dataset name a source gets without --name, known without reading it ('' when it is not found)."""
+    request = SourceRequest(source)
+    kind = next((k for k in SOURCES.values() if k.matches(request)), None)
+    return kind.name(request) if kind else ""
+
+
+def read_source(source: str, **options) -> Source:
+    """Open a `--source` argument: its scan (an image folder's files are each decoded once for it, with a
+    progress bar), the channel count `options['channels']` resolves to, and its records converted to that
+    count and made square by `options['resize']` (then resized to `image_size` when given). `options` are
+    the fields of `SourceRequest`. The records are lazy: only reading them decodes the images again."""
+    request = SourceRequest(source, **options)
+    kind = _kind(request)
+    records, total, scan = kind.read(request)
+    channels, note = resolve_channels(request.channels, scan)
+    # demo and digits render at the size asked for; every other source is resized here.
+    size = request.image_size if source not in ("demo", "digits") else None
+    return Source(_conformed(records, channels, request.resize, size), total, kind.name(request), scan, channels, note)
+
+
+def open_source(source: str, **options) -> tuple[Iterator[Record], int, str]:
+    """(records, total count, default dataset name) of `read_source`, for callers that need no scan."""
+    opened = read_source(source, **options)
+    return opened.records, opened.total, opened.name
+
+
+def _conformed(records: Iterator[Record], channels: int, policy: str, size: int | None) -> Iterator[Record]:
     for rec in records:
-        yield dataclasses.replace(rec, pixels=resize(rec.pixels, size))
+        pixels = to_mode(rec.pixels, channels)
+        if size is not None or pixels.shape[0] != pixels.shape[1]:
+            pixels = make_square(pixels, policy, size)
+        yield dataclasses.replace(rec, pixels=pixels)

@@ -53,13 +53,19 @@ def assign_splits(images: np.ndarray, labels: np.ndarray, fractions: dict[str, f
     return out
 
 
-def digits_records(seed: int = 0, image_size: int = 32, val_fraction: float = 0.1,
-                   test_fraction: float = 0.2) -> tuple[Iterator[Record], int]:
-    """Records of scikit-learn's digits (classes '0'..'9'), split per class with `seed`, and their count."""
+def digits_splits(seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits as uint8 (1797, 8, 8) scaled to 0-255, their labels, and each one's split."""
     digits = load_digits()
     pixels = np.rint(digits.images * (255.0 / DIGITS_LEVELS)).astype(np.uint8)        # (1797, 8, 8)
     labels = digits.target.astype(np.int64)
-    splits = assign_splits(pixels, labels, {"val": val_fraction, "test": test_fraction}, seed)
+    return pixels, labels, assign_splits(pixels, labels, {"val": val_fraction, "test": test_fraction}, seed)
+
+
+def digits_records(seed: int = 0, image_size: int = 32, val_fraction: float = 0.1,
+                   test_fraction: float = 0.2) -> tuple[Iterator[Record], int]:
+    """Records of scikit-learn's digits (classes '0'..'9'), split per class with `seed`, and their count."""
+    pixels, labels, splits = digits_splits(seed, val_fraction, test_fraction)
 
     def generate() -> Iterator[Record]:
         for index, (image, label, split) in enumerate(zip(pixels, labels, splits)):

@@ -21,6 +21,7 @@ import numpy as np
 
 from training.core.errors import DataError
 from training.data.processed import Record
+from training.data.scan import SourceScan, array_scan
 from training.data.sources.digits import assign_splits
 
 _IDX_NAME = re.compile(r"(train|t10k)-(images|labels)[-.]idx([13])-ubyte(\.gz)?")
@@ -95,8 +96,8 @@ def read_keras_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def mnist_records(arrays: dict[str, np.ndarray], where: str, class_names: dict[int, str], val_fraction: float,
-                  seed: int) -> tuple[Iterator[Record], int]:
-    """Records of a train/test pair of arrays, with val carved from train per class, and their count."""
+                  seed: int) -> tuple[Iterator[Record], int, SourceScan]:
+    """Records of a train/test pair of arrays, with val carved from train per class, their count, and the scan."""
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], np.asarray(arrays[f"y_{split}"]).reshape(-1)
         if not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)) or x.dtype != np.uint8:
@@ -110,6 +111,9 @@ def mnist_records(arrays: dict[str, np.ndarray], where: str, class_names: dict[i
     names.update(class_names)
     train_split = assign_splits(arrays["x_train"], arrays["y_train"], {"val": val_fraction}, seed)
     total = len(arrays["y_train"]) + len(arrays["y_test"])
+    parts = [(split, arrays["x_train"][train_split == split], [names[int(v)] for v in arrays["y_train"][train_split == split]])
+             for split in ("train", "val")]
+    scan = array_scan([*parts, ("test", arrays["x_test"], [names[int(v)] for v in arrays["y_test"]])], where)
 
     def generate() -> Iterator[Record]:
         for source_split, splits in (("train", train_split), ("test", None)):
@@ -118,4 +122,4 @@ def mnist_records(arrays: dict[str, np.ndarray], where: str, class_names: dict[i
                 yield Record(split, names[int(label)], f"{source_split}_{index:06d}", pixels,
                              origin=f"{where}:{source_split}[{index}]")
 
-    return generate(), total
+    return generate(), total, scan

@@ -1,21 +1,26 @@
 """An ImageFolder: `<root>/<class>/*.png|jpg`, or `<root>/{train,val,test}/<class>/*`.
 
 Without split folders, each class is split with a fixed seed into train/val/test fractions.
-Images with identical pixel content are kept in the same split, so duplicates in the source
-cannot leak from train into val or test.
+Images with identical pixel content (a grey scan saved once as L and once as RGB counts as
+identical) are kept in the same split, so duplicates in the source cannot leak from train into val
+or test. Each image is yielded as stored; `training.data.sources` converts every source to one
+channel count (`--channels`) and makes it square (`--resize`).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training.core.errors import DataError
-from training.data.images import is_image_file, pixel_sha256, read_image
+from training.core.progress import progress
+from training.data.images import is_grey_content, is_image_file, pixel_sha256, read_image, read_image_and_mode
 from training.data.processed import SPLITS, Record
+from training.data.scan import SourceScan
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
@@ -30,14 +35,33 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _split_stratified(classes: dict[str, list[Path]], val_fraction: float, test_fraction: float,
-                      seed: int) -> dict[str, dict[str, list[Path]]]:
+@dataclass(frozen=True)
+class FileFacts:
+    """What one decoding of a file tells: its stored mode and size, whether it holds colour, and the hash
+    of its content with grey saved as RGB counted as grey (so the two copies of one scan match)."""
+
+    mode: str
+    width: int
+    height: int
+    colour: bool
+    sha256: str
+
+
+def file_facts(path: Path) -> FileFacts:
+    pixels, mode = read_image_and_mode(path)
+    grey = is_grey_content(pixels)
+    canonical = pixels[..., 0] if grey and pixels.ndim == 3 else pixels
+    return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), not grey, pixel_sha256(canonical))
+
+
+def _split_stratified(classes: dict[str, list[Path]], facts: dict[Path, FileFacts], val_fraction: float,
+                      test_fraction: float, seed: int) -> dict[str, dict[str, list[Path]]]:
     """Per class, shuffle groups of identical images with `seed` and cut them into splits."""
     splits: dict[str, dict[str, list[Path]]] = {s: {} for s in SPLITS}
     for class_id, (class_name, files) in enumerate(classes.items()):
         groups: dict[str, list[Path]] = defaultdict(list)
         for path in files:
-            groups[pixel_sha256(read_image(path))].append(path)
+            groups[facts[path].sha256].append(path)
         keys = sorted(groups)
         np.random.default_rng([seed, class_id]).shuffle(keys)
         n_val, n_test = round(len(keys) * val_fraction), round(len(keys) * test_fraction)
@@ -50,8 +74,13 @@ def _split_stratified(classes: dict[str, list[Path]], val_fraction: float, test_
 
 
 def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                        seed: int = 0) -> tuple[Iterator[Record], int]:
-    """Records of the folder's images (grey if every image is grey, RGB otherwise), and their count."""
+                        seed: int = 0) -> tuple[Iterator[Record], int, SourceScan]:
+    """Records of the folder's images as stored (grey or RGB each), their count, and the folder's scan.
+
+    Every file is decoded once here, with a progress bar, to learn its mode, size, colour and content
+    hash (the split keeps identical images together); the records decode each file again as they are
+    written, so no more than one image is held in memory.
+    """
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"source folder not found: {root}")
@@ -59,22 +88,29 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
     if present:
         if "train" not in present:
             raise DataError(f"{root} has {', '.join(present)} folders but no train/")
-        splits = {s: _class_files(root / s) if s in present else {} for s in SPLITS}
+        listed = {s: _class_files(root / s) if s in present else {} for s in SPLITS}
     else:
-        splits = _split_stratified(_class_files(root), val_fraction, test_fraction, seed)
+        listed = {"train": _class_files(root)}
+    files = [p for per_class in listed.values() for paths in per_class.values() for p in paths]
+    print(f"reading {len(files)} images in {root} (each decoded once for its mode, size and content)")
+    facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
+    splits = listed if present else _split_stratified(listed["train"], facts, val_fraction, test_fraction, seed)
     total = sum(len(f) for per_class in splits.values() for f in per_class.values())
 
-    # One pass to find the mode: a single RGB image makes the whole dataset RGB.
-    all_grey = all(read_image(p).ndim == 2 for per_class in splits.values()
-                   for files in per_class.values() for p in files)
+    sizes: Counter = Counter()
+    for per_class in splits.values():
+        for class_name, paths in per_class.items():
+            sizes.update((class_name, facts[p].width, facts[p].height) for p in paths)
+    colour = [p for p in files if facts[p].colour]
+    scan = SourceScan(counts={s: {c: len(paths) for c, paths in sorted(per_class.items())}
+                              for s, per_class in splits.items()},
+                      modes=dict(Counter(f.mode for f in facts.values())), colour=len(colour), sizes=dict(sizes),
+                      first_colour=str(colour[0]) if colour else "")
 
     def generate() -> Iterator[Record]:
         for split, per_class in splits.items():
-            for class_name, files in per_class.items():
-                for path in files:
-                    pixels = read_image(path)
-                    if not all_grey and pixels.ndim == 2:
-                        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-                    yield Record(split, class_name, path.stem, pixels, origin=str(path))
+            for class_name, paths in per_class.items():
+                for path in paths:
+                    yield Record(split, class_name, path.stem, read_image(path), origin=str(path))
 
-    return generate(), total
+    return generate(), total, scan

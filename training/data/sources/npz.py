@@ -14,6 +14,7 @@ import numpy as np
 from training.core.errors import DataError, UserError
 from training.core.names import check_plain_name
 from training.data.processed import SPLITS, Record
+from training.data.scan import SourceScan, array_scan
 
 
 def parse_class_names(text: str | None) -> dict[int, str]:
@@ -34,8 +35,8 @@ def parse_class_names(text: str | None) -> dict[int, str]:
     return names
 
 
-def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator[Record], int]:
-    """Records of every split in the file, and their total count."""
+def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator[Record], int, SourceScan]:
+    """Records of every split in the file, their total count, and the file's scan."""
     path = Path(path)
     try:
         data = np.load(path)
@@ -69,6 +70,8 @@ def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator
     unknown = sorted({int(v) for s in SPLITS for v in np.unique(arrays[f"{s}_labels"])} - set(class_names))
     names = {**{label: f"class_{label}" for label in unknown}, **class_names}
     total = sum(len(arrays[f"{s}_labels"]) for s in SPLITS)
+    scan = array_scan(((s, arrays[f"{s}_images"], [names[int(v)] for v in arrays[f"{s}_labels"]]) for s in SPLITS),
+                      path.name)
 
     def generate() -> Iterator[Record]:
         for split in SPLITS:
@@ -76,4 +79,4 @@ def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator
                 yield Record(split, names[int(label)], f"{split}_{index:06d}", pixels,
                              origin=f"{path.name}:{split}[{index}]")
 
-    return generate(), total
+    return generate(), total, scan
