@@ -58,3 +58,14 @@ def synthetic_folder(out: Path, num: int, image_size: int = 32, class_name: str 
     generators = sampling.load_generators([ckpt], torch.device("cpu"))
     sampling.generate(generators, [1.0], num, 0, out, workers=1)
     return out
+
+
+def refused(capsys, code: int, *words: str) -> str:
+    """The one `error:` line of a refused in-process CLI call (exit 2, no traceback), holding every word."""
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from quality.run_qa import main as qa_main
-from tests.helpers import REPO_ROOT, synthetic_folder, tiny_gan_raw, write_yaml
+from tests.helpers import REPO_ROOT, refused, synthetic_folder, tiny_gan_raw, write_yaml
 from tests.training.analysis.test_comparison import three_runs
 from tests.training.synthesis.test_sampling import make_generator
 from training.build_augmented import main as augment_main
@@ -42,16 +42,6 @@ def dataset(tmp_path_factory) -> Path:
 
 def snapshot(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))}
-
-
-def refused(capsys, code: int, *words: str) -> str:
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 # --- the rule ----------------------------------------------------------------------------------------------

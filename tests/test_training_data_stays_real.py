@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import synthetic_folder, write_yaml
+from tests.helpers import refused, synthetic_folder, write_yaml
 from training.build_augmented import main as augment_main
 from training.classify.data import load_splits
 from training.core.errors import DataError, run_cli
@@ -22,16 +22,6 @@ from training.data.processed import read_splits_manifest
 from training.pseudo_label import main as pseudo_main
 from training.select_samples import main as select_main
 from training.train_classifier import main as classifier_main
-
-
-def refused(capsys, code: int, *words: str) -> str:
-    err = capsys.readouterr().err
-    assert code == 2 and "Traceback" not in err, err
-    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
-    assert len(lines) == 1, err
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture()
