@@ -15,7 +15,7 @@ import torch
 from training.classify.config import ClassifierConfig
 from training.classify.networks import build_classifier
 from training.core import atomic
-from training.core.checkpoint_io import read_record
+from training.core.checkpoint_io import load_weights, read_record
 from training.core.config import from_dict, to_dict
 
 CHECKPOINT_FORMAT = "medgan-classifier/1"
@@ -36,5 +36,5 @@ def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tup
     config = from_dict(ClassifierConfig, record["config"], source=str(path))
     model = build_classifier(config.model, config.data.channels, config.data.image_size, len(record["class_names"]),
                              load_pretrained=False)
-    model.load_state_dict(record["state_dict"])
+    load_weights(model, record["state_dict"], path)
     return model.to(device).eval(), record

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 # OSErrors that the user fixes (space, permissions, a read-only mount), reported in one line.
-_ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 
 
 def short_repr(value: object, limit: int = 80) -> str:
@@ -45,11 +45,12 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        if err.errno not in _ENVIRONMENT_ERRORS:
+        if err.errno not in ENVIRONMENT_ERRORS:
             raise
         # A full disk or a read-only folder is the environment's, not a bug: one line. Every write of
         # ours goes through a temporary file, so what was written before stays valid for a re-run.
-        print(f"error: cannot write {err.filename or 'a file'}: {err.strerror}", file=sys.stderr)
+        # filename2 is the destination of a copy, link or rename (filename its source, which is not at fault).
+        print(f"error: cannot write {err.filename2 or err.filename or 'a file'}: {err.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

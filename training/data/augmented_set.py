@@ -70,7 +70,12 @@ def synthetic_counts(real_train: dict[str, int], available: dict[str, int], *, n
         if num_synthetic is not None:
             want = num_synthetic
         elif per_real is not None:
-            want = max(1, round(per_real * real_train[class_name]))
+            exact = per_real * real_train[class_name]       # inf for a huge per_real: compared before rounding
+            if not exact <= have:
+                raise UserError(f"{per_real:g} synthetic images per real one is {exact:.3g} synthetic '{class_name}' "
+                                f"images, but the synthetic folders hold {have}; lower --synthetic_per_real (at most "
+                                f"{have / max(1, real_train[class_name]):.3g} here) or generate more")
+            want = max(1, round(exact))
         elif target_ratio is not None:
             want = max(0, math.ceil(majority / target_ratio) - real_train[class_name])
         else:

@@ -6,6 +6,7 @@ uint8 and batches are plain index lookups: no worker processes, no per-step deco
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -92,12 +93,22 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul_(127.5).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
+# Errors that only the destination can cause: a full disk or quota, a file too large, a read-only mount.
+_DESTINATION_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
 def link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link `src` as `dst` (copy where links are impossible); never writes onto an existing file,
-    which could be a link back into an input folder."""
+    which could be a link back into an input folder. A full disk is reported against `dst` (the copy's
+    OSError names the source it read, which is not at fault)."""
     if dst.exists():
         raise DataError(f"two inputs map to the same file {dst.name}; nothing was written")
     try:
         os.link(src, dst)
     except OSError:            # another filesystem, or links not allowed
-        shutil.copy2(src, dst)
+        try:
+            shutil.copy2(src, dst)
+        except OSError as err:
+            if err.errno in _DESTINATION_ERRORS:
+                raise OSError(err.errno, err.strerror, str(dst)) from err
+            raise

@@ -99,6 +99,24 @@ def prepare_dataset(source: str, out_root: str | Path, name: str | None = None,
             "colour_images_found": opened.scan.colour, "sizes_found": size_summary(opened.scan)}
     written = write_dataset(opened.records, out_dir, overwrite=overwrite, total=opened.total, drop_leaked=drop_leaked,
                             keep_duplicates=keep_duplicates, info=info)
-    for line in format_duplicates(written.duplicates, keep_duplicates, str(out_dir / DUPLICATES)):
+    for line in [*format_duplicates(written.duplicates, keep_duplicates, str(out_dir / DUPLICATES)),
+                 *split_warnings(written.counts)]:
         print(line)
     return Prepared(out_dir, written.counts, written)
+
+
+def split_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    """Warnings for a val or test split that is empty or lacks a class: the dataset is written (a GAN needs
+    only train), but no classifier can be selected or scored on it (train_classifier.py refuses it)."""
+    classes = sorted({c for per_class in counts.values() for c in per_class})
+    lines = []
+    for split, role in (("val", "select a classifier's epoch and threshold"), ("test", "score a classifier")):
+        have = {c for c, n in counts.get(split, {}).items() if n}
+        if not have:
+            lines.append(f"warning: the {split} split is empty: nothing to {role} on, so train_classifier.py (and "
+                         f"the pipeline's classifiers) will refuse this dataset; give the source a {split} split (or "
+                         f"--{split}_fraction > 0 for a folder without splits)")
+        elif have != set(classes):
+            lines.append(f"warning: the {split} split has no images of {', '.join(sorted(set(classes) - have))}: "
+                         f"AUC and sensitivity are undefined there, so train_classifier.py will refuse this dataset")
+    return lines

@@ -16,13 +16,14 @@ from typing import Any
 import torch
 
 from training.core import atomic
-from training.core.checkpoint_io import load_checkpoint, read_record
+from training.core.checkpoint_io import load_checkpoint, load_weights, read_record
 from training.core.config import from_dict, to_dict
-from training.core.errors import DataError
+from training.core.errors import DataError, short_repr
 from training.gan.config import DataConfig, ModelConfig
 from training.gan.networks import build_generator
 
 GENERATOR_FORMAT = "medgan-generator/1"
+_GENERATOR_KEYS = ("model", "data", "class_name", "epoch")       # besides format and state_dict (read_record)
 _EPOCH_FILE = re.compile(r"checkpoint_epoch_(\d+)\.pth$")
 
 
@@ -80,8 +81,14 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu") -> tupl
     """Rebuild a generator saved by `save_generator`; returns (G in eval mode, its record)."""
     path = Path(path)
     record = read_record(path, GENERATOR_FORMAT, "generator checkpoint", "final_generator.pth or best_generator.pth")
+    missing = [key for key in _GENERATOR_KEYS if key not in record]
+    if missing or not isinstance(record["model"], dict) or not isinstance(record["data"], dict):
+        raise DataError(f"{path} lacks {', '.join(repr(k) for k in missing) or 'a model or data section'}: a damaged "
+                        "or edited generator checkpoint")
+    if not isinstance(record["epoch"], int) or isinstance(record["epoch"], bool):
+        raise DataError(f"{path}: its 'epoch' must be a whole number, got {short_repr(record['epoch'])}")
     model = from_dict(ModelConfig, record["model"], source=str(path))
     data = from_dict(DataConfig, record["data"], source=str(path))
     generator = build_generator(model, data, len(record.get("class_names") or []))
-    generator.load_state_dict(record["state_dict"])
+    load_weights(generator, record["state_dict"], path)      # every key and shape, or one line
     return generator.to(device).eval(), record

@@ -9,7 +9,6 @@ acceptance in pseudo_label_report.json.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from training.classify.scoring import load_pixel_scorer
 from training.core import atomic
 from training.core.errors import DataError, UserError
+from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image, resize, to_channels
 from training.data.synthetic_folder import (
     SYNTHETIC_MANIFEST,
@@ -58,7 +58,12 @@ def classify(files: list[Path], model_path: Path, batch_size: int = 256) -> tupl
             hashes.append(pixel_sha256(pixels))
             batch.append(resize(to_channels(pixels, scorer.channels, path), scorer.image_size))
         probabilities.append(scorer(np.stack(batch)))
-    return np.concatenate(probabilities), scorer.class_names, hashes
+    probabilities = np.concatenate(probabilities)
+    bad = ~np.isfinite(probabilities).all(1)
+    if bad.any():       # NaN confidences never reach any threshold: the fault is the model's, not --conf_thresh's
+        raise DataError(f"the classifier {model_path}'s outputs are not finite (NaN or inf) for {int(bad.sum())} of "
+                        f"{len(files)} images: it cannot label them (retrain it, or use an earlier checkpoint)")
+    return probabilities, scorer.class_names, hashes
 
 
 def pseudo_label(synth_dir: str | Path, model_path: str | Path, out_dir: str | Path, conf_thresh: float,
@@ -90,10 +95,7 @@ def pseudo_label(synth_dir: str | Path, model_path: str | Path, out_dir: str | P
             continue
         rel = Path(class_names[label]) / f"pseudo_{class_names[label]}_{index:06d}{path.suffix}"   # named by its new class
         (out_dir / rel.parent).mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, out_dir / rel)
-        except OSError:
-            shutil.copy2(path, out_dir / rel)
+        link_or_copy(path, out_dir / rel)
         lines.append({"file": rel.as_posix(), "index": index, "class": class_names[label], "sha256": sha,
                       "confidence": float(conf), "source": str(path)})
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -197,6 +197,9 @@ def render(generator: SourceGenerator, seeds: list[int], device: torch.device, z
     repeat = 1 if len(z) > 1 else 2
     images = generator.model(z.repeat(repeat, 1).to(device),
                              None if labels is None else labels.repeat(repeat).to(device))[:len(z)]
+    if not bool(torch.isfinite(images).all()):      # to_uint8 would turn NaN into black pixels, written as images
+        raise DataError(f"the generator {generator.path} makes non-finite pixels (NaN or inf): its weights overflow; "
+                        "nothing more was written (use an earlier checkpoint)")
     return to_uint8(images).permute(0, 2, 3, 1).cpu().numpy()
 
 
@@ -432,7 +435,14 @@ def classifier_confidence(path: str | Path, class_name: str, device: torch.devic
     if class_name not in scorer.class_names:
         raise UserError(f"the classifier {path} knows classes {', '.join(scorer.class_names)}, not '{class_name}'")
     index = scorer.class_names.index(class_name)
-    return lambda pixels: scorer(pixels)[:, index]
+
+    def confidence(pixels: np.ndarray) -> np.ndarray:
+        scores = scorer(pixels)[:, index]
+        if not np.isfinite(scores).all():         # NaN < threshold is False: every image would pass the filter
+            raise DataError(f"the classifier {path}'s outputs are not finite (NaN or inf) for "
+                            f"{int((~np.isfinite(scores)).sum())} of {len(scores)} images: it cannot filter them")
+        return scores
+    return confidence
 
 
 def write_generation_info(out_dir: Path, info: dict) -> None:

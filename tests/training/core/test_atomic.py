@@ -52,3 +52,31 @@ def test_a_failing_writer_leaves_no_temporary_file_and_the_old_content(tmp_path)
             tmp.write_text("half")
             raise RuntimeError("disk full")
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_full_disk_names_the_file_being_written_not_its_temporary(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    target = tmp_path / "best_generator.pth"
+    atomic.torch_save({"epoch": 1}, target)
+    save = torch.save
+
+    def full(obj, f, *args, **kwargs):         # a write that finds the disk full: ENOSPC, no file name
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError) as err:
+        atomic.torch_save({"epoch": 2}, target)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(target)
+    monkeypatch.setattr(torch, "save", save)
+    assert torch.load(target, weights_only=True) == {"epoch": 1} and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+    # In a staged folder, the file of the final folder is named, not its staged twin.
+    with pytest.raises(OSError) as err:
+        with atomic.staged_directory(tmp_path / "dataset") as staging:
+            (staging / "train").mkdir()
+            raise OSError(errno.ENOSPC, "No space left on device", str(staging / "train" / "a.png"))
+    assert err.value.filename == str(tmp_path / "dataset" / "train" / "a.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]

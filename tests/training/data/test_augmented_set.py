@@ -1,16 +1,18 @@
 """Augmented dataset assembly: counts, real-only val/test, the proofs, and the refusals."""
 
+import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import synthetic_folder
+from tests.helpers import refused, synthetic_folder
 from training.build_augmented import main as build_main
-from training.core.errors import DataError, UserError
+from training.core.errors import DataError, UserError, run_cli
 from training.data.augmented_set import build_augmented, verify
 from training.data.images import pixel_sha256
 from training.data.processed import read_splits_manifest
@@ -174,3 +176,26 @@ def test_few_synthetic_images_are_named_as_too_few_to_matter():
     assert "only 3 synthetic 'healthy' image(s) beside 72 real ones (4 %)" in few_synthetic_note("healthy", 3, 72)
     assert few_synthetic_note("healthy", 33, 72) is None         # target ratio 1.0 on 105 : 72
     assert few_synthetic_note("rare", 9, 20) is not None         # under the 10-image floor
+
+
+def test_a_huge_synthetic_per_real_is_one_line(tiny_demo, synthetic, tmp_path, capsys):
+    code = run_cli(build_main, ["--baseline", str(tiny_demo), "--synthetic", str(synthetic), "--output_dir",
+                                str(tmp_path / "a"), "--synthetic_per_real", "1e308"])
+    refused(capsys, code, "--synthetic_per_real", "hold 40")
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_full_disk_names_the_destination_not_the_source(tiny_demo, synthetic, tmp_path, monkeypatch, capsys):
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link", str(src), str(dst))
+
+    def full(src, dst):             # as shutil's sendfile copy reports a full disk: source first, destination second
+        raise OSError(errno.ENOSPC, "No space left on device", str(src), str(dst))
+
+    monkeypatch.setattr(os, "link", no_link)
+    monkeypatch.setattr(shutil, "copy2", full)
+    out = tmp_path / "augmented"
+    line = refused(capsys, run_cli(build_main, ["--baseline", str(tiny_demo), "--synthetic", str(synthetic),
+                                                "--output_dir", str(out)]), "No space left on device")
+    assert f"cannot write {out}{os.sep}" in line and str(tiny_demo) not in line and "staging" not in line
+    assert list(tmp_path.iterdir()) == []            # nothing half-built left beside it

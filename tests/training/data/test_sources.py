@@ -239,3 +239,25 @@ def test_keras_style_mnist_npz_and_the_medmnist_reader_unchanged(tmp_path):
     np.savez(tmp_path / "other.npz", images=arrays["x_train"])                    # neither layout
     with pytest.raises(DataError, match="has no 'train_images' array"):
         prepare(tmp_path, "--source", str(tmp_path / "other.npz"))
+
+
+def _tiny_npz(path, test_count: int = 4):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 8), ("val", 4), ("test", test_count)):
+        arrays[f"{split}_images"] = random_images(rng, n, size=8, channels=1)
+        arrays[f"{split}_labels"] = np.arange(n) % 2
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_label_named_twice_is_refused_not_the_last_name_kept(tmp_path):
+    with pytest.raises(DataError, match="label 0 is named twice"):
+        prepare(tmp_path, "--source", str(_tiny_npz(tmp_path / "d.npz")), "--class_names", "0=x,0=y,1=z")
+    assert not (tmp_path / "processed" / "d").exists()
+
+
+def test_an_empty_test_split_is_written_with_a_warning(tmp_path, capsys):
+    assert prepare(tmp_path, "--source", str(_tiny_npz(tmp_path / "d.npz", test_count=0))) == 0
+    out = capsys.readouterr().out
+    assert "warning: the test split is empty" in out and "warning: the val split" not in out

@@ -1,15 +1,20 @@
 """Pseudo-labelling generated images with a trained classifier, then using them like any synthetic folder."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from tests.helpers import refused
 from tests.training.data.test_augmented_set import synthetic_folder
+from training.classify.checkpoint import save_classifier
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
+from training.classify.networks import build_classifier
 from training.core.config import build
-from training.core.errors import UserError
+from training.core.errors import UserError, run_cli
 from training.data.augmented_set import build_augmented
 from training.pseudo_label import main as pseudo_main
 from training.synthesis.pseudo_label import classify, source_images
@@ -69,3 +74,38 @@ def test_classifier_trains_on_a_pseudo_labelled_folder_via_synthetic_dir(tiny_de
     run = train_classifier(build(ClassifierConfig, raw, "test"))
     counts = json.loads((run / "summary.json").read_text())["data"]["counts"]["train"]
     assert sum(counts.values()) == 45 + 12
+
+
+def untrained_classifier(path: Path, names: tuple[str, str] = ("benign", "malignant"), weights: str = "random",
+                         image_size: int = 32) -> Path:
+    """A classifier file without training (its scores are not under test). `weights`: 'overflowing' (finite
+    weights, biases 3e38: hidden units 3e38, both logits inf, probabilities NaN) or 'nan'."""
+    config = build(ClassifierConfig, {"data": {"image_size": image_size}, "model": {"arch": "mlp", "width": 4}}, "test")
+    torch.manual_seed(0)
+    model = build_classifier(config.model, 3, image_size, 2)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if weights == "overflowing":
+                p.fill_(1.0 if name.endswith("weight") else 3e38)
+            elif weights == "nan":
+                p.fill_(float("nan"))
+    save_classifier(path, model, config, list(names), 1, threshold=0.5, seed=0, best_epoch=1)
+    return path
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("overflowing", ["outputs are not finite", "cannot label them"]),
+    ("nan weights", ["non-finite weights"]),
+    ("traversal class", ["must be a plain name", "../../x"]),
+])
+def test_an_unusable_classifier_is_blamed_not_the_threshold(kind, words, tmp_path, capsys):
+    path = tmp_path / "c.pth"
+    if kind == "traversal class":
+        untrained_classifier(path, names=("benign", "../../x"))
+    else:
+        untrained_classifier(path, weights="overflowing" if kind == "overflowing" else "nan")
+    synthetic, out = synthetic_folder(tmp_path / "gan", 4), tmp_path / "labelled"
+    code = run_cli(pseudo_main, ["--synth_dir", str(synthetic), "--model_path", str(path), "--output_dir", str(out),
+                                 "--conf_thresh", "0.5"])
+    refused(capsys, code, str(path), *words)
+    assert not out.exists() and not (tmp_path / "x").exists()

@@ -394,3 +394,15 @@ def test_bad_code_flags_are_one_line(flags, message, tmp_path, capsys):
                                    str(tmp_path / "out"), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_classifier_with_non_finite_outputs_cannot_filter(generators, tmp_path, capsys):
+    from tests.helpers import refused
+    from tests.training.synthesis.test_pseudo_label import untrained_classifier
+
+    classifier = untrained_classifier(tmp_path / "c.pth", weights="overflowing")     # NaN < threshold: all would pass
+    out = tmp_path / "out"
+    code = run_cli(generate_main, ["--checkpoint", str(generators[0]), "--num_samples", "4", "--workers", "1",
+                                   "--device", "cpu", "--filter_classifier", str(classifier), "--output_dir", str(out)])
+    refused(capsys, code, str(classifier), "outputs are not finite")
+    assert not list(out.glob("synthetic_*.png"))

@@ -26,6 +26,8 @@ def parse_class_names(text: str | None) -> dict[int, str]:
         label, sep, name = part.partition("=")
         if not sep or not label.strip().lstrip("-").isdigit() or not name.strip():
             raise DataError(f"--class_names: '{part}' must look like 0=malignant")
+        if int(label) in names:        # 0=x,0=y: the last would win silently
+            raise DataError(f"--class_names: label {int(label)} is named twice in '{text}'")
         try:
             names[int(label)] = check_plain_name(name.strip(), "--class_names: a class name")
         except UserError as err:

@@ -1,0 +1,28 @@
+"""The pipeline config's limits: numbers that would overflow or never finish are refused at load, naming the key."""
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+from training.core.config import load_config
+from training.core.errors import ConfigError
+from training.study.config import PipelineConfig
+
+DEMO = REPO_ROOT / "experiments" / "pipeline_demo.yaml"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("search.pool_factor=1e308", "'search.pool_factor' = 1e+308 is out of range [1.0, 10.0]"),
+    ("synthesis.num_synthetic=100000000", "'synthesis.num_synthetic' = 100000000 is out of range [1, 1000000]"),
+])
+def test_unbounded_numbers_are_refused_at_load(override, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(PipelineConfig, DEMO, [override])
+    assert words in str(err.value)
+
+
+def test_the_help_example_override_loads():
+    import training.pipeline
+
+    example = next(word.strip("'") for line in training.pipeline.__doc__.splitlines()
+                   for word in line.split() if word.startswith("'classifiers.overrides="))
+    assert load_config(PipelineConfig, DEMO, [example]).classifiers.overrides == ("train.seeds=[0]",)
