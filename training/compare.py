@@ -1,4 +1,5 @@
-"""Compare classifier runs on the same real test set: mean ± std over seeds, paired-bootstrap CIs, ROC curves.
+"""Compare classifier runs on the same real test set: mean ± std over seeds, paired-bootstrap CIs, ROC curves,
+and a recipe-level verdict on the primary metric (seeds and test images resampled together).
 
     python training/compare.py results/classifiers/baseline results/classifiers/gan_aug --output_dir results/comparison/gan
     python training/compare.py W O G --baseline B --labels baseline weighted oversampled gan --output_dir results/comparison/all
@@ -6,18 +7,23 @@
 The first RUN_DIR is the baseline unless --baseline names one. Test images are matched across runs by
 pixel sha256, so an augmented dataset's renamed test files still pair up. Writes comparison.md,
 comparison.json and roc_curves.png into --output_dir. The --primary_metric (default: sensitivity at >= 90 %
-validation specificity) decides each verdict, Holm-corrected over the runs compared with the baseline.
+validation specificity) decides each verdict: its test counts seed-to-seed (training) variance as well as
+test-set sampling, and is Holm-corrected over the runs compared with the baseline. comparison.md also gives
+the per-model CI (test images only) and the minimum detectable effect.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/compare.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from training.analysis.comparison import COMPARISON_METRICS, TABLE_METRICS, compare_runs, pair_table, runs_table
+from training.analysis.comparison import (
+    COMPARISON_METRICS,
+    TABLE_METRICS,
+    compare_runs,
+    detectable_line,
+    pair_table,
+    runs_table,
+)
 from training.classify.metrics import PRIMARY_METRIC
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import run_cli
@@ -42,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     t = report["test_set"]
     print(f"test set: {t['images']} images ({t['positives']} positive, {t['negatives']} negative); "
           f"{args.bootstrap} paired bootstrap resamples, seed {args.seed}; "
-          f"primary metric {args.primary_metric}\n")
+          f"primary metric {args.primary_metric} (seeds and test images resampled)\n")
+    if detectable_line(report):
+        print(detectable_line(report))
     print(runs_table(report) + "\n")
     for comparison in report["comparisons"]:
         print(pair_table(report, comparison) + "\n")

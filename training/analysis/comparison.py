@@ -17,10 +17,12 @@ these two classifiers hold on another test set of this size?"; seed-to-seed vari
 inside every resample.
 
 One metric is declared primary (default: sensitivity at >= 90 % validation specificity). It alone
-decides whether a run beats the baseline: its two-sided bootstrap p-value is Holm-corrected over the
-runs compared with the baseline. The other metrics' CIs describe how a run differs and are not
-corrected. Runs written before threshold_spec90 existed still load; their spec-90 metrics are
-unavailable (None), never recomputed from another threshold.
+decides whether a run beats the baseline, by a recipe-level test (recipe_bootstrap): seeds and test
+images are resampled together, so the verdict asks whether the training recipe is better, not only
+these trained models; its two-sided p-value is Holm-corrected over the runs compared with the baseline.
+The per-model CI of the same difference (test images only) is kept as a secondary line. The other
+metrics' CIs describe how a run differs and are not corrected. Runs written before threshold_spec90
+existed still load; their spec-90 metrics are unavailable (None), never recomputed from another threshold.
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from training.analysis.statistics import delong, holm
+from training.analysis.statistics import (
+    MDE_POWER,
+    delong,
+    holm,
+    minimum_detectable_effect,
+    t_interval,
+    t_p_value,
+    welch_df,
+)
 from training.classify.metrics import METRICS, PRIMARY_METRIC, PRIMARY_SPECIFICITY, SPEC90_METRICS, binary_metrics
 from training.core import atomic
 from training.core.errors import DataError, UserError
@@ -65,6 +75,9 @@ PROPORTION_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specifici
 # Which plain metric each SPEC90_METRICS entry is, at the seed's threshold_spec90.
 _AT_SPEC90 = {"sensitivity_at_spec90": "sensitivity", "specificity_at_spec90": "specificity"}
 IMPROVEMENT, WORSE, NO_DIFFERENCE, UNDEFINED = "improvement", "worse", "no significant difference", "undefined"
+# What the primary test resamples: the recipe (seeds and test images), or, where a run has one seed, test images.
+RECIPE_UNIT, TEST_ONLY_UNIT = "seeds and test images", "test images only"
+DETECTABLE_NOTE_ABOVE = 0.10   # a minimum detectable effect above this (10 pp) gets a one-line warning
 CI_LEVEL = 0.95
 MAX_BOOTSTRAP = 100_000     # bootstrap resamples at most: 50x the default, already beyond any gain in the intervals
 FAMILY_ALPHA = 0.05         # family-wise error rate of the Holm-corrected verdicts (1 - CI_LEVEL)
@@ -320,8 +333,8 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, 
     return {m: np.where(one_class, np.nan, values[m]) for m in metrics}
 
 
-def run_resampled(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
-    """The run's metrics on each resample, averaged over its seeds: {metric: (b,)}.
+def run_resampled_per_seed(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """The run's metrics on each resample, per seed: {metric: (S, b)}.
 
     SPEC90_METRICS use each seed's threshold_spec90, and are NaN throughout for a run without them.
     """
@@ -329,16 +342,21 @@ def run_resampled(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[
     plain = [m for m in metrics if m not in _AT_SPEC90]
     if plain:
         per_seed = [resampled_metrics(run.labels, s, t, counts, plain) for s, t in zip(run.scores, run.thresholds)]
-        out.update({m: np.mean([r[m] for r in per_seed], axis=0) for m in plain})
+        out.update({m: np.array([r[m] for r in per_seed]) for m in plain})
     at_spec90 = [m for m in metrics if m in _AT_SPEC90]
     if at_spec90 and run.spec90_thresholds is None:
-        out.update({m: np.full(len(counts), np.nan) for m in at_spec90})
+        out.update({m: np.full((len(run.seeds), len(counts)), np.nan) for m in at_spec90})
     elif at_spec90:
         sources = sorted({_AT_SPEC90[m] for m in at_spec90})
         per_seed = [resampled_metrics(run.labels, s, t, counts, sources)
                     for s, t in zip(run.scores, run.spec90_thresholds)]
-        out.update({m: np.mean([r[_AT_SPEC90[m]] for r in per_seed], axis=0) for m in at_spec90})
+        out.update({m: np.array([r[_AT_SPEC90[m]] for r in per_seed]) for m in at_spec90})
     return {m: out[m] for m in metrics}
+
+
+def run_resampled(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+    """The run's metrics on each resample, averaged over its seeds: {metric: (b,)}."""
+    return {m: v.mean(axis=0) for m, v in run_resampled_per_seed(run, counts, metrics).items()}
 
 
 def verdict(ci_low: float | None, ci_high: float | None) -> str:
@@ -423,6 +441,120 @@ def paired_bootstrap(baseline: Run, others: Sequence[Run], metrics: Sequence[str
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Recipe-level bootstrap: seeds and test images resampled together.
+
+_RECIPE_STREAM = 1      # the seed resampling's random stream, apart from the image draws (stream 0)
+
+
+@dataclass(frozen=True)
+class RecipeDifference:
+    """run - baseline for one metric as a difference between training recipes: its standard error counts the
+    seed-to-seed (training) variance as well as the test-image sampling.
+
+    Attributes:
+        difference: difference of the seed means on the whole test set.
+        standard_error: sqrt(seed_variance + image_variance).
+        df: Welch-Satterthwaite degrees of freedom of the variance (its seed part has seeds - 1 per run).
+        seed_variance: sum over the two runs of (per-seed variance, ddof 1) / seeds, on the whole test set.
+        image_variance: what resampling test images adds beyond that (the effect varying between images).
+        resamples_used: replicates where both runs' metric is defined on the drawn images.
+        seeds: the two runs' seed counts (baseline, run).
+        replicates: the two-stage bootstrap's differences, (resamples_used,).
+    """
+
+    difference: float
+    standard_error: float
+    df: float
+    seed_variance: float
+    image_variance: float
+    resamples_used: int
+    seeds: tuple[int, int]
+    replicates: np.ndarray
+
+    def p_value(self) -> float:
+        """Two-sided p of "the recipes do not differ": difference / standard_error against Student t(df)."""
+        return t_p_value(self.difference, self.standard_error, self.df)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        return t_interval(self.difference, self.standard_error, self.df, level)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"standard_error": self.standard_error, "degrees_of_freedom": self.df,
+                "seed_variance": self.seed_variance, "image_variance": self.image_variance,
+                "seeds": list(self.seeds)}
+
+
+def resample_seeds(per_seed: np.ndarray, rng: np.random.Generator, correct_small_sample: bool = True) -> np.ndarray:
+    """The seed stage: per replicate, the run's S seeds drawn with replacement and averaged, (b,).
+
+    per_seed is (S, b): each seed's metric on replicate b's test images. With correct_small_sample, the
+    drawn mean's deviation from the S-seed mean is scaled by sqrt(S / (S - 1)), so its variance is the
+    unbiased s^2 / S rather than (S - 1) / S of it (2/3 at 3 seeds).
+    """
+    seeds, b = per_seed.shape
+    drawn = per_seed[rng.integers(0, seeds, size=(b, seeds)), np.arange(b)[:, None]].mean(axis=1)   # (b,)
+    mean = per_seed.mean(axis=0)
+    scale = np.sqrt(seeds / (seeds - 1)) if correct_small_sample and seeds > 1 else 1.0
+    return mean + scale * (drawn - mean)
+
+
+def _interaction(per_seed: np.ndarray) -> float:
+    """Seed-by-image variance of one seed's metric: half the image-resampling variance of the difference of two
+    seeds of the same run (the images' shared difficulty cancels in it); 0 for one seed."""
+    pairs = [(i, j) for i in range(len(per_seed)) for j in range(i + 1, len(per_seed))]
+    return float(np.mean([np.var(per_seed[i] - per_seed[j]) for i, j in pairs]) / 2) if pairs else 0.0
+
+
+def recipe_bootstrap(baseline: Run, others: Sequence[Run], metric: str, resamples: int = 2000, seed: int = 0,
+                     correct_small_sample: bool = True) -> list[RecipeDifference | None]:
+    """For each run of `others`, the recipe-level difference of `metric` from the baseline; None where the
+    metric is unavailable or a run has a single seed (its training variance cannot be measured).
+
+    Two-stage bootstrap: each replicate draws test images with replacement (the same draws as
+    bootstrap_differences, paired across runs), then each run's seeds with replacement (resample_seeds),
+    and takes the difference of the two seed means. Both stages see the seed-by-image variation (a seed's
+    luck on particular images), so the replicates' variance counts it twice (as Owen's 2007 pigeonhole
+    bootstrap of a crossed design does); that excess, estimated from pairs of seeds of the same run, is
+    taken off, never below the seed variance measured on the whole test set. The test is then
+    difference / standard error against Student t with Welch-Satterthwaite degrees of freedom: with 3
+    seeds a seed variance rests on 2 degrees of freedom, and normal tails (what percentiles of 3 resampled
+    seeds give) find differences between identical recipes too often (see the user guide).
+    """
+    n = len(baseline.labels)
+    per_run: list[list[np.ndarray]] = [[] for _ in range(len(others) + 1)]
+    for counts in resample_counts(n, resamples, seed):
+        for i, run in enumerate([baseline, *others]):
+            per_run[i].append(run_resampled_per_seed(run, counts, [metric])[metric])
+    base_values = np.concatenate(per_run[0], axis=1)                                    # (S0, B)
+    base_seed = np.array(seed_metrics(baseline, [metric])[metric], dtype=np.float64)
+    out: list[RecipeDifference | None] = []
+    for i, run in enumerate(others, start=1):
+        values = np.concatenate(per_run[i], axis=1)                                     # (S, B)
+        run_seed = seed_metrics(run, [metric])[metric]
+        if None in run_seed or np.isnan(base_seed).any() or len(run.seeds) < 2 or len(baseline.seeds) < 2:
+            out.append(None)
+            continue
+        run_seed = np.array(run_seed, dtype=np.float64)
+        kept = ~(np.isnan(base_values).any(axis=0) | np.isnan(values).any(axis=0))
+        a, b = base_values[:, kept], values[:, kept]
+        if not kept.any():
+            out.append(None)
+            continue
+        rng = np.random.default_rng([seed, _RECIPE_STREAM, i])
+        replicates = resample_seeds(b, rng, correct_small_sample) - resample_seeds(a, rng, correct_small_sample)
+        parts = [base_seed.var(ddof=1) / len(base_seed), run_seed.var(ddof=1) / len(run_seed)]
+        seed_variance = float(sum(parts))
+        twice_counted = _interaction(a) / len(a) + _interaction(b) / len(b)
+        variance = max(float(np.var(replicates)) - twice_counted, seed_variance)
+        out.append(RecipeDifference(
+            difference=float(run_seed.mean() - base_seed.mean()), standard_error=float(np.sqrt(variance)),
+            df=welch_df(variance, parts, [len(base_seed), len(run_seed)]), seed_variance=seed_variance,
+            image_variance=variance - seed_variance, resamples_used=int(kept.sum()),
+            seeds=(len(base_seed), len(run_seed)), replicates=replicates))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The primary metric: bootstrap p-values, Holm-corrected over the runs compared with the baseline.
 
 def bootstrap_p_value(sample: np.ndarray) -> float | None:
@@ -445,32 +577,72 @@ def holm_levels(p_values: Sequence[float]) -> list[float]:
     return levels
 
 
-def primary_verdict(sample: np.ndarray, p_holm: float | None) -> str:
-    """improvement / worse when the Holm-adjusted p is below FAMILY_ALPHA (the side the resamples favour)."""
+def primary_verdict(p_holm: float | None, run_ahead: bool) -> str:
+    """improvement / worse (the side `run_ahead` says) when the Holm-adjusted p is below FAMILY_ALPHA."""
     if p_holm is None:
         return UNDEFINED
     if p_holm >= FAMILY_ALPHA:
         return NO_DIFFERENCE
-    return IMPROVEMENT if np.mean(sample <= 0) < np.mean(sample >= 0) else WORSE
+    return IMPROVEMENT if run_ahead else WORSE
 
 
-def primary_tests(samples: Sequence[np.ndarray], differences: Sequence[Difference]) -> list[dict[str, Any]]:
-    """For each run's bootstrap sample of the primary metric, its p-value, Holm-adjusted p, the CI at the
-    Holm-adjusted level (from the same draws) and the verdict; the Holm family is the runs where it is defined.
+def primary_tests(recipes: Sequence[RecipeDifference | None], samples: Sequence[np.ndarray],
+                  differences: Sequence[Difference]) -> list[dict[str, Any]]:
+    """For each run, the primary metric's p-value, Holm-adjusted p, the CI at the Holm-adjusted level and the
+    verdict; the Holm family is the runs where it is defined.
 
+    The test is the recipe-level one (recipe_bootstrap) where both runs have several seeds; otherwise the
+    test-images-only bootstrap `samples` (bootstrap p-value and percentile CI), and "unit" says which.
     Holm is step-down: a run is significant when its Holm-adjusted p < FAMILY_ALPHA, i.e. when its CI at
     its Holm level excludes 0 and so do those of all runs with smaller p.
     """
-    p_values = [bootstrap_p_value(s) if d.difference is not None else None for s, d in zip(samples, differences)]
+    p_values: list[float | None] = []
+    for recipe, sample, d in zip(recipes, samples, differences):
+        p_values.append(None if d.difference is None else recipe.p_value() if recipe is not None
+                        else bootstrap_p_value(sample))
     family = [i for i, p in enumerate(p_values) if p is not None]
     adjusted = dict(zip(family, holm([p_values[i] for i in family])))
     levels = dict(zip(family, holm_levels([p_values[i] for i in family])))
     tests = []
-    for i, (sample, p) in enumerate(zip(samples, p_values)):
-        low, high = percentile_ci(sample, levels[i]) if p is not None else (None, None)
-        tests.append({"p_value": p, "p_value_holm": adjusted.get(i), "holm_ci_level": levels.get(i),
-                      "holm_ci_low": low, "holm_ci_high": high, "verdict": primary_verdict(sample, adjusted.get(i))})
+    for i, (recipe, sample, d, p) in enumerate(zip(recipes, samples, differences, p_values)):
+        entry: dict[str, Any] = {"unit": RECIPE_UNIT if recipe is not None else TEST_ONLY_UNIT}
+        if p is None:
+            low, high, ci, ahead = None, None, (None, None), False
+        elif recipe is not None:
+            (low, high), ci = recipe.interval(levels[i]), recipe.interval(CI_LEVEL)
+            ahead = recipe.difference > 0
+            entry.update(recipe.as_json(), resamples_used=recipe.resamples_used)
+        else:
+            (low, high), ci = percentile_ci(sample, levels[i]), (d.ci_low, d.ci_high)
+            ahead = bool(np.mean(sample <= 0) < np.mean(sample >= 0))
+        entry.update({"ci_low": ci[0], "ci_high": ci[1], "p_value": p, "p_value_holm": adjusted.get(i),
+                      "holm_ci_level": levels.get(i), "holm_ci_low": low, "holm_ci_high": high,
+                      "verdict": primary_verdict(adjusted.get(i), ahead)})
+        tests.append(entry)
     return tests
+
+
+def pooled_seed_spread(runs: Sequence[Run], metric: str) -> float | None:
+    """The standard deviation over seeds of `metric` on the test set, pooled over the runs (ddof 1 each);
+    None when no run has two seeds or the metric is unavailable in one."""
+    values = [seed_metrics(run, [metric])[metric] for run in runs]
+    if any(None in v for v in values):
+        return None
+    dof = sum(len(v) - 1 for v in values)
+    if dof == 0:
+        return None
+    return float(np.sqrt(sum(np.var(v, ddof=1) * (len(v) - 1) for v in values if len(v) > 1) / dof))
+
+
+def detectable_effect(runs: Sequence[Run], metric: str) -> dict[str, Any]:
+    """comparison.json's "minimum_detectable_effect": from the measured seed spread (pooled over the runs), the
+    fewest seeds of any run, and the runs compared with the baseline (Holm's family)."""
+    spread, seeds, comparisons = pooled_seed_spread(runs, metric), min(len(r.seeds) for r in runs), len(runs) - 1
+    value = None if spread is None or seeds < 2 else minimum_detectable_effect(spread, seeds, comparisons,
+                                                                                FAMILY_ALPHA, MDE_POWER)
+    return {"metric": metric, "value": value, "seed_spread": spread, "seed_spread_source": "measured: standard "
+            "deviation over seeds on the test set, pooled over the runs", "seeds": seeds, "comparisons": comparisons,
+            "alpha": FAMILY_ALPHA, "power": MDE_POWER}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -483,14 +655,18 @@ def check_primary_metric(primary_metric: str) -> str:
     return primary_metric
 
 
-def _primary_entry(metric: str, per_run: list[dict], i: int, d: Difference,
+def _primary_entry(metric: str, per_run: list[dict], i: int, d: Difference, sample: np.ndarray,
                    test: dict[str, Any]) -> dict[str, Any]:
-    """comparison.json's "primary" of run i against the baseline (run 0)."""
+    """comparison.json's "primary" of run i against the baseline (run 0): the recipe-level test, and under
+    "test_only" the per-model CI and p (test images resampled, these trained models held fixed)."""
     missing = [r["label"] for r in (per_run[0], per_run[i]) if r["metrics"][metric]["mean"] is None]
+    test_only = {"ci_low": d.ci_low, "ci_high": d.ci_high,
+                 "p_value": bootstrap_p_value(sample) if d.difference is not None else None,
+                 "resamples_used": d.resamples_used}
     return {"metric": metric, "description": _describe(metric), "available": not missing,
             "unavailable_in": missing, "baseline_mean": per_run[0]["metrics"][metric]["mean"],
             "run_mean": per_run[i]["metrics"][metric]["mean"], "difference": d.difference, "ci_level": CI_LEVEL,
-            "ci_low": d.ci_low, "ci_high": d.ci_high, "resamples_used": d.resamples_used, **test}
+            "resamples_used": d.resamples_used, **test, "test_only": test_only}
 
 
 def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
@@ -512,7 +688,8 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
         })
     samples = bootstrap_differences(base, runs[1:], COMPARISON_METRICS, resamples, seed)
     pairs = mean_differences(base, runs[1:], samples, COMPARISON_METRICS)
-    primary = primary_tests([s[primary_metric] for s in samples], [pair[primary_metric] for pair in pairs])
+    recipes = recipe_bootstrap(base, runs[1:], primary_metric, resamples, seed)
+    primary = primary_tests(recipes, [s[primary_metric] for s in samples], [pair[primary_metric] for pair in pairs])
     auc_tests = [delong(labels, base.scores, run.scores, CI_LEVEL) for run in runs[1:]]
     adjusted = holm([t.p_value for t in auc_tests])
     return {
@@ -526,25 +703,32 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
         "baseline": base.label,
         "primary_metric": {
             "metric": primary_metric, "description": _describe(primary_metric),
-            "p_value": "two-sided paired bootstrap: 2 min(P(d <= 0), P(d >= 0)) over the resampled differences d, "
-                       "at least 1 / (resamples + 1)",
+            "unit": "the training recipe: seeds and test images resampled together (two-stage bootstrap)",
+            "p_value": "two-sided: difference / standard error against Student t with Welch-Satterthwaite degrees "
+                       "of freedom; the standard error from the two-stage bootstrap (seed-by-image variance counted "
+                       "once, at least the seed variance on the whole test set). A run with one seed: the paired "
+                       "test-image bootstrap, 2 min(P(d <= 0), P(d >= 0)), at least 1 / (resamples + 1)",
+            "test_only": "per model: test images resampled, the trained models held fixed (the paired bootstrap of "
+                         "the tables)",
             "correction": f"Holm over the {sum(t['p_value'] is not None for t in primary)} runs compared with the "
                           "baseline where the metric is available",
             "alpha": FAMILY_ALPHA,
             "rule": f"improvement / worse only when the Holm-adjusted p < {FAMILY_ALPHA:g}",
         },
+        "minimum_detectable_effect": detectable_effect(runs, primary_metric),
         "table_metrics": list(TABLE_METRICS),
         "runs": per_run,
         "comparisons": [{"run": run.label, "baseline": base.label, "identical_to_baseline": identical_to(run, base),
-                         "primary": _primary_entry(primary_metric, per_run, i, pair[primary_metric], p_test),
+                         "primary": _primary_entry(primary_metric, per_run, i, pair[primary_metric],
+                                                   sample[primary_metric], p_test),
                          "metrics": {m: {"baseline_mean": per_run[0]["metrics"][m]["mean"],
                                          "run_mean": per_run[i]["metrics"][m]["mean"],
                                          **vars(d)} for m, d in pair.items()},
                          "delong_auc": {**vars(test), "p_value_holm": p_holm,
                                         "verdict": (IMPROVEMENT if test.difference > 0 else WORSE)
                                         if p_holm < 1 - CI_LEVEL else NO_DIFFERENCE}}
-                        for i, (run, pair, p_test, test, p_holm)
-                        in enumerate(zip(runs[1:], pairs, primary, auc_tests, adjusted), start=1)],
+                        for i, (run, pair, sample, p_test, test, p_holm)
+                        in enumerate(zip(runs[1:], pairs, samples, primary, auc_tests, adjusted), start=1)],
         "delong": {"statistic": "AUC of the seed-mean placement values (DeLong et al. 1988), paired by image",
                    "correction": f"Holm over the {len(runs) - 1} runs compared with the baseline"},
     }
@@ -637,6 +821,37 @@ def primary_line(comparison: dict) -> str:
                    f"Holm-adjusted p = {p['p_value_holm']:.3g} ({holm_ci}): {p['verdict']}")
 
 
+def test_only_line(comparison: dict) -> str | None:
+    """The pair's secondary line on the primary metric: the per-model CI and p (test images resampled, these
+    trained models held fixed); None when it is undefined or is already the primary line's test."""
+    p = comparison["primary"]
+    t = p.get("test_only")
+    if not t or t["ci_low"] is None or p.get("unit") == TEST_ONLY_UNIT:
+        return None
+    m, unit = p["metric"], " pp" if p["metric"] in PROPORTION_METRICS else ""
+    return (f"Per model (test images only, these trained models held fixed; not the verdict): "
+            f"{_difference_text(m, p['difference'])}{unit} [{_difference_text(m, t['ci_low'])}, "
+            f"{_difference_text(m, t['ci_high'])}], p = {t['p_value']:.3g}")
+
+
+def detectable_line(report: dict) -> str | None:
+    """comparison.md's sentence on the smallest difference this study could find, from its measured seed spread."""
+    e = report.get("minimum_detectable_effect")
+    if not e or e["value"] is None:
+        return None
+    m = e["metric"]
+    scale, unit = (100, " pp") if m in PROPORTION_METRICS else (1, "")
+    text = (f"Minimum detectable effect: {scale * e['value']:.3g}{unit} on the primary metric ({100 * e['power']:.0f} % "
+            f"power, alpha {e['alpha']:g} / {e['comparisons']} for Holm's first step), from {e['seeds']} seeds per run "
+            f"and the measured seed-to-seed spread of {scale * e['seed_spread']:.3g}{unit} (standard deviation over "
+            "seeds, pooled over the runs). A smaller true difference is likely to be reported as no significant "
+            "difference.")
+    if m in PROPORTION_METRICS and e["value"] > DETECTABLE_NOTE_ABOVE:
+        text += (f" This study cannot detect differences below {100 * DETECTABLE_NOTE_ABOVE:.0f} pp: more seeds or "
+                 "more positive test images would.")
+    return text + "\n"
+
+
 def _runs_table_metrics(report: dict) -> tuple[str, ...]:
     """TABLE_METRICS, with the primary metric first when it is not one of them."""
     primary = (report.get("primary_metric") or {}).get("metric")
@@ -660,7 +875,10 @@ def pair_table(report: dict, comparison: dict) -> str:
     difference and verdict per table metric."""
     runs = {r["label"]: r for r in report["runs"]}
     base, run = runs[comparison["baseline"]], runs[comparison["run"]]
-    lines = [primary_line(comparison), ""] if "primary" in comparison else []
+    lines = []
+    if "primary" in comparison:
+        secondary = test_only_line(comparison)
+        lines = [primary_line(comparison), *([secondary] if secondary else []), ""]
     lines += [f"| Metric | Baseline | {run['label']} | Improvement | {round(100 * CI_LEVEL)} % CI of the difference "
               "| Verdict |", "|---|---:|---:|---:|---:|---|"]
     for m in TABLE_METRICS:
@@ -694,14 +912,21 @@ def _primary_note(report: dict) -> list[str]:
                  f"{100 * PRIMARY_SPECIFICITY:.0f} % on validation, applied unchanged to test (where specificity may "
                  "differ)." if m in SPEC90_METRICS else "")
     return [f"Primary metric, declared before the comparison: {primary['description']}.{threshold} It alone "
-            "decides whether a run beats the baseline; the other metrics describe how the runs differ. Its two-sided "
-            "p-value comes from the same paired bootstrap (twice the smaller share of resampled differences on either "
-            "side of 0, at least 1 / (resamples + 1)) and is Holm-corrected over the runs compared with the baseline "
-            f"(family-wise error {100 * alpha:g} %). A verdict of improvement / worse on the primary metric requires a "
-            f"Holm-adjusted p < {alpha:g}: approximately, the CI at the Holm-adjusted level (1 - {alpha:g} / "
-            "(m - k + 1) for the k-th smallest of m p-values, from the same bootstrap draws, shown after the "
-            "Holm-adjusted p) excludes 0, for this run and for every run with a smaller p. The first line of each "
-            "comparison below gives that verdict.\n"]
+            "decides whether a run beats the baseline; the other metrics describe how the runs differ. Its test asks "
+            "whether the training *recipe* is better, not only these trained models: a two-stage bootstrap draws the "
+            "test images with replacement (the same draws for both runs) and then each run's seeds with replacement "
+            "(their spread around the seed mean scaled by sqrt(S / (S - 1))), so its standard error counts "
+            "training variance as well as test-set sampling (the seed-by-image part, which both stages see, "
+            "counted once). The difference over that standard error is read against Student t with "
+            "Welch-Satterthwaite degrees of freedom, because a few seeds measure their own spread poorly. The "
+            f"two-sided p-value is Holm-corrected over the runs compared with the baseline (family-wise error "
+            f"{100 * alpha:g} %). A verdict of improvement / worse on the primary metric requires a Holm-adjusted "
+            f"p < {alpha:g}: the CI at the Holm-adjusted level (1 - {alpha:g} / (m - k + 1) for the k-th smallest of "
+            "m p-values, shown after the Holm-adjusted p) excludes 0, for this run and for every run with a smaller "
+            "p. The first line of each comparison below gives that verdict; the second, the per-model CI of the "
+            "same difference (test images only, the paired bootstrap of the tables), which is narrower and is not "
+            "the verdict. A run with a single seed has no measurable training variance: its primary test is the "
+            "test-images-only bootstrap.\n"]
 
 
 def comparison_markdown(report: dict) -> str:
@@ -726,6 +951,7 @@ def comparison_markdown(report: dict) -> str:
         "pair, not corrected for the number of comparisons, and reflect test-set sampling only (seed-to-seed "
         "spread is the ± column).\n",
         *_primary_note(report),
+        *([detectable_line(report)] if detectable_line(report) else []),
         "AUC-ROC differences are also tested with DeLong's paired test on the seed-mean placement values, and "
         "its p-values are Holm-corrected over the runs compared with the baseline (family-wise error 5 %).\n",
         *_small_sample_note(t),

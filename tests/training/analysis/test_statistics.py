@@ -65,3 +65,16 @@ def test_holm_against_a_worked_example_and_its_definition():
         expected = max(min(1, (len(p) - r) * p[order[r]]) for r in range(list(order).index(k) + 1))
         assert adjusted[k] == pytest.approx(expected)
     assert all(a >= q for a, q in itertools.zip_longest(adjusted, p))
+
+
+def test_minimum_detectable_effect_follows_seeds_arms_and_test_positives():
+    from training.analysis.statistics import minimum_detectable_effect, prior_seed_spread, welch_df
+    # 5 seeds, spread 6.5 pp, one arm: (t_8(0.975) + t_8(0.8)) * 0.065 * sqrt(2 / 5)
+    assert minimum_detectable_effect(0.065, 5, 1) == pytest.approx((2.306 + 0.889) * 0.065 * np.sqrt(0.4), rel=1e-3)
+    assert minimum_detectable_effect(0.065, 10, 1) < minimum_detectable_effect(0.065, 5, 1)
+    assert minimum_detectable_effect(0.065, 5, 5) > minimum_detectable_effect(0.065, 5, 1)       # Holm's alpha / 5
+    assert minimum_detectable_effect(0.065, 1, 1) == float("inf")
+    assert prior_seed_spread(42) == pytest.approx(np.sqrt(0.04 ** 2 + 0.1 / 42))
+    assert prior_seed_spread(500) < prior_seed_spread(42)
+    assert welch_df(2.0, [1.0, 1.0], [3, 3]) == pytest.approx(4.0)       # equal parts: 2 (S - 1)
+    assert welch_df(1.0, [0.0, 0.0], [3, 3]) == 1000.0                     # no seed part: normal
