@@ -18,9 +18,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python quality/run_qa.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from quality.assessment.qa import QAOptions, run_qa
 from quality.assessment.report import summary_lines
 from quality.checks.verdicts import FAIL, INSUFFICIENT
@@ -79,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     for warning in report["warnings"]:
         print(f"warning: {warning}")
     print(f"report: {report['files']['report.html']} (also report.json, report.md)")
-    for name, reason in report["summary"]["insufficient"].items():
-        print(f"insufficient: {name}: {reason.split(';')[0]}")
+    for name, lacked in report["summary"]["insufficient"].items():
+        print(f"insufficient: {name}: {lacked}")
     if not args.strict:
         return 0
     return {FAIL: 1, INSUFFICIENT: 3}.get(report["summary"]["verdict"], 0)

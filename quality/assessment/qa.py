@@ -25,7 +25,7 @@ from quality.checks.fidelity import check_fidelity, split_halves
 from quality.checks.memorisation import check_memorisation
 from quality.checks.pixel_statistics import check_statistics
 from quality.checks.usefulness import check_usefulness
-from quality.checks.verdicts import INSUFFICIENT, VERDICTS, worst
+from quality.checks.verdicts import INSUFFICIENT, VERDICTS, needed_text, worst
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from quality.features.extractors import INCEPTION, FeatureSpace, local_inception_weights, resolve_feature_space
 from quality.features.frechet import extract_features
@@ -199,13 +199,19 @@ def input_warnings(real: ImageSet, synthetic: ImageSet, image_size: int) -> list
     return notes
 
 
+def lacking(result: dict) -> str:
+    """What an insufficient check had and needed, in a few words (its reason when it states no evidence)."""
+    found = result.get("evidence")
+    return f"{found['images']:,} {found['unit']}, needs {needed_text(found['needed'])}" if found else result["reason"]
+
+
 def summarise(results: dict[str, dict]) -> dict:
     """Overall verdict (the worst), each check's verdict and reason, and which checks lacked evidence."""
     verdicts = [r["verdict"] for r in results.values()]
     return {"verdict": worst(verdicts),
             "counts": {v: verdicts.count(v) for v in VERDICTS},
             "checks": {name: {"verdict": r["verdict"], "reason": r["reason"]} for name, r in results.items()},
-            "insufficient": {name: r["reason"] for name, r in results.items() if r["verdict"] == INSUFFICIENT}}
+            "insufficient": {name: lacking(r) for name, r in results.items() if r["verdict"] == INSUFFICIENT}}
 
 
 SCREEN_CHECKS = ("artefacts", "memorisation", "fidelity", "detectability")

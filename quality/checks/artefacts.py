@@ -24,7 +24,10 @@ per-image energy is heavy-tailed (one very noisy scan would dominate an arithmet
   is not counted against the GAN.
 
 Both tolerances are widened by two standard errors of the log ratio (from the real images' spread),
-so that a few dozen heterogeneous real images do not raise a warning on sampling noise alone.
+so that a few dozen heterogeneous real images do not raise a warning on sampling noise alone. The same
+spread says how many images the check needs (`images_needed`): with n per set a log ratio's standard
+error is about spread * sqrt(2 / n), and a set at ratio 1 and one at a warning threshold lie apart from
+the n of quality.checks.verdicts.images_to_separate on; below it the verdict is `insufficient`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,16 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from quality.checks.verdicts import PASS, grade_above, grade_below, worst
+from quality.checks.verdicts import (
+    INSUFFICIENT,
+    PASS,
+    evidence,
+    grade_above,
+    grade_below,
+    images_to_separate,
+    judge_evidence,
+    worst,
+)
 from training.core import atomic
 
 HIGH_BAND_START = 0.75             # radial frequency, as a fraction of Nyquist
@@ -171,8 +183,21 @@ def artefact_verdict(hf: tuple[float, float], peak: tuple[float, float], where: 
     return worst([excess, blur, checkerboard]), (f"{'; '.join(problems)}: {reason}" if problems else reason)
 
 
+def images_needed(real_power: np.ndarray) -> int:
+    """Images per set at which every statistic of the check tells a set at ratio 1 from one at its warning
+    threshold, from the spread of the statistic's log over the real images (two or more)."""
+    statistics = [(high_frequency_shares(real_power), np.log(HF_RATIO_WARN))]
+    statistics += [(peak_prominences(real_power, frequency), np.log(PEAK_RATIO_WARN)) for frequency in PEAK_FREQUENCIES]
+    spreads = [(float(np.log(np.maximum(values, EPS)).std(ddof=1)), gap) for values, gap in statistics]
+    return max(images_to_separate(lambda n, spread=spread: 2 * spread * np.sqrt(2 / n), gap) for spread, gap in spreads)
+
+
 def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path | None = None) -> dict:
     """Spectral artefact check of two (N, C, H, W) sets in [0, 1] of the same size."""
+    if len(real) < 2 or len(synthetic) < 1:
+        return {"verdict": INSUFFICIENT, "reason": "needs at least 2 real and 1 synthetic image",
+                "evidence": evidence(min(len(real), len(synthetic)), 2, "images per set"), "thresholds": {},
+                "figures": []}
     real_power, synthetic_power = power_spectra(grey(real)), power_spectra(grey(synthetic))
     hf = geometric_ratio(high_frequency_shares(synthetic_power), high_frequency_shares(real_power))
     peaks = {f"{fy:g},{fx:g}": geometric_ratio(peak_prominences(synthetic_power, (fy, fx)),
@@ -181,6 +206,8 @@ def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
     # The peak furthest above its own tolerance decides.
     where = max(peaks, key=lambda k: peaks[k][0] / peaks[k][1])
     verdict, reason = artefact_verdict(hf, peaks[where], where)
+    images, needed = min(len(real), len(synthetic)), images_needed(real_power)
+    verdict, reason = judge_evidence(verdict, reason, images, needed, "images per set")
     figures = []
     if out_dir is not None:
         plot_spectra(real_power, synthetic_power, Path(out_dir) / FIGURE)
@@ -195,6 +222,7 @@ def check_artefacts(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
         "max_peak_frequency": where,
         "max_peak_ratio": peaks[where][0],
         "blurry": bool(hf[0] < BLUR_RATIO_WARN / hf[1]),
+        "evidence": evidence(images, needed, "images per set"),
         "thresholds": {"high_band_start_nyquist": HIGH_BAND_START, "high_frequency_ratio_warn_above": HF_RATIO_WARN,
                        "high_frequency_ratio_warn_below": BLUR_RATIO_WARN,
                        "high_frequency_ratio_fail_above": HF_RATIO_FAIL, "peak_ratio_warn_above": PEAK_RATIO_WARN,

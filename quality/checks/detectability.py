@@ -38,7 +38,7 @@ from sklearn.preprocessing import StandardScaler
 
 from quality.checks.cnn_detector import EPOCHS as CNN_EPOCHS
 from quality.checks.cnn_detector import cnn_out_of_fold_scores
-from quality.checks.verdicts import grade_above, needs_more
+from quality.checks.verdicts import INSUFFICIENT, Z_95, evidence, grade_above, images_to_separate, judge_evidence
 
 AUC_WARN = 0.65
 AUC_FAIL = 0.90
@@ -64,13 +64,11 @@ def auc_standard_error(auc: float, per_set: int) -> float:
     return float(np.sqrt((auc * (1 - auc) + (n - 1) * (q1 - auc ** 2) + (n - 1) * (q2 - auc ** 2)) / n ** 2))
 
 
-def images_needed(warn_above: float, z: float = 1.96) -> int:
+def images_needed(warn_above: float, z: float = Z_95) -> int:
     """The fewest images per set at which a set at chance (AUC 0.5) and a set at the warning threshold lie
     apart, their `z`-sigma intervals not overlapping: below it a pass cannot be told from a warning."""
-    n = 2
-    while z * (auc_standard_error(0.5, n) + auc_standard_error(warn_above, n)) > warn_above - 0.5:
-        n += 1
-    return n
+    return images_to_separate(lambda n: auc_standard_error(0.5, n) + auc_standard_error(warn_above, n),
+                              warn_above - 0.5, z)
 
 
 MIN_IMAGES_PER_SET = images_needed(AUC_WARN)   # 109 at AUC_WARN 0.65: below it, `insufficient`
@@ -176,11 +174,16 @@ def check_detectability(real_unit: np.ndarray, synthetic_unit: np.ndarray, *, re
     `bootstrap` 0 skips the confidence intervals and `cnn` False the network (what a checkpoint screen
     runs at every evaluation; the report says which views ran).
     """
+    images = min(len(real_unit), len(synthetic_unit))
+    if images < FOLDS:          # out-of-fold scores need an image of each set in every fold
+        return {"views": {}, "evidence": evidence(images, MIN_IMAGES_PER_SET, "images per set"),
+                "thresholds": {"auc_warn_above": AUC_WARN, "auc_fail_above": AUC_FAIL}, "figures": [],
+                "verdict": INSUFFICIENT, "reason": (f"{images} images per set, and this check needs "
+                                                    f"{MIN_IMAGES_PER_SET} to tell a good set from a bad one")}
     views = run_views(real_unit, synthetic_unit, real_features, synthetic_features, seed, bootstrap, cnn,
                       cnn_epochs, device)
     decisive = max(views, key=lambda k: views[k]["auc"])
     d = views[decisive]
-    evidence = min(len(real_unit), len(synthetic_unit))
     verdict = grade_above(d["auc"], AUC_WARN, AUC_FAIL)
     interval = "" if np.isnan(d["ci_low"]) else f" [{d['ci_low']:.3f}, {d['ci_high']:.3f}]"
     reason = (f"{VIEW_NAMES[decisive]} tells synthetic from real with held-out AUC {d['auc']:.3f}{interval}, "
@@ -189,13 +192,10 @@ def check_detectability(real_unit: np.ndarray, synthetic_unit: np.ndarray, *, re
     if "border" in views and views["border"]["auc"] > max(AUC_WARN, views["interior"]["auc"] + BORDER_HINT_MARGIN):
         reason += (f"; the frame alone gives AUC {views['border']['auc']:.3f}, the interior "
                    f"{views['interior']['auc']:.3f}: the edges give the images away (padding or resizing artefacts)")
-    judged = needs_more(verdict, evidence, MIN_IMAGES_PER_SET)
-    if judged != verdict:
-        verdict, reason = judged, (f"{evidence} images per set, and this check needs {MIN_IMAGES_PER_SET} to tell "
-                                   f"a good set from a bad one at its thresholds; " + reason)
+    verdict, reason = judge_evidence(verdict, reason, images, MIN_IMAGES_PER_SET, "images per set")
     return {"views": views, "decisive_view": decisive,
             "auc": d["auc"], "ci_low": d["ci_low"], "ci_high": d["ci_high"], "p_value": d["p_value"],
-            "evidence": {"images_per_set": int(evidence), "needed_per_set": MIN_IMAGES_PER_SET},
+            "evidence": evidence(images, MIN_IMAGES_PER_SET, "images per set"),
             "thresholds": {"auc_warn_above": AUC_WARN, "auc_fail_above": AUC_FAIL, "folds": FOLDS,
                            "ci_level": CI_LEVEL, "min_images_per_set": MIN_IMAGES_PER_SET},
             "verdict": verdict, "reason": reason, "figures": []}

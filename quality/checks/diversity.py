@@ -10,6 +10,11 @@ Near-duplicates are synthetic pairs closer (in pixel space) than a small fractio
 distance between a real image and its nearest other real image, i.e. far closer than two distinct
 real images usually are. The real set's own rate under the same radius is the baseline (a dataset
 can hold near-identical frames of one patient).
+
+The evidence the check needs (`images_needed`, by the rule of quality.checks.verdicts): a mean pairwise
+distance is a U-statistic, whose log has a standard error of about 2 cv / sqrt(n), cv being the spread of
+each real image's mean distance to the others over their mean; and a near-duplicate share at the warning
+threshold w has a binomial standard error sqrt(w (1 - w) / n), against none for a set without duplicates.
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.metrics import pairwise_distances
 
-from quality.checks.verdicts import FAIL, WARN, grade_above, grade_below, worst
+from quality.checks.verdicts import (
+    FAIL,
+    INSUFFICIENT,
+    WARN,
+    evidence,
+    grade_above,
+    grade_below,
+    images_to_separate,
+    judge_evidence,
+    worst,
+)
 from quality.features.image_sets import flatten
 from quality.features.neighbours import close_pairs, nearest_neighbours
 from training.core import atomic
@@ -59,6 +74,19 @@ def mean_pairwise_distance(points: np.ndarray) -> float:
     """Mean Euclidean distance over all pairs i < j of (n, k) points (n >= 2)."""
     distances = pairwise_distances(points)
     return float(distances[np.triu_indices(len(points), k=1)].mean())
+
+
+def images_needed(real_points: np.ndarray) -> int:
+    """Images per set at which a set at distance ratio 1 and one at the collapse warning, and a set without
+    near-duplicates and one at the duplicate warning, lie apart; from (n, k) real points (n >= 3)."""
+    distances = pairwise_distances(real_points)
+    per_image = distances.sum(axis=1) / (len(real_points) - 1)       # each image's mean distance to the others
+    cv = float(per_image.std(ddof=1) / max(per_image.mean(), 1e-12))
+    # log ratio of two U-statistics, one per set: standard error 2 cv sqrt(2 / n); two such sets.
+    by_ratio = images_to_separate(lambda n: 2 * 2 * cv * np.sqrt(2 / n), float(np.log(1 / RATIO_WARN_BELOW)))
+    w = DUPLICATES_WARN_ABOVE
+    by_duplicates = images_to_separate(lambda n: np.sqrt(w * (1 - w) / n), w)
+    return max(by_ratio, by_duplicates)
 
 
 def near_duplicate_radius(real_pixels: np.ndarray) -> tuple[float, float]:
@@ -102,9 +130,10 @@ def diversity_verdict(ratio: float, excess_duplicate_share: float) -> tuple[str,
 def check_diversity(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path | None = None,
                     seed: int = 0) -> dict:
     """Diversity of two (N, C, H, W) sets in [0, 1]; needs two images on each side."""
-    if len(real) < 2 or len(synthetic) < 2:
-        return {"verdict": WARN, "reason": "skipped: diversity needs at least 2 real and 2 synthetic images",
-                "thresholds": {}, "figures": []}
+    if len(real) < 3 or len(synthetic) < 2:
+        return {"verdict": INSUFFICIENT, "reason": "diversity needs at least 3 real and 2 synthetic images",
+                "evidence": evidence(min(len(real), len(synthetic)), 3, "images per set"), "thresholds": {},
+                "figures": []}
     real_pixels, synthetic_pixels = flatten(real), flatten(synthetic)
     real_pc, synthetic_pc, pca = fit_pca(real_pixels, synthetic_pixels, seed)
     real_distance, synthetic_distance = mean_pairwise_distance(real_pc), mean_pairwise_distance(synthetic_pc)
@@ -113,6 +142,8 @@ def check_diversity(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
     synthetic_pairs, synthetic_share = duplicate_share(synthetic_pixels, radius)
     real_pairs, real_share = duplicate_share(real_pixels, radius)
     verdict, reason = diversity_verdict(ratio, synthetic_share - real_share)
+    images, needed = min(len(real), len(synthetic)), images_needed(real_pc)
+    verdict, reason = judge_evidence(verdict, reason, images, needed, "images per set")
     figures = []
     if out_dir is not None:
         plot_pca(real_pc, synthetic_pc, pca.explained_variance_ratio_, Path(out_dir) / FIGURE)
@@ -130,6 +161,7 @@ def check_diversity(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
         "synthetic_near_duplicate_share": synthetic_share,
         "real_near_duplicate_pairs": real_pairs,
         "real_near_duplicate_share": real_share,
+        "evidence": evidence(images, needed, "images per set"),
         "thresholds": {"ratio_warn_below": RATIO_WARN_BELOW, "ratio_fail_below": RATIO_FAIL_BELOW,
                        "near_duplicate_fraction_of_real_median_nn": NEAR_DUPLICATE_FRACTION,
                        "excess_duplicate_share_warn_above": DUPLICATES_WARN_ABOVE,

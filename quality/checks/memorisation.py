@@ -20,6 +20,10 @@ binomial test says so too (p < 0.01; for a fail p < 0.001 against the 95 % upper
 chance rate, which is itself estimated from the few real images below the thresholds).
 A pixel-identical copy of a real image fails the check on its own: it is a patient image in the
 synthetic set.
+
+The evidence it needs (`synthetic_images_needed`): the fewest synthetic images from which a set flagged
+just above the warning share would be found (binomial p < 0.01 against the chance rate) at every larger
+size too. Few real images make the chance rate, and with it the number needed, larger.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 from matplotlib.figure import Figure
 from scipy.stats import beta, binom
 
-from quality.checks.verdicts import FAIL, PASS, WARN, worst
+from quality.checks.verdicts import FAIL, INSUFFICIENT, MOST_IMAGES, PASS, WARN, evidence, judge_evidence, worst
 from quality.features.image_sets import flatten, pixel_hashes, to_unit
 from quality.features.neighbours import nearest_neighbours
 from training.core import atomic
@@ -47,6 +51,7 @@ FAIL_P_VALUE = 0.001
 CLOSEST_PAIRS_SHOWN = 8
 PAIRS_FIGURE = "memorisation_closest_pairs.png"
 HISTOGRAM_FIGURE = "memorisation_distances.png"
+SEARCH_IMAGES = 100_000     # synthetic set sizes searched by `synthetic_images_needed`
 
 
 def count_exact_copies(real: torch.Tensor, synthetic: torch.Tensor) -> int:
@@ -121,6 +126,18 @@ class PossibleCopies:
         """(warn above, fail above) for the flagged share."""
         return (max(FLAGGED_WARN_ABOVE, WARN_TIMES_CHANCE * self.chance_share),
                 max(FLAGGED_FAIL_ABOVE, FAIL_TIMES_CHANCE * self.chance_share))
+
+    def synthetic_images_needed(self) -> int:
+        """The fewest synthetic images m from which, at every larger m, a set whose flagged share is just above
+        the warning share gives p < `WARN_P_VALUE` (so that a set at the warning threshold can be told from
+        one at chance); `MOST_IMAGES` when none up to `SEARCH_IMAGES` can."""
+        warn, _ = self.share_limits()
+        sizes = np.arange(1, SEARCH_IMAGES + 1)
+        found = binom.sf(np.floor(warn * sizes), sizes, self.chance_share) < WARN_P_VALUE   # P(X >= floor(w m) + 1)
+        missed = np.flatnonzero(~found)
+        if len(missed) == 0:
+            return 1
+        return MOST_IMAGES if missed[-1] == len(sizes) - 1 else int(sizes[missed[-1] + 1])
 
     def verdict(self) -> str:
         """pass / warn / fail (see the module docstring)."""
@@ -212,8 +229,8 @@ def check_memorisation(real: torch.Tensor, synthetic: torch.Tensor, out_dir: str
     """Nearest-real-image analysis of uint8 (N, C, H, W) sets, in pixels and (when given) features: a
     synthetic image close to a real one in every space is a possible copy."""
     if len(real) < 2 or len(synthetic) < 1:
-        return {"verdict": WARN, "reason": "skipped: needs at least 2 real images and 1 synthetic image",
-                "thresholds": {}, "figures": []}
+        return {"verdict": INSUFFICIENT, "reason": "needs at least 2 real images and 1 synthetic image",
+                "evidence": evidence(len(synthetic), 1, "synthetic images"), "thresholds": {}, "figures": []}
     real_names = real_names or [f"real[{i}]" for i in range(len(real))]
     synthetic_names = synthetic_names or [f"synthetic[{i}]" for i in range(len(synthetic))]
     found = {"pixel": nearest_real(flatten(to_unit(real)), flatten(to_unit(synthetic)))}
@@ -221,6 +238,8 @@ def check_memorisation(real: torch.Tensor, synthetic: torch.Tensor, out_dir: str
         found["feature"] = nearest_real(real_features, synthetic_features)
     copies, exact_copies = possible_copies(found), count_exact_copies(real, synthetic)
     verdict, reason = memorisation_verdict(found, copies, exact_copies)
+    needed = copies.synthetic_images_needed()
+    verdict, reason = judge_evidence(verdict, reason, len(synthetic), needed, "synthetic images")
     pairs = closest_pairs(found["pixel"], copies.flagged, real_names, synthetic_names,
                           min(CLOSEST_PAIRS_SHOWN, len(synthetic)))
     figures = []
@@ -232,6 +251,7 @@ def check_memorisation(real: torch.Tensor, synthetic: torch.Tensor, out_dir: str
         **{space: distances.summary() for space, distances in found.items()},
         "possible_copies": {"spaces": list(found), **copies.summary()},
         "exact_copies": exact_copies,
+        "evidence": evidence(len(synthetic), needed, "synthetic images"),
         "closest_pairs_pixel": [{k: v for k, v in p.items() if not k.endswith("_index")} for p in pairs],
         "thresholds": {"copy_percentile_of_real_to_real": COPY_PERCENTILE,
                        "flagged_share_warn_above": FLAGGED_WARN_ABOVE, "flagged_share_fail_above": FLAGGED_FAIL_ABOVE,

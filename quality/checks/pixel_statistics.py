@@ -14,7 +14,9 @@ dark ultrasound and a bright dermoscopy set, and a significance test flags any t
 there are thousands of images. A shift of 0.5 real standard deviations is a "medium" effect in
 Cohen's convention (the synthetic set is visibly brighter or flatter on average), 1.0 a large one.
 Small sets get a wider tolerance, by two standard errors of the difference, so that sampling noise
-alone does not give a warning.
+alone does not give a warning. With n images per set a shift's standard error is about sqrt(2 / n) real
+standard deviations, so a set at no shift and one at the warning threshold lie apart from
+`MIN_IMAGES_PER_SET` images on (quality.checks.verdicts); below it the verdict is `insufficient`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from quality.checks.verdicts import grade_above, worst
+from quality.checks.verdicts import evidence, grade_above, images_to_separate, judge_evidence, worst
 from training.core import atomic
 
 SHIFT_WARN_SD = 0.5     # |shift| in real standard deviations: medium effect
@@ -32,6 +34,7 @@ SHIFT_FAIL_SD = 1.0     # large effect
 NOISE_ALLOWANCE_SE = 2.0  # tolerance widened by this many standard errors of the difference
 MIN_SPREAD = 1.0 / 255  # floor for sd_real: a set of identical images has no spread to measure in
 HISTOGRAM_BINS = 64
+MIN_IMAGES_PER_SET = images_to_separate(lambda n: 2 * np.sqrt(2 / n), SHIFT_WARN_SD)     # 123
 FIGURE = "statistics_histograms.png"
 
 
@@ -107,6 +110,8 @@ def check_statistics(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Pat
     shifts = {name: standardised_shift(synthetic_images[name], real_images[name]) for name in ("mean", "std")}
     allowance = noise_allowance_sd(len(real), len(synthetic))
     verdict, reason = shift_verdict(shifts, allowance)
+    images = min(len(real), len(synthetic))
+    verdict, reason = judge_evidence(verdict, reason, images, MIN_IMAGES_PER_SET, "images per set")
     real_hist, synthetic_hist = intensity_histograms(real), intensity_histograms(synthetic)
     figures = []
     if out_dir is not None:
@@ -119,6 +124,7 @@ def check_statistics(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Pat
         "contrast_shift_sd": shifts["std"].tolist(),
         "histogram_overlap": histogram_overlap(real_hist, synthetic_hist),
         "noise_allowance_sd": allowance,
+        "evidence": evidence(images, MIN_IMAGES_PER_SET, "images per set"),
         "thresholds": {"shift_warn_sd": SHIFT_WARN_SD, "shift_fail_sd": SHIFT_FAIL_SD,
                        "noise_allowance_standard_errors": NOISE_ALLOWANCE_SE},
         "verdict": verdict,

@@ -391,8 +391,12 @@ class Monitor:
                              cache_dir=self.paths.cache)
                    for (real, real_features), fake in zip(self.screen_real, fakes)]
         verdicts = {name: worst(r[name]["verdict"] for r in results) for name in SCREEN_CHECKS}
-        return verdicts, {"fine_detail_ratio": float(np.mean([r["artefacts"]["high_frequency_ratio"] for r in results])),
-                          "detectability_auc": max(r["detectability"]["auc"] for r in results)}
+        # NaN where a check had too few images to measure its number (its verdict is then insufficient).
+        number = lambda check, key: [r[check].get(key, float("nan")) for r in results]
+        ratios = [(r["fidelity"].get("real_baseline") or {}).get("ratio") for r in results]
+        return verdicts, {"fine_detail_ratio": float(np.mean(number("artefacts", "high_frequency_ratio"))),
+                          "detectability_auc": float(np.max(number("detectability", "auc"))),
+                          "fid_ratio": float(np.mean([float("nan") if r is None else r for r in ratios]))}
 
     def evaluate(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
         """FID/KID of `sampler` now, and the screening checks.
@@ -541,8 +545,8 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
                 monitor.evaluate(s, epoch, sampler)
             if due_checkpoint:
                 monitor.checkpoint(s, epoch, sampler)
-        fid = c["metric_history"][-1]["fid"] if c["metric_history"] else None
-        status = {"d": f"{row['d_loss']:.3f}", "g": f"{row['g_loss']:.3f}", "fid": "-" if fid is None else f"{fid:.2f}"}
+        status = {"d": f"{row['d_loss']:.3f}", "g": f"{row['g_loss']:.3f}",
+                  "fid": fid_status(c["metric_history"][-1] if c["metric_history"] else {})}
         bar.set_postfix(status)
         if monitor is not None and bar.disable and (due_metrics or due_checkpoint):   # no terminal: a log line
             print(f"epoch {epoch}/{t.epochs} " + " ".join(f"{k}={v}" for k, v in status.items()), flush=True)
@@ -551,9 +555,30 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
                "feature_extractor": None, "rank": world.rank}
     if monitor is not None:
         final = monitor.finish(s)
+        print(chosen_line(c.get("best_choice")))
         summary.update(final_fid=final.get("fid"), best_fid=c["best_fid"], feature_extractor=monitor.space.kind)
     shutdown(world)
     return summary
+
+
+def fid_status(metrics: dict) -> str:
+    """FID for the progress line, with its scale: how many times the real-vs-real FID at the same size it is
+    (domain features have no absolute scale; 1x is as close as another real sample)."""
+    fid, ratio = metrics.get("fid"), metrics.get("fid_ratio")
+    if fid is None:
+        return "-"
+    return f"{fid:.2f}" + ("" if ratio is None or not math.isfinite(ratio) else f" ({ratio:.1f}x real-vs-real)")
+
+
+def chosen_line(choice: dict | None) -> str:
+    """Which checkpoint best_generator.pth is, and what its screen found."""
+    if not choice:
+        return "best_generator.pth: no checkpoint was evaluated (metrics off)"
+    flagged = [f"{name} {verdict}" for name, verdict in choice.get("screen", {}).items() if verdict != PASS]
+    where = f"epoch {choice['epoch']}, " if "epoch" in choice else ""
+    fid = "-" if choice.get("fid") is None else f"{choice['fid']:.2f}"
+    return (f"best_generator.pth: {where}FID {fid}; checkpoint screen: "
+            f"{', '.join(flagged) if flagged else 'every check passed'} (QA on the bulk images decides)")
 
 
 def with_device(config: GANConfig, device: str | None) -> GANConfig:

@@ -9,7 +9,9 @@ synthesis -> QA -> assembly, six minutes in. Here, before the GAN:
   (`positive_class`) are classes of the data, with images in train, val and test;
 * the channel count comes from the data, and no override contradicts it;
 * no classifier trains above the smallest training image (of its arm, synthetic images included);
-* warnings: fewer than VAL_POSITIVES_FLOOR positives in validation, a GAN arm that adds too few images.
+* warnings: fewer than VAL_POSITIVES_FLOOR positives in validation, a GAN arm that adds too few images;
+* the minimum detectable effect on the primary metric, from the test positives, the seeds and a prior seed
+  spread, with a warning when it is above 10 pp.
 
 The data are the prepared dataset when it exists, otherwise the source as prepare_data.py would split it
 (an image folder's files are decoded once for that; nothing is written). Each error is one line naming
@@ -25,7 +27,12 @@ from pathlib import Path
 
 from PIL import Image
 
+from quality.checks.detectability import MIN_IMAGES_PER_SET as DETECTABILITY_NEED
+from quality.checks.pixel_statistics import MIN_IMAGES_PER_SET as STATISTICS_NEED
+from training.analysis.comparison import DETECTABLE_NOTE_ABOVE
+from training.analysis.statistics import MDE_POWER, minimum_detectable_effect, prior_seed_spread
 from training.classify.config import ClassifierConfig
+from training.classify.metrics import PRIMARY_METRIC
 from training.core.config import load_config, parse_overrides
 from training.core.errors import ConfigError, DataError
 from training.data.augmented_set import few_synthetic_note
@@ -285,6 +292,8 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                      f"{VAL_POSITIVES_FLOOR}: every threshold chosen on validation (and the primary metric's "
                      "90 %-specificity cut) moves by whole images, so it is mostly noise; raise data.val_fraction or "
                      "add data")
+    lines += qa_evidence_lines(config, train.get(minority, 0), minority)
+    lines += detectable_effect_lines(config, facts, classifiers, positive)
     added = fixed_arm_count(config, train, minority)
     note = few_synthetic_note(minority, added, train.get(minority, 0))
     if note and config.synthesis.num_synthetic is None:
@@ -293,4 +302,42 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                      + (f"; target_ratio 1.0 would add {level}" if level > added else ""))
     elif note:
         lines.append(f"warning: synthesis.num_synthetic = {added}: {note}")
+    return lines
+
+
+def qa_evidence_lines(config: PipelineConfig, real: int, minority: str) -> list[str]:
+    """A warning, before hours of training, when the minority class has fewer real training images than QA's
+    checks need for a verdict (the fixed needs; others depend on the images and show in the QA report)."""
+    needs = {"statistics": STATISTICS_NEED, "detectability": DETECTABILITY_NEED}
+    short = {name: need for name, need in needs.items() if real < need}
+    if not short:
+        return []
+    gate = config.synthesis.qa_gate
+    then = ("synthesis.qa_gate: off lets the study go on anyway" if gate == "off" else
+            f"synthesis.qa_gate: {gate} stops the study there; add real images, or set qa_gate: off to study them anyway")
+    return [f"warning: '{minority}' has {real} real training image(s), fewer than QA needs to tell good synthetic "
+            f"images from bad ({', '.join(f'{name} {need}' for name, need in short.items())} per set): QA will say "
+            f"insufficient at best, and {then}"]
+
+
+def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifiers: dict[str, ClassifierConfig],
+                            positive: str) -> list[str]:
+    """The smallest true gain in the primary metric the study's comparison can find (80 % power, Holm over the
+    arms), from the test positives, the fewest seeds of any arm and the prior seed spread; and a warning when
+    it is above DETECTABLE_NOTE_ABOVE. The prior is for sensitivity, so other primary metrics get none."""
+    metric, arms = config.classifiers.primary_metric, len(config.classifiers.parsed()) - 1 + config.search.enabled
+    positives = facts.counts.get("test", {}).get(positive, 0)
+    seeds = min(len(c.train.seeds) for c in classifiers.values())
+    if metric != PRIMARY_METRIC or not positives or arms < 1:
+        return []
+    spread = prior_seed_spread(positives)
+    mde = minimum_detectable_effect(spread, seeds, arms, power=MDE_POWER)
+    where = f"{positives} '{positive}' test images, {seeds} seeds, prior seed spread {100 * spread:.1f} pp"
+    if mde == float("inf"):
+        return [f"minimum detectable effect: none ({where}): one seed cannot measure training variance"]
+    lines = [f"minimum detectable effect: {100 * mde:.1f} pp on {metric} ({100 * MDE_POWER:.0f} % power, Holm over "
+             f"{arms} arms; {where})"]
+    if mde > DETECTABLE_NOTE_ABOVE:
+        lines.append(f"warning: this study cannot detect a gain below {100 * DETECTABLE_NOTE_ABOVE:.0f} pp in {metric}; "
+                     "more seeds (train.seeds) or more positive test images would lower it")
     return lines

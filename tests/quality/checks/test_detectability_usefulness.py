@@ -68,7 +68,7 @@ def test_too_few_images_give_insufficient_never_pass_and_a_clear_tell_still_fail
     few = MIN_IMAGES_PER_SET - 1
     alike = check_detectability(blobs(rng, few), blobs(rng, few), seed=0, cnn_epochs=2)
     assert alike["verdict"] == "insufficient" and f"needs {MIN_IMAGES_PER_SET}" in alike["reason"]
-    assert alike["evidence"] == {"images_per_set": few, "needed_per_set": MIN_IMAGES_PER_SET}
+    assert alike["evidence"] == {"images": few, "needed": MIN_IMAGES_PER_SET, "unit": "images per set"}
     obvious = check_detectability(blobs(rng, few), blobs(rng, few, brightness=0.9), seed=0, cnn=False)
     assert obvious["verdict"] == "fail"
 

@@ -79,6 +79,10 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     # 19 tumour : 12 healthy in train; a ratio of 1.4 means ceil(19 / 1.4) - 12 = 2 synthetic images
     assert "warning: synthesis.target_ratio = 1.4 adds 2 synthetic 'healthy' image(s) beside 12 real ones" in out
     assert "; target_ratio 1.0 would add 7" in out
+    # 12 real healthy images: QA cannot tell good synthetic ones from bad, and the default gate would stop there.
+    assert ("warning: 'healthy' has 12 real training image(s), fewer than QA needs to tell good synthetic images "
+            "from bad (statistics 123, detectability 109 per set): QA will say insufficient at best, and "
+            "synthesis.qa_gate: fail stops the study there") in out
     assert not (tmp_path / "processed").exists()
 
     # Prepared: processed images are grey, and every stage config resolves to one channel.
@@ -149,3 +153,14 @@ def test_a_pretrain_class_must_be_another_class_of_the_data(brain, tmp_path, cap
     assert code == 2 and len(err) == 1 and "is the minority class itself" in err[0]
     code, out, _ = dry_run(capsys, config, "gan.pretrain_class=tumour")
     assert code == 0 and "pre-flight check passed" in out
+
+
+def test_the_plan_says_the_minimum_detectable_effect_and_warns_above_10_pp(brain, tmp_path, capsys):
+    config = own_study(tmp_path, brain, positive_class="tumour")
+    code, out, err = dry_run(capsys, config)
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if "minimum detectable effect:" in line)
+    assert "pp on sensitivity_at_spec90 (80 % power, Holm over" in line and "3 seeds, prior seed spread" in line
+    assert "warning: this study cannot detect a gain below 10 pp in sensitivity_at_spec90" in out   # a handful of tumours
+    code, out, _ = dry_run(capsys, config, "classifiers.primary_metric=roc_auc")     # the prior is for sensitivity
+    assert code == 0 and "minimum detectable effect" not in out
