@@ -60,15 +60,18 @@ class ClassifierTrainConfig:
                                                 help="threshold for this val sensitivity instead of Youden's J")
     precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling; "
                                                                   "fp32 on CPU (with a note)")
-    channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
+    channels_last: bool = field(False, help="NHWC memory layout: faster convolutions on CUDA tensor cores, and for "
+                                                 "small networks on CPU (docs/benchmarks.md)")
     cudnn_benchmark: bool = field(False, help="CUDA: let cuDNN time kernels (faster, not bit-reproducible)")
     tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
         if not self.seeds:
             raise ConfigError("'train.seeds' needs at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError("'train.seeds' has repeated seeds")
+        if len(set(self.seeds)) != len(self.seeds):    # [0, 0, 0] would be one run reported as three
+            repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+            raise ConfigError(f"'train.seeds' has repeated seeds ({', '.join(map(str, repeated))} in "
+                              f"{list(self.seeds)}): each seed is one independent run")
 
 
 @dataclass(frozen=True)

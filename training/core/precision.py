@@ -1,7 +1,8 @@
 """The GPU fast path: autocast precision, loss scaling, channels-last layout, cuDNN and TF32 switches.
 
-All of it applies on CUDA only. On CPU a run asked for bf16/fp16 or channels_last trains in fp32
-with the default layout and says so once: the options are recorded as requested and as applied.
+Precision, cuDNN and TF32 apply on CUDA only: on CPU a run asked for bf16/fp16 trains in fp32 and says so
+once (the options are recorded as requested and as applied). The channels-last layout applies on both:
+on CPU it made the demo GAN's training step faster too (docs/benchmarks.md#training).
 """
 
 from __future__ import annotations
@@ -66,12 +67,12 @@ def resolve_precision(train, device: torch.device) -> tuple[Precision, dict]:
     if cuda and dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
         dtype, note = None, "note: this GPU has no bf16; training in fp32 (train.precision=bf16 ignored)"
     ignored = [f"train.{k}={str(v).lower()}" for k, v in (("precision", train.precision),
-                                                          ("channels_last", train.channels_last),
                                                           ("cudnn_benchmark", train.cudnn_benchmark), ("tf32", train.tf32))
                if not cuda and v not in ("fp32", False)]
     if ignored:
-        note = f"note: {', '.join(ignored)} apply to CUDA only; on {device.type} training runs in fp32, contiguous"
-    applied = Precision(device, dtype, cuda and train.channels_last)
+        note = (f"note: {', '.join(ignored)} {'applies' if len(ignored) == 1 else 'apply'} to CUDA only; on "
+                f"{device.type} training runs in fp32")
+    applied = Precision(device, dtype, bool(train.channels_last))
     record = {"precision": next(name for name, d in DTYPES.items() if d is dtype),
               "channels_last": applied.channels_last, "cudnn_benchmark": cuda and bool(train.cudnn_benchmark),
               "tf32": cuda and bool(train.tf32), **({"note": note} if note else {})}

@@ -127,7 +127,8 @@ class TrainConfig:
     ada_speed_images: int = field(20_000, min=1, help="real images shown while p can move from 0 to 1")
     sample_grid_size: int = field(8, min=1, max=32, help="grids are N x N images")
     precision: Literal["fp32", "bf16", "fp16"] = field("fp32", help="CUDA autocast; fp16 adds loss scaling")
-    channels_last: bool = field(False, help="CUDA: NHWC memory layout (faster convolutions on tensor cores)")
+    channels_last: bool = field(False, help="NHWC memory layout: faster convolutions on CUDA tensor cores, and for "
+                                                 "small networks on CPU (docs/benchmarks.md)")
     cudnn_benchmark: bool = field(False, help="CUDA: let cuDNN time kernels (faster, not bit-reproducible)")
     tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 

@@ -88,8 +88,8 @@ class PipelineSearchConfig:
     classes: tuple[str, ...] = field(("minority", "all"), help="which classes receive synthetic images (all: one GAN "
                                      "per class, the same share in each, so origin does not predict the label)")
     finetune_real_epochs: tuple[int, ...] = field((0,), help="epochs of a real-only, class-balanced last stage")
-    pool_factor: float = field(2.0, min=1.0, help="selection keeps the best 1/pool_factor of a pool this many times "
-                                                  "the largest count")
+    pool_factor: float = field(2.0, min=1.0, max=10.0, help="selection keeps the best 1/pool_factor of a pool this "
+                                                            "many times the largest count (at most 10: the best tenth)")
 
     def validate(self) -> None:
         for name, allowed in (("selection", ("off", "realism")), ("classes", ("minority", "all"))):
@@ -126,6 +126,8 @@ class PipelineClassifiersConfig:
     overrides: tuple[str, ...] = field((), help="key=value overrides applied to every classifier config")
     primary_metric: Literal["sensitivity_at_spec90", "roc_auc", "pr_auc", "balanced_accuracy", "f1"] = field(
         "sensitivity_at_spec90", help="declared before any run: the grid's choice on validation and the verdict line")
+    workers: int = field(1, min=1, max=64, help="classifier arms trained at once, each in its own process on one "
+                                                "thread (1: one after another, in this process, on its threads)")
 
     def validate(self) -> None:
         for arm in self.arms:

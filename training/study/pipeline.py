@@ -22,18 +22,23 @@ stopped and a changed config re-runs exactly the stages it affects (and those af
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import itertools
 import json
 import math
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from quality.assessment.qa import QAOptions, run_qa
 from quality.checks.verdicts import FAIL, INSUFFICIENT, VERDICTS
@@ -43,6 +48,7 @@ from training.classify.loop import train_classifier
 from training.core import atomic
 from training.core.config import load_config, to_dict
 from training.core.errors import UserError
+from training.core.progress import progress
 from training.core.runtime import resolve_device
 from training.data.augmented_set import COMPOSITION, build_augmented
 from training.data.images import pixel_sha256, read_image
@@ -108,7 +114,7 @@ class Stages:
     """
 
     def __init__(self, record: Path):
-        self.record = record
+        self.record_path = record
         self.done = self._load(record)
 
     @staticmethod
@@ -127,9 +133,10 @@ class Stages:
         return {name: entry for name, entry in done.items()
                 if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("outputs"), dict)}
 
-    def run(self, name: str, key: str, outputs_exist: Callable[[dict], bool], work: Callable[[], dict],
-            fingerprint: Callable[[dict], str | None] | None = None) -> dict:
-        """`work()`'s outputs, or the recorded ones when the key matches and the outputs verify (see the class)."""
+    def reusable(self, name: str, key: str, outputs_exist: Callable[[dict], bool],
+                 fingerprint: Callable[[dict], str | None] | None = None) -> dict | None:
+        """The recorded outputs of stage `name` when its key matches and they verify (see the class); None, having
+        said why, when the stage must run."""
         previous = self.done.get(name)
         if previous and previous["key"] == key:
             why = self._stale(previous, outputs_exist, fingerprint)
@@ -137,7 +144,7 @@ class Stages:
                 # Recorded by an earlier version: its outputs passed the checks above, so they are adopted, and
                 # from now on the stage is skipped only while they keep the content fingerprinted here.
                 previous["fingerprint"] = fingerprint(previous["outputs"])
-                atomic.write_json(self.record, self.done)
+                atomic.write_json(self.record_path, self.done)
                 print(f"[{name}] recorded by an earlier version; its outputs are in place: skipped (now fingerprinted)")
                 return previous["outputs"]
             if why is None:
@@ -146,13 +153,26 @@ class Stages:
             print(f"[{name}] running again: {why}")
         else:
             print(f"[{name}] running")
-        start = time.perf_counter()
-        outputs = work()
-        entry = {"key": key, "outputs": outputs, "seconds": round(time.perf_counter() - start, 1)}
+        return None
+
+    def record(self, name: str, key: str, outputs: dict, seconds: float,
+               fingerprint: Callable[[dict], str | None] | None = None) -> None:
+        """Write down that stage `name` ran with `key` and made `outputs`."""
+        entry = {"key": key, "outputs": outputs, "seconds": round(seconds, 1)}
         if fingerprint is not None:
             entry["fingerprint"] = fingerprint(outputs)
         self.done[name] = entry
-        atomic.write_json(self.record, self.done)
+        atomic.write_json(self.record_path, self.done)
+
+    def run(self, name: str, key: str, outputs_exist: Callable[[dict], bool], work: Callable[[], dict],
+            fingerprint: Callable[[dict], str | None] | None = None) -> dict:
+        """`work()`'s outputs, or the recorded ones when the key matches and the outputs verify (see the class)."""
+        previous = self.reusable(name, key, outputs_exist, fingerprint)
+        if previous is not None:
+            return previous
+        start = time.perf_counter()
+        outputs = work()
+        self.record(name, key, outputs, time.perf_counter() - start, fingerprint)
         return outputs
 
     @staticmethod
@@ -416,7 +436,7 @@ def apply_qa_gate(qa_out: dict, gate: str) -> None:
     if not blocking and not blocked(qa_out["verdict"]):
         return
     lacking = qa_out.get("insufficient", {})
-    why = "; ".join(f"{name}: {reason.split(';')[0]}" for name, reason in lacking.items())
+    why = "; ".join(f"{name}: {lacked}" for name, lacked in lacking.items())
     raise QAGateClosed(f"QA verdict {qa_out['verdict']} ({', '.join(blocking) or 'see the report'}) at the '{gate}' gate"
                        + (f" (not enough evidence: {why})" if why else "") + f": no classifier was trained on these "
                        f"images; see {qa_out['report']}, improve the generator"
@@ -453,27 +473,81 @@ def selection_stage(study: Study, class_name: str, pool: Path, key: str) -> tupl
     return out, key
 
 
-def classifier_run(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
-                   overrides: tuple[str, ...] = (), score_test: bool = True) -> str:
-    """One classifier config on `data_root`, as a stage; returns its run folder."""
+@dataclass(frozen=True)
+class ArmJob:
+    """One classifier arm as a stage: its resolved config, and the stage name and key it is recorded under."""
+
+    stage: str
+    key: str
+    config: ClassifierConfig
+    score_test: bool
+
+    @property
+    def runs(self) -> Path:
+        """Where train_classifier puts this arm's run folders."""
+        return (Path(self.config.output.results_dir) / "classifiers" / self.config.output.name).resolve()
+
+    def done(self, outputs: dict) -> bool:
+        return Path(outputs["run"]).resolve().parent == self.runs and (Path(outputs["run"]) / "summary.json").is_file()
+
+
+def arm_job(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
+            overrides: tuple[str, ...] = (), score_test: bool = True) -> ArmJob:
+    """One classifier config on `data_root`, as a stage (not yet run)."""
     cls = load_config(ClassifierConfig, config_path, [
         *classifier_overrides(study.config, study.channels), *overrides, f"data.train_dir={data_root / 'train'}",
         f"data.val_dir={data_root / 'val'}", f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}",
         f"output.results_dir={study.results}"])
-    arm_key = stage_key(key, to_dict(cls), score_test)
-    runs = (study.results / "classifiers" / arm_name).resolve()      # where train_classifier puts this arm's runs
-    out = study.stages.run(f"classifier {arm_name}", arm_key,
-                           lambda o: Path(o["run"]).resolve().parent == runs and (Path(o["run"]) / "summary.json").is_file(),
-                           lambda: {"run": str(train_classifier(cls, score_test=score_test))},
-                           fingerprint=lambda o: content_hash(Path(o["run"]) / "summary.json"))
-    return out["run"]
+    # In worker processes every arm trains on one thread, and a thread count changes the numbers: it is part of the key.
+    threads = ("one thread",) if study.config.classifiers.workers > 1 else ()
+    return ArmJob(f"classifier {arm_name}", stage_key(key, to_dict(cls), score_test, *threads), cls, score_test)
 
 
-def classifier_stage(study: Study, augmented: Path, data_key: str, augmented_key: str) -> list[str]:
-    """7. One classifier run per fixed arm; baseline arms depend on the real data only."""
-    return [classifier_run(study, arm.config, augmented if arm.data == "augmented" else study.root,
-                           f"{study.name}_{Path(arm.config).stem}",
-                           augmented_key if arm.data == "augmented" else data_key)
+def train_arm(job: ArmJob, log: Path) -> tuple[str, float]:
+    """Train one arm in a worker process, on one thread, its output in `log`: (run folder, seconds)."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with open(log, "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        run = train_classifier(job.config, score_test=job.score_test)
+    return str(run), time.perf_counter() - start
+
+
+def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
+    """Each job's run folder: a recorded one when its stage is up to date, else trained now; with
+    `classifiers.workers` > 1 that many at once, each in a process of its own on one thread (on a 2-core
+    CPU two such arms finish in about 0.6x the time of one after another; docs/benchmarks.md)."""
+    fingerprint = lambda o: content_hash(Path(o["run"]) / "summary.json")
+    runs = {job.stage: (study.stages.reusable(job.stage, job.key, job.done, fingerprint) or {}).get("run") for job in jobs}
+    pending = [job for job in jobs if runs[job.stage] is None]
+    workers = study.config.classifiers.workers
+    if workers == 1:
+        for job in pending:
+            start = time.perf_counter()
+            runs[job.stage] = str(train_classifier(job.config, score_test=job.score_test))
+            study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, time.perf_counter() - start, fingerprint)
+    elif pending:
+        logs = study.results / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(train_arm, job, logs / f"{job.config.output.name}.log"): job for job in pending}
+            for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):
+                job = futures[future]
+                runs[job.stage], seconds = future.result()
+                study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, fingerprint)
+                print(f"[{job.stage}] done in {seconds:.0f} s (log: {logs / f'{job.config.output.name}.log'})")
+    return [runs[job.stage] for job in jobs]
+
+
+def classifier_run(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
+                   overrides: tuple[str, ...] = (), score_test: bool = True) -> str:
+    """One classifier config on `data_root`, as a stage; returns its run folder."""
+    return run_arms(study, [arm_job(study, config_path, data_root, arm_name, key, overrides, score_test)])[0]
+
+
+def fixed_arm_jobs(study: Study, augmented: Path, data_key: str, augmented_key: str) -> list[ArmJob]:
+    """7. One classifier per fixed arm; baseline arms depend on the real data only."""
+    return [arm_job(study, arm.config, augmented if arm.data == "augmented" else study.root,
+                    f"{study.name}_{Path(arm.config).stem}", augmented_key if arm.data == "augmented" else data_key)
             for arm in study.config.classifiers.parsed()]
 
 
@@ -503,30 +577,38 @@ def grid_arms(search: PipelineSearchConfig) -> list[GridArm]:
                                                              search.synthetic_weight, search.finetune_real_epochs)]
 
 
-def search_stage(study: Study, folders: dict[tuple[str, str], tuple[Path, str]], minority: str,
-                 excluded: dict[str, str]) -> dict:
-    """The grid, each arm trained and scored on validation only (the test split is never read), and the
-    choice by the primary metric's validation mean over seeds (ties: validation AUC, then grid order).
-    `excluded` maps a value of search.classes whose images failed the QA gate to why; its arms are skipped."""
-    g, metric = study.config.search, study.config.classifiers.primary_metric
-    arms, rows = [a for a in grid_arms(g) if a.classes not in excluded], []
-    for arm in arms:
+def grid_jobs(study: Study, folders: dict[tuple[str, str], tuple[Path, str]], minority: str,
+              excluded: dict[str, str]) -> list[tuple[GridArm, ArmJob, Path, str]]:
+    """8. The grid's arms with their assembled data (arm, job, data folder, data key); each is trained and scored
+    on validation only (the test split is never read). `excluded` maps a value of search.classes whose images
+    failed the QA gate to why; its arms are left out."""
+    g, out = study.config.search, []
+    for arm in [a for a in grid_arms(g) if a.classes not in excluded]:
         classes = [minority] if arm.classes == "minority" else sorted(study.real_train)
         sources = [folders[(c, arm.selection)] for c in classes]
         data_name = f"{study.name}_grid_{arm.classes}_{arm.selection}_x{arm.per_real:g}"
         data_root, key = assemble_stage(study, [f for f, _ in sources], stage_key(*[k for _, k in sources]),
                                         data_name, synthetic_per_real=arm.per_real)
-        run = classifier_run(study, g.arm, data_root, f"{study.name}_grid_{arm.name}", key, arm.overrides,
-                             score_test=False)
-        rows.append({"arm": arm.name, **dataclasses.asdict(arm), "run": run, "data": str(data_root), "data_key": key,
-                     "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")})
-    if not rows:
+        out.append((arm, arm_job(study, g.arm, data_root, f"{study.name}_grid_{arm.name}", key, arm.overrides,
+                                 score_test=False), data_root, key))
+    if not out:
         raise UserError(f"every arm of the grid was left out ({'; '.join(excluded.values())})")
+    return out
+
+
+def grid_choice(study: Study, grid: list[tuple[GridArm, ArmJob, Path, str]], runs: list[str],
+                excluded: dict[str, str]) -> dict:
+    """The grid's rows and the choice by the primary metric's validation mean over seeds (ties: validation AUC,
+    then grid order)."""
+    metric = study.config.classifiers.primary_metric
+    rows = [{"arm": arm.name, **dataclasses.asdict(arm), "run": run, "data": str(data_root), "data_key": key,
+             "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")}
+            for (arm, _, data_root, key), run in zip(grid, runs)]
     best = min(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
     chosen = rows[best]
     return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": chosen["arm"],
             "chosen_data": chosen["data"], "chosen_data_key": chosen["data_key"],
-            "chosen_overrides": list(arms[best].overrides)}
+            "chosen_overrides": list(grid[best][0].overrides)}
 
 
 def search_markdown(search: dict) -> str:
@@ -639,11 +721,14 @@ def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") 
     pool, pool_key = folders[(minority, "off")]
     augmented, augmented_key = assemble_stage(study, [pool], pool_key, f"{study.name}_augmented",
                                               num_synthetic=fixed_arm_count(study, minority))
-    run_dirs = classifier_stage(study, augmented, data_key, augmented_key)
+    fixed = fixed_arm_jobs(study, augmented, data_key, augmented_key)
+    grid = grid_jobs(study, folders, minority, excluded) if config.search.enabled else []
+    runs = run_arms(study, fixed + [job for _, job, _, _ in grid])      # every arm at once when workers > 1
+    run_dirs = runs[:len(fixed)]
     gan_runs = [run for arm, run in zip(config.classifiers.parsed(), run_dirs) if arm.data == "augmented"]
     search = None
     if config.search.enabled:
-        search = search_stage(study, folders, minority, excluded)
+        search = grid_choice(study, grid, runs[len(fixed):], excluded)
         gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
                                        search["chosen_data_key"], tuple(search["chosen_overrides"])))
         run_dirs.append(gan_runs[-1])

@@ -192,13 +192,13 @@ def test_infogan_run_saves_a_generator_with_codes(tiny_demo, tmp_path):
     assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
 
 
-def test_cuda_options_on_cpu_train_fp32_with_one_note(tiny_demo, tmp_path, capsys):
+def test_cuda_options_on_cpu_train_fp32_with_one_note_and_channels_last_applies(tiny_demo, tmp_path, capsys):
     train_gan(config(tiny_demo, tmp_path, train={"epochs": 1, "precision": "bf16", "channels_last": True, "tf32": True}))
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("note:") and "train." in line]
-    assert len(notes) == 1 and "train.precision=bf16, train.channels_last=true, train.tf32=true" in notes[0]
+    assert len(notes) == 1 and "train.precision=bf16, train.tf32=true apply to CUDA only" in notes[0]
     info = json.loads((tmp_path / "results" / "checkpoints" / "tiny_hinge" / "run_info.json").read_text())
-    assert info["compute"]["precision"] == "fp32" and info["compute"]["channels_last"] is False
+    assert info["compute"]["precision"] == "fp32" and info["compute"]["channels_last"] is True
     assert "precision: bf16" in (tmp_path / "results" / "checkpoints" / "tiny_hinge" / "config.yaml").read_text()
 
 
