@@ -15,24 +15,22 @@ check, their AUCs and the largest difference in any image's score, on demo image
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_qa_calibration import demo_draws
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from quality.checks.detectability import FOLDS, REGULARISATION_C, out_of_fold_scores
+from quality.features.image_sets import flatten, to_unit
+from training.core.cli import Parser
 
-from bench.bench_qa_calibration import demo_draws  # noqa: E402
-from quality.checks.detectability import FOLDS, REGULARISATION_C, out_of_fold_scores  # noqa: E402
-from quality.features.image_sets import flatten, to_unit  # noqa: E402
-from training.core.cli import Parser  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def on_the_pixels(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:

@@ -19,10 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from training.core.cli import Parser
 
-from training.core.cli import Parser  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(nproc: int, device: str, image_size: int, precision: str, epochs: int, batch: int, config: str,

@@ -21,24 +21,22 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from quality.assessment.qa import QAOptions, run_qa
+from training.core.cli import Parser
+from training.core.config import load_config
+from training.data.prepare import SourceOptions, prepare_dataset
+from training.gan.checkpoint import list_checkpoints
+from training.gan.config import GANConfig
+from training.gan.loop import train_gan
+from training.synthesis import sampling
 
-from quality.assessment.qa import QAOptions, run_qa  # noqa: E402
-from training.core.cli import Parser  # noqa: E402
-from training.core.config import load_config  # noqa: E402
-from training.data.prepare import SourceOptions, prepare_dataset  # noqa: E402
-from training.gan.checkpoint import list_checkpoints  # noqa: E402
-from training.gan.config import GANConfig  # noqa: E402
-from training.gan.loop import train_gan  # noqa: E402
-from training.synthesis import sampling  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = {"demo": "experiments/demo_gan.yaml", "breastmnist": "experiments/breastmnist_hinge.yaml"}
 

@@ -26,19 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+from torchvision.utils import save_image
+
+from training.core.cli import Parser
+from training.core.config import load_config
+from training.core.runtime import resolve_device
+from training.gan.checkpoint import save_generator
+from training.gan.config import GANConfig
+from training.gan.networks import build_generator
+from training.synthesis import sampling
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
-
-from training.core.cli import Parser  # noqa: E402
-from training.core.config import load_config  # noqa: E402
-from training.core.runtime import resolve_device  # noqa: E402
-from training.gan.checkpoint import save_generator  # noqa: E402
-from training.gan.config import GANConfig  # noqa: E402
-from training.gan.networks import build_generator  # noqa: E402
-from training.synthesis import sampling  # noqa: E402
 
 
 def timed(fn) -> float:

@@ -13,7 +13,6 @@ from that report and the difference. Nothing is written.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -23,11 +22,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from quality.features.image_sets import load_pair, to_unit
+from training.core.cli import Parser
 
-from quality.features.image_sets import load_pair, to_unit  # noqa: E402
-from training.core.cli import Parser  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def block(c_in: int, c_out: int) -> nn.Sequential:

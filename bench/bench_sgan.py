@@ -21,19 +21,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from training.core import atomic
+from training.core.cli import Parser
+from training.core.config import load_config
+from training.data.processed import SPLITS_MANIFEST, write_dataset
+from training.data.sources import open_source
+from training.sgan.config import SGANConfig
+from training.sgan.loop import train_sgan
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from training.core import atomic  # noqa: E402
-from training.core.cli import Parser  # noqa: E402
-from training.core.config import load_config  # noqa: E402
-from training.data.processed import SPLITS_MANIFEST, write_dataset  # noqa: E402
-from training.data.sources import open_source  # noqa: E402
-from training.sgan.config import SGANConfig  # noqa: E402
-from training.sgan.loop import train_sgan  # noqa: E402
 
 
 def prepare_digits(out: Path) -> Path:

@@ -21,18 +21,16 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from training.core.cli import Parser  # noqa: E402
-from training.core.config import load_config  # noqa: E402
-from training.core.runtime import resolve_device  # noqa: E402
-from training.data.folders import load_class, to_float  # noqa: E402
-from training.gan.config import GANConfig  # noqa: E402
-from training.gan.loop import train_gan  # noqa: E402
-from training.gan.losses import LOSSES  # noqa: E402
-from training.gan.networks import build_discriminator, build_generator  # noqa: E402
+from training.core.cli import Parser
+from training.core.config import load_config
+from training.core.runtime import resolve_device
+from training.data.folders import load_class, to_float
+from training.gan.config import GANConfig
+from training.gan.loop import train_gan
+from training.gan.losses import LOSSES
+from training.gan.networks import build_discriminator, build_generator
 
 
 def plain_loop(cfg: GANConfig, epochs: int) -> float:

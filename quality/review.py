@@ -17,9 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: the repository root, not this folder, goes on sys.path
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from quality.assessment.review import (
     matplotlib_viewer,
     review_images,

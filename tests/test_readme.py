@@ -154,13 +154,14 @@ def help_text(script: str) -> str:
                 module = importlib.import_module(f"{path.parent.name}.{path.stem}")
                 module.main(["--help"])
             else:
+                sys.path.insert(0, str(path.parent))          # as `python bench/x.py`: its folder first
                 spec = importlib.util.spec_from_file_location(f"_readme_{path.parent.name}_{path.stem}", path)
                 module = importlib.util.module_from_spec(spec)
                 spec.loader.exec_module(module)
                 sys.argv = [str(path), "--help"]
                 module.main()
     finally:
-        sys.argv, sys.path[:] = argv, search_path        # bench scripts put the repository on sys.path
+        sys.argv, sys.path[:] = argv, search_path
     assert exit_info.value.code in (0, None), f"{script} --help exited with {exit_info.value.code}"
     return out.getvalue()
 

@@ -58,3 +58,17 @@ def test_select_samples_bad_input_is_one_line_and_exit_2(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "/nonexistent/pool has no manifest.jsonl" in lines[0]
     assert not (tmp_path / "best").exists()
+
+
+def test_every_script_says_its_version_and_runs_from_any_folder(tmp_path):
+    """The project is installed (requirements.txt: `-e .`), so a script needs no sys.path edits: it runs from
+    any working directory, and --version names the release recorded in run_info.json."""
+    from training import __version__
+    from training.core.run_info import package_versions
+
+    scripts = sorted(p for folder in ("training", "quality") for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py")
+    for script in scripts:
+        assert "sys.path" not in script.read_text(), script
+    result = run(str(ROOT / "training" / "train_dcgan.py"), "--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"train_dcgan.py (medgan-augment) {__version__}"
+    assert package_versions()["medgan-augment"] == __version__

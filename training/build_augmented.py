@@ -16,9 +16,6 @@ import math
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/build_augmented.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli
 from training.data.augmented_set import build_augmented, composition_markdown

@@ -14,10 +14,6 @@ checkpoint itself never.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: the repository root, not this folder, goes on sys.path
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import Parser
 from training.core.errors import run_cli

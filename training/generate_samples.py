@@ -28,9 +28,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/generate_samples.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.distributed import init_world, launched_processes, shutdown
 from training.core.errors import UserError, run_cli

@@ -17,10 +17,6 @@ check (against the source folder when the data are not prepared yet), running an
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python training/pipeline.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml

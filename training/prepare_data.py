@@ -15,10 +15,6 @@ non-square images are made square; then the duplicate groups, listed in <dataset
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python training/prepare_data.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import run_cli

@@ -14,10 +14,6 @@ written to pseudo_label_report.json; with too few accepted, lower --conf_thresh.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script: the repository root, not this folder, goes on sys.path
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli

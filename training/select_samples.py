@@ -23,9 +23,6 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/select_samples.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import run_cli
 from training.core.runtime import resolve_device

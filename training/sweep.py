@@ -23,9 +23,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python training/sweep.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from training.analysis.sweep import SweepConfig, run_sweep, sweep_table
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml

@@ -18,10 +18,6 @@ import dataclasses
 import json
 import os
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python training/train_classifier.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier

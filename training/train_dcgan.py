@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python training/train_dcgan.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml

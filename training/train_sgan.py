@@ -16,10 +16,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
-
-if __package__ in (None, ""):  # run as `python training/train_sgan.py`: the repository root, not this folder
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml

@@ -12,6 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from training.core.version import __version__
+
 OUTPUT_DIR_FLAGS = ("--output_dir", "--out", "--out_dir")
 
 
@@ -21,6 +23,7 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, description: str | None = None, **kwargs):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(description=description, **kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s (medgan-augment) {__version__}")
 
     def parse_known_args(self, args: Sequence[str] | None = None, namespace=None):  # noqa: ANN001 (argparse's)
         args = [self._canonical(a) for a in (sys.argv[1:] if args is None else args)]

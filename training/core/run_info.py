@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from training.core import atomic
+from training.core.version import __version__
 
 _PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scikit-learn", "pillow", "matplotlib", "pyyaml")
 
 
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"medgan-augment": __version__, "python": platform.python_version()}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)
