@@ -562,12 +562,13 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
 
 
 def fid_status(metrics: dict) -> str:
-    """FID for the progress line, with its scale: how many times the real-vs-real FID at the same size it is
-    (domain features have no absolute scale; 1x is as close as another real sample)."""
+    """FID for the progress line, with a scale: the checkpoint screen's FID in QA's feature space as a multiple
+    of the real-vs-real FID at the same size (domain features have no absolute scale; 1x is as close as
+    another real sample is)."""
     fid, ratio = metrics.get("fid"), metrics.get("fid_ratio")
     if fid is None:
         return "-"
-    return f"{fid:.2f}" + ("" if ratio is None or not math.isfinite(ratio) else f" ({ratio:.1f}x real-vs-real)")
+    return f"{fid:.2f}" + ("" if ratio is None or not math.isfinite(ratio) else f" (QA: {ratio:.1f}x real-vs-real)")
 
 
 def chosen_line(choice: dict | None) -> str:
