@@ -39,10 +39,11 @@ from training.core.runtime import resolve_device
 from training.data.folders import load_split
 from training.data.processed import SPLITS_MANIFEST
 
-REPORT_VERSION = 4       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
+REPORT_VERSION = 5       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
                          # 3: memorisation flags an image only when it is close to a real one in pixels and features;
                          # 4: a CNN detector and every detectability view count; too few images give `insufficient`;
-                         #    the GAN's checkpoint screen runs these same checks (`screen`)
+                         #    the GAN's checkpoint screen runs these same checks (`screen`);
+                         # 5: every check states the images it needs (`evidence`), insufficient below it
 MIN_UNSEEN_FOR_DETECTOR = 10   # the feature detector's real side: the unseen images when there are this many
 
 
