@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
-from training.core.distributed import init_world, launched_processes, shutdown
+from training.core.distributed import init_world, shutdown
 from training.core.errors import UserError, run_cli
 from training.core.outputs import refuse_output_inside_dataset
 from training.core.runtime import resolve_device
@@ -39,10 +39,12 @@ from training.synthesis.job import (
     WAIT_FOR_OTHERS_MINUTES,
     BulkJob,
     check_counts,
+    check_launch,
     parse_codes,
     parse_shard,
     resolve_sources,
     run_bulk,
+    summary_lines,
 )
 
 
@@ -77,15 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     check_counts(args.num_samples, args.batch_size, args.conf_thresh, args.weights, args.seed, args.workers)
     args.shard = parse_shard(args.shard) if args.shard is not None else None
     args.codes = parse_codes(args.fix_code)
-    if args.shard and args.overwrite:
-        raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
-                        "others; clear it first (or run --overwrite without --shard)")
-    if launched_processes() > 1:
-        if args.shard:
-            raise UserError("--shard is for separately launched jobs; under torchrun each process takes its part itself")
-        if args.preview and not args.yes:
-            raise UserError("--preview under torchrun needs --yes (only one process could ask); or look at "
-                            "--preview_only first")
+    check_launch(args.shard, args.overwrite, args.preview and not args.yes)
     return args
 
 
@@ -130,18 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     job = BulkJob(output_dir, args.num_samples, args.seed, args.batch_size, args.overwrite, args.workers, args.shard,
                   args.filter_classifier, args.conf_thresh, args.weights, args.codes)
     summary = run_bulk(job, generators, world, device)
-    if summary["manifest"] is None:                  # a torchrun rank other than 0: rank 0 reports
-        return 0
-    if summary["acceptance_rate"] is not None:
-        print(f"filter: {summary['written']} of {summary['written'] + summary['filtered_out']} images kept "
-              f"({summary['acceptance_rate']:.1%}) at confidence >= {args.conf_thresh}"
-              + ("; too few pass: lower --conf_thresh or generate more" if summary["acceptance_rate"] < 0.2 else ""))
-    rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
-    print(f"wrote {summary['written']} images ({summary['kept']} already there) to {output_dir} "
-          f"in {summary['seconds']:.1f} s{rate}; manifest: {summary['manifest']}")
-    if not summary["complete"]:
-        print(f"shard {job.shard[0]}/{job.shard[1]} done; when every shard is, run the same command without --shard "
-              "to merge the manifests (it also makes any images a failed shard left out)")
+    if summary["manifest"] is not None:              # None: a torchrun rank other than 0; rank 0 reports
+        print("\n".join(summary_lines(summary, job)))
     return 0
 
 

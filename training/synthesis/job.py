@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from training.core.config import load_config
-from training.core.distributed import World, barrier, gather_objects, shutdown
+from training.core.distributed import World, barrier, gather_objects, launched_processes, shutdown
 from training.core.errors import UserError
 from training.core.names import check_plain_name
 from training.core.run_info import run_info
@@ -88,6 +88,36 @@ def check_counts(num_samples: int | None, batch_size: int, conf_thresh: float, w
         raise UserError("--weights must be finite numbers >= 0")
     if seed < 0:
         raise UserError("--seed must be >= 0")
+
+
+def check_launch(shard: tuple[int, int] | None, overwrite: bool, would_ask: bool) -> None:
+    """Refuse combinations of how the job is launched that cannot work: --overwrite with --shard (one shard
+    cannot clear the folder for the others), and under torchrun --shard or a question only one process could ask."""
+    if shard and overwrite:
+        raise UserError("--overwrite cannot be combined with --shard: one shard cannot clear the folder for the "
+                        "others; clear it first (or run --overwrite without --shard)")
+    if launched_processes() > 1:
+        if shard:
+            raise UserError("--shard is for separately launched jobs; under torchrun each process takes its part itself")
+        if would_ask:
+            raise UserError("--preview under torchrun needs --yes (only one process could ask); or look at "
+                            "--preview_only first")
+
+
+def summary_lines(summary: dict, job: BulkJob) -> list[str]:
+    """What a finished bulk run tells the user: the filter's acceptance, what was written, what a shard leaves."""
+    lines = []
+    if summary["acceptance_rate"] is not None:
+        lines.append(f"filter: {summary['written']} of {summary['written'] + summary['filtered_out']} images kept "
+                     f"({summary['acceptance_rate']:.1%}) at confidence >= {job.conf_thresh}"
+                     + ("; too few pass: lower --conf_thresh or generate more" if summary["acceptance_rate"] < 0.2 else ""))
+    rate = f", {summary['images_per_s']:.0f} img/s" if summary["written"] else ""
+    lines.append(f"wrote {summary['written']} images ({summary['kept']} already there) to {job.output_dir} "
+                 f"in {summary['seconds']:.1f} s{rate}; manifest: {summary['manifest']}")
+    if not summary["complete"]:
+        lines.append(f"shard {job.shard[0]}/{job.shard[1]} done; when every shard is, run the same command without "
+                     "--shard to merge the manifests (it also makes any images a failed shard left out)")
+    return lines
 
 
 def resolve_sources(checkpoints: list[str] | None, output_dir: str | None, config: str | None,
