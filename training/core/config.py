@@ -168,6 +168,13 @@ def build(cls: type, raw: dict, source: str, prefix: str = "") -> Any:
     """Build dataclass `cls` from the mapping `raw`, validating keys, types and ranges."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    retired = getattr(cls, "RETIRED", {})           # {key: (the value it had when off, why it was removed)}
+    for key in [k for k in raw if k in retired]:
+        off, why = retired[key]
+        if raw[key] != off:
+            raise ConfigError(f"{source}: '{prefix}{key}' was removed from medgan-augment ({why}); "
+                              f"this config or checkpoint needs an earlier version")
+    raw = {k: v for k, v in raw.items() if k not in retired}
     for key in raw:
         if key not in fields:
             near = difflib.get_close_matches(str(key), fields, n=1)

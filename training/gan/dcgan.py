@@ -167,39 +167,17 @@ class Generator(nn.Module):
         return torch.tanh(self.to_image(h))  # (B, C, S, S) in [-1, 1]
 
 
-def high_pass(x: torch.Tensor) -> torch.Tensor:
-    """x minus its 3x3 local mean (edges replicated): thin lines and speckle at full contrast, flat areas ~0."""
-    return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-
-
-def minibatch_std(h: torch.Tensor, group_size: int = 4) -> torch.Tensor:
-    """h with one more channel: the mean over features and positions of the features' standard deviation within
-    each group of `group_size` images (the largest divisor of the batch up to it), the same for every image of a
-    group (Karras et al. 2018, progressive GAN). A generator that repeats itself lowers it; real batches do not."""
-    batch, channels, height, width = h.shape
-    group = max(g for g in range(1, min(group_size, batch) + 1) if batch % g == 0)
-    grouped = h.reshape(group, batch // group, channels, height, width)
-    spread = (grouped.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))        # (B / group,)
-    return torch.cat([h, spread.repeat(group)[:, None, None, None].expand(-1, 1, height, width)], 1)
-
-
 class Discriminator(nn.Module):
-    """DCGAN D. With `patch_head`, it also scores every 10 x 10-pixel patch (stride 4) of its input, as a
-    PatchGAN does (Isola et al. 2017): a 1x1 conv on the second level's features, whose receptive field is
-    10 pixels. Its output is then (B, 1 + P), the image's logit first (see training.gan.losses.per_image).
-    With `highpass`, its input is the image and its `high_pass` residual side by side; with `minibatch_std`,
-    its last conv also reads `minibatch_std`'s channel."""
+    """DCGAN D: strided 4x4 convs down to 4 x 4, then one logit (a projection term for a conditional D, a Q head
+    for InfoGAN's codes)."""
 
     def __init__(self, image_size: int, channels: int, width: int, norm: str = "none", spectral_norm: bool = True,
-                 latent: LatentSpec | None = None, patch_head: bool = False, highpass: bool = False,
-                 minibatch_std: bool = False):
+                 latent: LatentSpec | None = None):
         super().__init__()
         levels = levels_for(image_size)
         sn = _spectral_norm if spectral_norm else (lambda m: m)
         widths = [width * 2 ** i for i in range(levels)]             # e.g. 64, 128, 256, 512 at 64 px
-        self.highpass, self.minibatch_std = highpass, minibatch_std
-        in_channels = channels * (2 if highpass else 1)
-        layers: list[nn.Module] = [sn(nn.Conv2d(in_channels, widths[0], 4, stride=2, padding=1)),
+        layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, stride=2, padding=1)),
                                    nn.LeakyReLU(0.2, inplace=True)]   # no norm on the first layer (DCGAN)
         for in_ch, out_ch in zip(widths[:-1], widths[1:]):
             layers.append(sn(nn.Conv2d(in_ch, out_ch, 4, stride=2, padding=1, bias=norm != "batch")))
@@ -207,13 +185,7 @@ class Discriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(out_ch))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
         self.features = nn.Sequential(*layers)                        # -> (B, widths[-1], 4, 4)
-        self.to_logit = sn(nn.Conv2d(widths[-1] + int(minibatch_std), 1, 4, stride=1, padding=0))
-        # The patch head reads the map after the second level's activation (S/4 x S/4, receptive field 10 px).
-        activations = [i for i, layer in enumerate(layers) if isinstance(layer, nn.LeakyReLU)]
-        self.patch_split = activations[1] + 1 if patch_head and levels >= 2 else None
-        if patch_head and self.patch_split is None:
-            raise ValueError("a patch head needs at least two D levels (image_size >= 16)")
-        self.to_patch_logits = sn(nn.Conv2d(widths[1], 1, 1)) if patch_head else None
+        self.to_logit = sn(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=0))
         latent = latent or LatentSpec(0)
         self.projection = sn(nn.Embedding(latent.num_classes, widths[-1])) if latent.num_classes else None
         codes = latent.info_categories + latent.info_continuous
@@ -226,22 +198,13 @@ class Discriminator(nn.Module):
         return [layer for layer in self.features if isinstance(layer, nn.Conv2d)]
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
-        """Logits (B,), or (B, 1 + P) with the patch head; with `codes`, also Q's code predictions
-        (B, categories + continuous)."""
-        if self.highpass:
-            x = torch.cat([x, high_pass(x)], 1)
-        if self.patch_split is None:
-            h = self.features(x)
-        else:
-            local = self.features[:self.patch_split](x)               # (B, widths[1], S/4, S/4)
-            h = self.features[self.patch_split:](local)
-        logit = self.to_logit(minibatch_std(h) if self.minibatch_std else h).flatten()   # (B,) logits / critic scores
+        """Logits (B,); with `codes`, also Q's code predictions (B, categories + continuous)."""
+        h = self.features(x)
+        logit = self.to_logit(h).flatten()                            # (B,) logits / critic scores
         if self.projection is not None:
             if labels is None:
                 raise ValueError("a conditional discriminator needs class labels")
             logit = logit + (self.projection(labels) * h.sum((2, 3))).sum(1)
-        if self.to_patch_logits is not None:
-            logit = torch.cat([logit[:, None], self.to_patch_logits(local).flatten(1)], 1)
         return (logit, self.q_head(h)) if codes else logit
 
 
@@ -256,6 +219,5 @@ def build_generator(model, data, num_classes: int = 0) -> Generator:
 def build_discriminator(model, data, loss_name: str, num_classes: int = 0) -> Discriminator:
     """D from the `model` and `data` config sections; its norm depends on the loss (no BN for WGAN-GP)."""
     return Discriminator(data.image_size, data.channels, model.d_channels, model.resolved_d_norm(loss_name),
-                         model.spectral_norm, model.latent_spec(num_classes), model.d_patch_head, model.d_highpass,
-                         model.d_minibatch_std)
+                         model.spectral_norm, model.latent_spec(num_classes))
 

@@ -1,7 +1,7 @@
 """GAN losses, found by name (`loss.name`).
 
-Each loss is a pair of functions of D's raw outputs (logits or critic scores, shape (B,), or (B, 1 + P)
-from a D with a patch head): `d_loss(real, fake)` is minimised by D, `g_loss(fake)` by G. `d_objective` and `g_objective` put a
+Each loss is a pair of functions of D's raw outputs (logits or critic scores, shape (B,)): `d_loss(real,
+fake)` is minimised by D, `g_loss(fake)` by G. `d_objective` and `g_objective` put a
 batch's terms together (adversarial, InfoGAN, gradient penalty) for the training loop.
 """
 
@@ -28,15 +28,8 @@ class GANLoss:
 LOSSES = Registry("GAN loss", "loss.name")
 
 
-def per_image(values: torch.Tensor) -> torch.Tensor:
-    """(B,) per-image values from D-shaped ones: (B,) as they are; (B, 1 + P) from a D with a patch head
-    as the image's value plus the mean of its P patches' values, so the whole image and its patches weigh
-    the same in every loss however many patches there are."""
-    return values if values.dim() == 1 else values[:, 0] + values[:, 1:].mean(1)
-
-
 def _mean(values: torch.Tensor) -> torch.Tensor:
-    return per_image(values).mean()
+    return values.mean()
 
 
 @LOSSES.register("hinge")
@@ -84,7 +77,7 @@ def gradient_penalty(discriminator: torch.nn.Module, real: torch.Tensor, fake: t
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = discriminator(x_hat) if labels is None else discriminator(x_hat, labels)
-    (grad,) = torch.autograd.grad(per_image(scores).sum(), x_hat, create_graph=True)
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
 
 
@@ -143,11 +136,11 @@ def d_objective(D: torch.nn.Module, loss: GANLoss, real: torch.Tensor, fake: tor
         total = loss.d_loss(real_scores, fake_scores)
     if lecam_weight > 0 and anchors is not None:
         total = total + lecam_weight * lecam_penalty(real_scores.float(), fake_scores.float(), anchors)
-        anchors.update(per_image(real_scores.detach()), per_image(fake_scores.detach()))
+        anchors.update(real_scores.detach(), fake_scores.detach())
     if gp_weight > 0:          # in fp32 even under autocast: the double backward is precision-sensitive
         with torch.autocast(real.device.type, enabled=False):
             total = total + gp_weight * gradient_penalty(D, real.float(), fake.float(), labels)
-    return total, per_image(real_scores.detach()), per_image(fake_scores.detach())
+    return total, real_scores.detach(), fake_scores.detach()
 
 
 def g_objective(D: torch.nn.Module, loss: GANLoss, fake: torch.Tensor, labels: torch.Tensor | None, z: torch.Tensor,

@@ -92,19 +92,3 @@ def test_conditional_gradient_penalty_uses_the_labels():
     zero = gradient_penalty(Scaled(), real, fake, torch.tensor([0, 0]))
     one = gradient_penalty(Scaled(), real, fake, torch.tensor([1, 1]))
     assert zero.item() == pytest.approx((2 - 1) ** 2) and one.item() == pytest.approx((4 - 1) ** 2)
-
-
-@pytest.mark.parametrize("name", sorted(LOSSES))
-def test_patch_scores_weigh_as_much_as_the_image_score_whatever_their_number(name):
-    """A D with a patch head gives (B, 1 + P): the image's logit and P patch logits. Every loss treats the
-    patches' mean as one more score beside the image's, so P does not change the weighting."""
-    from training.gan.losses import per_image
-
-    loss = LOSSES[name]
-    real, fake = torch.tensor([[1.5, 0.5, -0.5], [0.2, 2.0, 0.0]]), torch.tensor([[-1.0, 0.3, -0.3], [0.5, -2.0, 1.0]])
-    doubled = lambda t: torch.cat([t[:, :1], t[:, 1:], t[:, 1:]], 1)      # the same patches twice: P 2 -> 4
-    assert loss.d_loss(real, fake).item() == pytest.approx(loss.d_loss(doubled(real), doubled(fake)).item())
-    # The loss of each patch, averaged (not the loss of the patches' mean score), beside the image's loss.
-    separate = loss.d_loss(real[:, 0], fake[:, 0]) + loss.d_loss(real[:, 1:].flatten(), fake[:, 1:].flatten())
-    assert loss.d_loss(real, fake).item() == pytest.approx(separate.item(), rel=1e-6)
-    assert per_image(real).tolist() == pytest.approx([1.5, 0.2 + 1.0])
