@@ -530,11 +530,15 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
         logs.mkdir(parents=True, exist_ok=True)
         with ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(train_arm, job, logs / f"{job.config.output.name}.log"): job for job in pending}
-            for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):
-                job = futures[future]
-                runs[job.stage], seconds = future.result()
-                study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, fingerprint)
-                print(f"[{job.stage}] done in {seconds:.0f} s (log: {logs / f'{job.config.output.name}.log'})")
+            try:
+                for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):
+                    job = futures[future]
+                    runs[job.stage], seconds = future.result()
+                    study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, fingerprint)
+                    print(f"[{job.stage}] done in {seconds:.0f} s (log: {logs / f'{job.config.output.name}.log'})")
+            except BaseException:
+                pool.shutdown(cancel_futures=True)      # say why now, not after every queued arm has trained
+                raise
     return [runs[job.stage] for job in jobs]
 
 

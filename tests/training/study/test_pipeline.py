@@ -155,6 +155,7 @@ def test_the_synthetic_pool_has_a_partner_for_every_real_image_of_its_class(tmp_
 def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resume(tiny_demo, tmp_path, capsys):
     """`classifiers.workers: 2`: each arm trains in a process of its own on one thread, which gives the numbers
     training on one thread in this process gives; every arm is recorded, and a re-run skips them."""
+    import dataclasses
     from types import SimpleNamespace
 
     import torch
@@ -188,3 +189,15 @@ def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resu
     scores = [json.loads((Path(run) / "seed_0" / "metrics.json").read_text())["test"] for run in (runs[0], here)]
     assert scores[0] == scores[1]
     assert run_arms(study, jobs) == runs and capsys.readouterr().out.count("up to date, skipped") == 2
+
+    # An arm that fails in its worker stops the study with its own one-line error, nothing recorded for it.
+    import pytest
+
+    from training.core.errors import UserError
+
+    broken = dataclasses.replace(job("broken", study.results), key="broken-key")
+    broken = dataclasses.replace(broken, config=dataclasses.replace(
+        broken.config, data=dataclasses.replace(broken.config.data, train_dir=str(tmp_path / "missing" / "train"))))
+    with pytest.raises(UserError, match="missing"):
+        run_arms(study, [broken, jobs[0]])
+    assert "classifier broken" not in study.stages.done
