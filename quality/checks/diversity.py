@@ -70,17 +70,15 @@ def fit_pca(real: np.ndarray, synthetic: np.ndarray, seed: int) -> tuple[np.ndar
     return pca.transform(real), pca.transform(synthetic), pca
 
 
-def mean_pairwise_distance(points: np.ndarray) -> float:
-    """Mean Euclidean distance over all pairs i < j of (n, k) points (n >= 2)."""
-    distances = pairwise_distances(points)
-    return float(distances[np.triu_indices(len(points), k=1)].mean())
+def mean_pairwise_distance(distances: np.ndarray) -> float:
+    """Mean over all pairs i < j of an (n, n) distance matrix (n >= 2)."""
+    return float(distances[np.triu_indices(len(distances), k=1)].mean())
 
 
-def images_needed(real_points: np.ndarray) -> int:
+def images_needed(real_distances: np.ndarray) -> int:
     """Images per set at which a set at distance ratio 1 and one at the collapse warning, and a set without
-    near-duplicates and one at the duplicate warning, lie apart; from (n, k) real points (n >= 3)."""
-    distances = pairwise_distances(real_points)
-    per_image = distances.sum(axis=1) / (len(real_points) - 1)       # each image's mean distance to the others
+    near-duplicates and one at the duplicate warning, lie apart; from the real points' (n, n) distances (n >= 3)."""
+    per_image = real_distances.sum(axis=1) / (len(real_distances) - 1)   # each image's mean distance to the others
     cv = float(per_image.std(ddof=1) / max(per_image.mean(), 1e-12))
     # log ratio of two U-statistics, one per set: standard error 2 cv sqrt(2 / n); two such sets.
     by_ratio = images_to_separate(lambda n: 2 * 2 * cv * np.sqrt(2 / n), float(np.log(1 / RATIO_WARN_BELOW)))
@@ -136,13 +134,15 @@ def check_diversity(real: np.ndarray, synthetic: np.ndarray, out_dir: str | Path
                 "figures": []}
     real_pixels, synthetic_pixels = flatten(real), flatten(synthetic)
     real_pc, synthetic_pc, pca = fit_pca(real_pixels, synthetic_pixels, seed)
-    real_distance, synthetic_distance = mean_pairwise_distance(real_pc), mean_pairwise_distance(synthetic_pc)
+    real_distances = pairwise_distances(real_pc)          # the ratio and the evidence both read it
+    real_distance = mean_pairwise_distance(real_distances)
+    synthetic_distance = mean_pairwise_distance(pairwise_distances(synthetic_pc))
     ratio = synthetic_distance / max(real_distance, 1e-12)
     radius, real_median_nn = near_duplicate_radius(real_pixels)
     synthetic_pairs, synthetic_share = duplicate_share(synthetic_pixels, radius)
     real_pairs, real_share = duplicate_share(real_pixels, radius)
     verdict, reason = diversity_verdict(ratio, synthetic_share - real_share)
-    images, needed = min(len(real), len(synthetic)), images_needed(real_pc)
+    images, needed = min(len(real), len(synthetic)), images_needed(real_distances)
     verdict, reason = judge_evidence(verdict, reason, images, needed, "images per set")
     figures = []
     if out_dir is not None:
