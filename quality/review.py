@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from quality.assessment.review import (
+from quality.assessment.human_review import (
     matplotlib_viewer,
     review_images,
 )

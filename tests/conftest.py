@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from training.data.processed import write_dataset
 from training.data.sources.demo import demo_records
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Scripts launched as subprocesses import this checkout, whatever checkout the installed package points at.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")

@@ -107,7 +107,7 @@ def test_a_pickle_payload_never_runs_through_any_entry_point(tmp_path, generator
     ("training.classify.config:ClassifierConfig", "experiments/classifier_baseline.yaml"),
     ("training.sgan.config:SGANConfig", "experiments/sgan_digits.yaml"),
     ("training.study.config:PipelineConfig", "experiments/pipeline_demo.yaml"),
-    ("training.analysis.sweep:SweepConfig", "experiments/sweep_synthetic_counts.yaml"),
+    ("training.analysis.synthetic_amount:SweepConfig", "experiments/sweep_synthetic_counts.yaml"),
 ])
 @pytest.mark.parametrize("name", ["../../somewhere", "/abs", "a/b", "..", ".hidden", ""])
 def test_traversal_names_are_refused_for_every_run_type(schema, path, name):

@@ -22,7 +22,7 @@ from training.core.outputs import refuse_output_inside_dataset
 from training.data import synthetic_folder as layout
 from training.data.processed import write_dataset
 from training.data.sources.demo import demo_records
-from training.deploy import export as export_module
+from training.deploy import graph_export as export_module
 from training.export import main as export_main
 from training.generate_samples import main as generate_main
 from training.prepare_data import main as prepare_main

@@ -38,7 +38,7 @@ SCHEMAS = {
     "training/train_classifier.py": ("training.classify.config", "ClassifierConfig"),
     "training/train_sgan.py": ("training.sgan.config", "SGANConfig"),
     "training/pipeline.py": ("training.study.config", "PipelineConfig"),
-    "training/sweep.py": ("training.analysis.sweep", "SweepConfig"),
+    "training/sweep.py": ("training.analysis.synthetic_amount", "SweepConfig"),
 }
 # Scripts whose positional `key=value` words are config overrides.
 TAKES_OVERRIDES = {"training/train_dcgan.py", "training/train_classifier.py", "training/train_sgan.py",

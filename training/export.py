@@ -17,7 +17,7 @@ import sys
 
 from training.core.cli import Parser
 from training.core.errors import run_cli
-from training.deploy.export import EXPORTERS, export
+from training.deploy.graph_export import EXPORTERS, export
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import sys
 
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
 from training.core.errors import UserError, run_cli
-from training.synthesis.pseudo_label import LOW_ACCEPTANCE, pseudo_label
+from training.synthesis.labelling import LOW_ACCEPTANCE, pseudo_label
 
 
 def main(argv: list[str] | None = None) -> int:

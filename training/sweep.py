@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from training.analysis.sweep import SweepConfig, run_sweep, sweep_table
+from training.analysis.synthetic_amount import SweepConfig, run_sweep, sweep_table
 from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli

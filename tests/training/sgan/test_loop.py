@@ -170,7 +170,7 @@ def test_sgan_and_baseline_share_the_subset_and_write_comparable_classifier_runs
 
     # compare.py's loader and pseudo_label.py's classifier take them as they are.
     assert len(check_comparable([load_run(base), load_run(sgan)])) == 2
-    from training.synthesis.pseudo_label import classify
+    from training.synthesis.labelling import classify
 
     classified, names, _ = classify([Path(r["path"]) for r in rows[:4]], sgan / "seed_0" / "best_model.pth")
     assert names == list(CLASSES) and np.allclose(classified, probs[:4].numpy(), atol=1e-5)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.helpers import synthetic_folder
 from training.data.synthetic_folder import read_synthetic_manifest
-from training.study.pipeline import (
+from training.study.stages import (
     QAGateClosed,
     Stages,
     apply_qa_gate,

@@ -17,7 +17,7 @@ from training.core.config import build
 from training.core.errors import UserError, run_cli
 from training.data.augmented_set import build_augmented
 from training.pseudo_label import main as pseudo_main
-from training.synthesis.pseudo_label import classify, source_images
+from training.synthesis.labelling import classify, source_images
 
 
 @pytest.fixture(scope="module")

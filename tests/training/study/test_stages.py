@@ -124,7 +124,7 @@ def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_
 def test_the_default_gate_stops_on_too_little_evidence_and_says_what_is_missing():
     import pytest
 
-    from training.study.pipeline import QAGateClosed, apply_qa_gate
+    from training.study.stages import QAGateClosed, apply_qa_gate
 
     lacking = {"report": "results/qa/x/report.html", "verdict": "insufficient",
                "verdicts": {"fidelity": "pass", "detectability": "insufficient"},
@@ -145,7 +145,7 @@ def test_the_synthetic_pool_has_a_partner_for_every_real_image_of_its_class(tmp_
     from types import SimpleNamespace
 
     from training.study.config import PipelineSearchConfig, PipelineSynthesisConfig
-    from training.study.pipeline import pool_size
+    from training.study.stages import pool_size
 
     config = SimpleNamespace(synthesis=PipelineSynthesisConfig(target_ratio=1.4), search=PipelineSearchConfig())
     study = SimpleNamespace(config=config, real_train=Counter(healthy=72, tumour=105))
@@ -163,7 +163,7 @@ def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resu
     from training.classify.config import ClassifierConfig
     from training.classify.loop import train_classifier
     from training.core.config import build
-    from training.study.pipeline import ArmJob, Stages, run_arms
+    from training.study.stages import ArmJob, Stages, run_arms
 
     def job(name: str, results: Path, **train) -> ArmJob:
         raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),

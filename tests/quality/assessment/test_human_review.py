@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from quality.assessment.review import REVIEW_FILE, review_images
+from quality.assessment.human_review import REVIEW_FILE, review_images
 from quality.review import main
 from training.core.errors import run_cli
 
@@ -136,7 +136,7 @@ def test_a_rejected_file_that_comes_back_is_asked_about_again(tmp_path):
 def test_the_preview_grid_beside_the_samples_is_not_reviewed(tmp_path):
     from PIL import Image
 
-    from quality.assessment.review import pending_images
+    from quality.assessment.human_review import pending_images
     for name in ("synthetic_malignant_000000.png", "preview_grid.png", "final_samples.png"):
         Image.new("L", (4, 4)).save(tmp_path / name)
     assert [p.name for p in pending_images(tmp_path, {}, False, 0)] == ["synthetic_malignant_000000.png"]

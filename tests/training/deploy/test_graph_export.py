@@ -7,7 +7,7 @@ import torch
 
 from tests.training.synthesis.test_sampling import make_generator
 from training.core.errors import DataError, UserError
-from training.deploy.export import export
+from training.deploy.graph_export import export
 from training.export import main as export_main
 
 

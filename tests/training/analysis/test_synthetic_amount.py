@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import write_yaml
 from tests.training.data.test_augmented_set import synthetic_folder
-from training.analysis.sweep import scaled_counts
+from training.analysis.synthetic_amount import scaled_counts
 from training.core.errors import ConfigError
 from training.sweep import main as sweep_main
 
