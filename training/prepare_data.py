@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test_fraction", type=float, default=0.2, help="folder without splits, digits: test share per class")
     p.add_argument("--seed", type=int, default=0, help="demo images and stratified splits")
     p.add_argument("--demo_num_train", type=int, default=2200, help="demo: training images (all classes)")
-    p.add_argument("--demo_imbalance", type=int, default=10, help="demo: benign images per malignant one")
+    p.add_argument("--demo_imbalance", type=int, default=10, help="demo: benign images per malignant one (train, val)")
+    p.add_argument("--demo_test_malignant", type=int,
+                   help="demo: malignant test images (default: as many as benign ones, 500 at the default size; "
+                        "train and val keep --demo_imbalance): test positives give the comparison its power")
     p.add_argument("--drop_leaked", action="store_true",
                    help="leave val/test images that duplicate a train image out (default: refuse)")
     p.add_argument("--channels", choices=("auto", "1", "3"), default="auto",
@@ -50,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing processed dataset")
     args = p.parse_args(argv)
     options = SourceOptions(args.class_names, args.image_size, args.val_fraction, args.test_fraction, args.seed,
-                            args.demo_num_train, args.demo_imbalance,
+                            args.demo_num_train, args.demo_imbalance, demo_test_malignant=args.demo_test_malignant,
                             channels=None if args.channels == "auto" else int(args.channels), resize=args.resize)
     prepared = prepare_dataset(args.source, args.output_dir, args.name, options, drop_leaked=args.drop_leaked,
                                keep_duplicates=args.keep_duplicates, overwrite=args.overwrite)

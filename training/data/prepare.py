@@ -12,6 +12,7 @@ from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.processed import DUPLICATES, SPLITS_MANIFEST, Written, format_duplicates, write_dataset
 from training.data.scan import format_modes, format_resize, format_sizes, size_summary
 from training.data.sources import Source, default_name, read_source
+from training.data.sources.demo import MAX_TEST_MALIGNANT
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class SourceOptions:
     seed: int = 0                       # demo images and stratified splits
     demo_num_train: int = 2200
     demo_imbalance: int = 10
+    demo_test_malignant: int | None = None    # None: a balanced test split (the pipeline's demo gets it too)
     channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
     resize: str = DEFAULT_RESIZE        # pad | center_crop | squash: how a non-square image becomes square
 
@@ -33,6 +35,9 @@ class SourceOptions:
             raise DataError("--val_fraction and --test_fraction must be in [0, 1) and sum to less than 1")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise DataError("--image_size must be between 8 and 1024")
+        if self.demo_test_malignant is not None and not 1 <= self.demo_test_malignant <= MAX_TEST_MALIGNANT:
+            raise DataError(f"--demo_test_malignant must be between 1 and {MAX_TEST_MALIGNANT}, "
+                            f"got {self.demo_test_malignant}")
         if self.channels not in (None, 1, 3):
             raise DataError(f"--channels must be 1, 3 or auto, got {self.channels!r}")
         if self.resize not in RESIZE_POLICIES:
@@ -56,6 +61,7 @@ def open_prepared_source(source: str, options: SourceOptions = SourceOptions()) 
     return read_source(source, seed=options.seed, image_size=options.image_size, class_names=options.class_names,
                        val_fraction=options.val_fraction, test_fraction=options.test_fraction,
                        demo_num_train=options.demo_num_train, demo_imbalance=options.demo_imbalance,
+                       demo_test_malignant=options.demo_test_malignant,
                        channels=options.channels, resize=options.resize)
 
 

@@ -3,9 +3,10 @@ import pytest
 from PIL import Image
 
 from tests.helpers import random_images
-from training.core.errors import DataError
+from training.core.errors import DataError, run_cli
+from training.data.prepare import open_prepared_source
 from training.data.processed import read_splits_manifest
-from training.data.sources.demo import render_lesion
+from training.data.sources.demo import demo_records, render_lesion
 from training.prepare_data import main as prepare_main
 
 
@@ -29,6 +30,52 @@ def test_demo_same_seed_same_bytes_and_layout(tmp_path):
     assert sum(r["class"] == "benign" for r in train) == 10 * sum(r["class"] == "malignant" for r in train)
     img = Image.open(tmp_path / "processed" / "a" / rows[0]["path"])
     assert img.size == (32, 32) and img.mode == "RGB"
+
+
+def split_class_counts(rows):
+    counts = {}
+    for r in rows:
+        counts.setdefault(r["split"], {}).setdefault(r["class"], 0)
+        counts[r["split"]][r["class"]] += 1
+    return counts
+
+
+def test_the_demo_test_split_is_balanced_by_default_and_the_flag_sets_it(tmp_path):
+    """Val keeps the 10:1 imbalance (the threshold and the grid's choice are made there); test holds as many
+    malignant images as benign ones for the comparison's power. The pipeline reads the same default."""
+    assert open_prepared_source("demo").scan.counts == {"train": {"benign": 2000, "malignant": 200},
+                                                        "val": {"benign": 500, "malignant": 50},
+                                                        "test": {"benign": 500, "malignant": 500}}
+    prepare(tmp_path, "--source", "demo", "--image_size", "8", "--demo_num_train", "44")
+    assert split_class_counts(read_splits_manifest(tmp_path / "processed" / "demo")) == {
+        "train": {"benign": 40, "malignant": 4}, "val": {"benign": 10, "malignant": 1},
+        "test": {"benign": 10, "malignant": 10}}
+    prepare(tmp_path, "--source", "demo", "--image_size", "8", "--demo_num_train", "44", "--demo_test_malignant", "7",
+            "--name", "seven")
+    assert split_class_counts(read_splits_manifest(tmp_path / "processed" / "seven"))["test"] == {
+        "benign": 10, "malignant": 7}
+
+
+def test_more_demo_test_images_leave_every_other_image_byte_for_byte():
+    """Each image has its own generator, so the larger test split only adds images: train, val, test benign
+    and the malignant test images of the old layout (imbalance in every split) are the same bytes."""
+    def by_path(records):
+        return {(r.split, r.class_name, r.file_stem): r.pixels.tobytes() for r in records}
+
+    old = by_path(demo_records(seed=3, image_size=16, num_train=220, imbalance=10)[0])
+    new = by_path(demo_records(seed=3, image_size=16, num_train=220, imbalance=10, test_malignant=60)[0])
+    added = {key for key in new if key not in old}
+    assert len(added) == 60 - 5 and all(key[:2] == ("test", "malignant") for key in added)
+    assert {key: new[key] for key in old} == old
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "100001"])
+def test_a_bad_demo_test_malignant_is_one_line_and_exit_2(tmp_path, capsys, value):
+    code = run_cli(prepare_main, ["--output_dir", str(tmp_path / "processed"), "--source", "demo",
+                                  "--demo_test_malignant", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--demo_test_malignant must be between 1 and 100000" in err[0]
+    assert not (tmp_path / "processed").exists()
 
 
 def test_demo_malignant_lesions_hold_more_colours():

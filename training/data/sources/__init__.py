@@ -18,7 +18,7 @@ from training.core.registry import Registry
 from training.data.images import DEFAULT_RESIZE, make_square, to_mode
 from training.data.processed import Record
 from training.data.scan import SourceScan, array_scan, resolve_channels
-from training.data.sources.demo import demo_records, split_counts
+from training.data.sources.demo import balanced_test_counts, demo_records
 from training.data.sources.digits import digits_records, digits_splits
 from training.data.sources.idx import is_idx_folder, is_keras_npz, mnist_records, read_idx_folder, read_keras_npz
 from training.data.sources.imagefolder import imagefolder_records
@@ -37,6 +37,7 @@ class SourceRequest:
     test_fraction: float = 0.2
     demo_num_train: int = 2200
     demo_imbalance: int = 10
+    demo_test_malignant: int | None = None    # demo: malignant test images; None: as many as benign ones
     channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
     resize: str = DEFAULT_RESIZE        # how a non-square image becomes square (training.data.images.make_square)
 
@@ -77,9 +78,10 @@ def _npz(r: SourceRequest) -> bool:
 
 
 def _demo(r: SourceRequest) -> tuple[Iterator[Record], int, SourceScan]:
+    counts = balanced_test_counts(r.demo_num_train, r.demo_imbalance, 0.25, 0.25,   # demo_records' own fractions
+                                  r.demo_test_malignant)
     records, total = demo_records(seed=r.seed, image_size=r.image_size or 64, num_train=r.demo_num_train,
-                                  imbalance=r.demo_imbalance)
-    counts = split_counts(r.demo_num_train, r.demo_imbalance, 0.25, 0.25)       # demo_records' own fractions
+                                  imbalance=r.demo_imbalance, test_malignant=counts["test"]["malignant"])
     size = r.image_size or 64
     sizes: Counter = Counter()
     for per_class in counts.values():

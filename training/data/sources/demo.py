@@ -10,6 +10,15 @@ A latent "severity" in [0, 1] drives asymmetry, border irregularity and colour c
 severities come from Beta(2, 7) and malignant ones from Beta(7, 3), which overlap: some benign
 lesions look suspicious and some malignant ones look harmless, so no classifier scores 100 %.
 Skin texture, illumination, lesion size, hair strokes and sensor noise vary per image.
+
+Train and validation hold `imbalance` benign images per malignant one, like the real data the demo
+stands for: the GAN has few malignant images to learn from, and the spec-90 threshold and the grid's
+choice are made on a validation split as scarce as a real study's. The test split prepare_data.py
+writes is balanced instead (as many malignant images as benign ones: 500 at the default size), for the
+power of the study's comparison: with the 50 that the imbalance gives, the smallest gain in sensitivity
+it can detect is about 27 pp (pipeline pre-flight, 3 seeds), with 500 about 19 pp; and scoring test
+images is cheap. Each image has its own generator, keyed by (seed, split,
+class, index), so more test images leave every other image byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -35,21 +44,43 @@ _PIGMENTS = np.array([
 ])
 
 
-def split_counts(num_train: int, imbalance: int, val_fraction: float, test_fraction: float) -> dict:
-    """Images per split and class with `imbalance` benign per malignant in every split."""
+MAX_TEST_MALIGNANT = 100_000    # the most --demo_test_malignant takes
+
+
+def split_counts(num_train: int, imbalance: int, val_fraction: float, test_fraction: float,
+                 test_malignant: int | None = None) -> dict:
+    """Images per split and class with `imbalance` benign per malignant in every split, except that the
+    test split holds `test_malignant` malignant images when it is given (its benign count stays)."""
     counts = {}
     for split, n in (("train", num_train),
                      ("val", round(num_train * val_fraction)),
                      ("test", round(num_train * test_fraction))):
         malignant = max(1, round(n / (imbalance + 1)))
         counts[split] = {BENIGN: max(1, n - malignant), MALIGNANT: malignant}
+    if test_malignant is not None:
+        counts["test"][MALIGNANT] = test_malignant
     return counts
 
 
-def demo_records(seed: int = 0, image_size: int = 64, num_train: int = 2200, imbalance: int = 10,
-                 val_fraction: float = 0.25, test_fraction: float = 0.25) -> tuple[Iterator[Record], int]:
-    """Records of the demo dataset and their total count (2,000 benign : 200 malignant in train by default)."""
+def balanced_test_counts(num_train: int, imbalance: int, val_fraction: float, test_fraction: float,
+                         test_malignant: int | None) -> dict:
+    """`split_counts` as prepare_data.py writes the demo: `test_malignant` malignant test images, or when
+    None as many as the benign test images (500 at the default size)."""
     counts = split_counts(num_train, imbalance, val_fraction, test_fraction)
+    return split_counts(num_train, imbalance, val_fraction, test_fraction,
+                        test_malignant or counts["test"][BENIGN])
+
+
+def demo_records(seed: int = 0, image_size: int = 64, num_train: int = 2200, imbalance: int = 10,
+                 val_fraction: float = 0.25, test_fraction: float = 0.25,
+                 test_malignant: int | None = None) -> tuple[Iterator[Record], int]:
+    """Records of the demo dataset and their total count (2,000 benign : 200 malignant in train by default).
+
+    `test_malignant` sets the malignant images of the test split; None keeps the imbalance of the other
+    splits. prepare_data.py balances the test split (see the module docstring); train and val, where the
+    imbalance is the point, are the same images whatever the test split holds.
+    """
+    counts = split_counts(num_train, imbalance, val_fraction, test_fraction, test_malignant)
     total = sum(n for per_class in counts.values() for n in per_class.values())
 
     jobs = [(seed, split_id, split, class_id, class_name, index, image_size)
