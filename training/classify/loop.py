@@ -186,7 +186,7 @@ def fit(config: ClassifierConfig, sets: dict[str, LabelledSet], num_classes: int
     if world.distributed:
         aug_rng = torch.Generator().manual_seed(seed_for(seed, world.rank, _AUGMENT_SEED))
         mixup_rng = np.random.default_rng(seed_for(seed, world.rank, _MIXUP_SEED))
-    else:   # one process draws order and augmentation from one generator, as before: the same numbers
+    else:   # one process draws order and augmentation from one generator (single-process results stay put)
         aug_rng, mixup_rng = order_rng, np.random.default_rng(seed)
     model = build_classifier(config.model, config.data.channels, config.data.image_size, num_classes).to(device)
     model = precision.module(model)

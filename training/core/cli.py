@@ -2,8 +2,8 @@
 
 Flags are spelled with underscores (`--num_samples`, `--output_dir`, `--preview_only`), as the reference
 guide and docs/user_guide.md spell them; the dashed spelling of any flag (`--num-samples`, `--dry-run`) is accepted too, so
-muscle memory from other tools works. Output folders are `--output_dir` everywhere; the older
-`--out` / `--out_dir` stay as aliases for one release.
+muscle memory from other tools works. Output folders are `--output_dir` everywhere, with `--out` and
+`--out_dir` accepted as short aliases.
 """
 
 from __future__ import annotations
