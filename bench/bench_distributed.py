@@ -37,8 +37,8 @@ def run(nproc: int, device: str, image_size: int, precision: str, epochs: int, b
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                     "training/train_dcgan.py", "--config", config, *overrides],
                    cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-    losses = json.loads((workdir / "results" / "gan_metrics" / name / "losses.json").read_text())
-    info = json.loads((workdir / "results" / "checkpoints" / name / "run_info.json").read_text())
+    losses = json.loads((workdir / "results" / "gan" / name / "losses.json").read_text())
+    info = json.loads((workdir / "results" / "gan" / name / "run_info.json").read_text())
     images = info["training_images"] // info["global_batch_size"] * info["global_batch_size"]
     timed = losses[1:]
     return images * len(timed) / sum(h["seconds"] for h in timed)

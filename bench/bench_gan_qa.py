@@ -34,6 +34,7 @@ from training.data.prepare import SourceOptions, prepare_dataset
 from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
+from training.gan.run_folder import BEST_GENERATOR, GANRun
 from training.synthesis import sampling
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,17 +60,16 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
             *common, f"output.name={name}_pretrain", f"data.minority_class={args.pretrain}",
             f"train.epochs={args.pretrain_epochs}", *args.pretrain_overrides])
         train_gan(pretrain, overwrite=True)
-        init = [f"train.init_from={list_checkpoints(work / 'results' / 'checkpoints' / f'{name}_pretrain')[-1]}"]
+        init = [f"train.init_from={list_checkpoints(GANRun.of(pretrain).checkpoints)[-1]}"]
     config = load_config(GANConfig, ROOT / CONFIGS[dataset], [*common, f"output.name={name}", *init, *args.overrides])
     train_gan(config, overwrite=True)
     seconds = time.perf_counter() - start
-    checkpoints = work / "results" / "checkpoints" / name
-    generators = sampling.load_generators([checkpoints / "best_generator.pth"], torch.device("cpu"))
+    generators = sampling.load_generators([GANRun.of(config).file(BEST_GENERATOR)], torch.device("cpu"))
     folder = work / "generated" / name
     sampling.generate(generators, [1.0], args.num_samples, 0, folder, progress_bar=False)
     report = run_qa(root / "train" / config.data.minority_class, folder, work / "qa" / name,
                     QAOptions(seed=0, cache_dir=str(work / "results" / "cache"), data_root=str(root)))
-    losses = json.loads((work / "results" / "gan_metrics" / name / "losses.json").read_text())[-20:]
+    losses = json.loads((work / "results" / "gan" / name / "losses.json").read_text())[-20:]
     return {"dataset": dataset, "seed": seed, "verdict": report["summary"]["verdict"],
             "counts": report["summary"]["counts"],
             "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
@@ -79,7 +79,7 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
             "cnn_auc": report["detectability"]["views"]["cnn"]["auc"],
             "cnn_ci": (report["detectability"]["views"]["cnn"]["ci_low"], report["detectability"]["views"]["cnn"]["ci_high"]),
             "fine_detail_ratio": report["artefacts"]["high_frequency_ratio"],   # < 0.67 warns as blurry
-            "best_epoch": json.loads((work / "results" / "gan_metrics" / name / "metrics.json").read_text())
+            "best_epoch": json.loads((work / "results" / "gan" / name / "metrics.json").read_text())
             ["best"].get("epoch"),
             "usefulness_ratio": report.get("usefulness", {}).get("ratio"),
             "d_real": sum(h["d_real"] for h in losses) / len(losses),

@@ -141,7 +141,7 @@ def bad_generators(dataset: str, root: Path, work: Path) -> dict[int, torch.nn.M
             f"output.results_dir={work / 'results'}", f"output.synthetic_dir={work / 'synthetic'}", "train.device=cpu",
             "metrics.every=0", "metrics.num_samples=100"])
         train_gan(config, overwrite=True)
-        out[epochs] = sampling.load_generators([work / "results" / "checkpoints" / name / "final_generator.pth"],
+        out[epochs] = sampling.load_generators([work / "results" / "gan" / name / "final_generator.pth"],
                                                torch.device("cpu"))[0].model
     return out
 

@@ -77,7 +77,7 @@ def trainer(cfg: GANConfig, epochs: int, workdir: Path, name: str, **changes) ->
     start = time.perf_counter()
     train_gan(cfg, overwrite=True)
     wall = time.perf_counter() - start
-    losses = json.loads((workdir / "results" / "gan_metrics" / name / "losses.json").read_text())
+    losses = json.loads((workdir / "results" / "gan" / name / "losses.json").read_text())
     n = len(load_class(cfg.data.root, "train", cfg.data.minority_class, cfg.data.image_size, cfg.data.channels))
     batch = min(cfg.train.batch_size, n)
     timed = losses[1:]                              # epoch 1 is warm-up

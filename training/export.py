@@ -1,6 +1,6 @@
 """Export a trained generator or classifier for deployment: TorchScript, or ONNX (optional dependency).
 
-    python training/export.py --checkpoint results/checkpoints/demo_gan/best_generator.pth --format torchscript
+    python training/export.py --checkpoint results/gan/demo_gan/best_generator.pth --format torchscript
     python training/export.py --checkpoint results/classifiers/<name>/run_000/seed_0/best_model.pth --format onnx
 
 A generator maps latents z (B, z_dim) to images in [-1, 1], (B, C, S, S) (a conditional one takes z

@@ -1,6 +1,6 @@
 """Generate synthetic minority-class images from trained generators: preview first, then bulk.
 
-    python training/generate_samples.py --checkpoint results/checkpoints/demo_gan/best_generator.pth --preview_only
+    python training/generate_samples.py --checkpoint results/gan/demo_gan/best_generator.pth --preview_only
     python training/generate_samples.py --config experiments/demo_gan.yaml --num_samples 6000 --preview
     python training/generate_samples.py --checkpoint A.pth B.pth C.pth --weights 2 1 1 --num_samples 3000 \\
         --output_dir data/synthetic/blend --yes

@@ -46,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     best = "n/a" if summary["best_fid"] is None else f"{summary['best_fid']:.2f}"
     final = "n/a" if summary["final_fid"] is None else f"{summary['final_fid']:.2f}"
     print(f"done: {summary['epochs']} epochs, FID final {final}, best {best} ({summary['feature_extractor']} features)")
-    print(f"  generator:   {paths.checkpoints / 'final_generator.pth'} (best: best_generator.pth)")
-    print(f"  samples:     {paths.synthetic / 'final_samples.png'}, grids in {paths.samples}")
-    print(f"  metrics:     {paths.metrics / 'metrics.json'}, curves in {paths.metrics}")
+    print(f"  run folder:  {paths.root} (best_generator.pth, final_generator.pth, metrics.json, final_samples.png, "
+          f"curves, samples/ grids)")
+    print(f"  next:        python training/generate_samples.py --config {args.config} --preview_only")
     return 0
 
 

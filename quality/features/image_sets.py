@@ -80,7 +80,7 @@ def image_files(folder: str | Path, role: str) -> list[Path]:
     """The image files directly in `folder`.
 
     Sub-folders (such as rejected/), non-images and the grids the toolkit writes beside the samples
-    (preview_grid.png, final_samples.png) are not part of the set.
+    (preview_grid.png, selection_scores.png) are not part of the set.
     """
     folder = Path(folder)
     if not folder.is_dir():

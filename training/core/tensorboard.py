@@ -12,7 +12,7 @@ import torch
 
 
 class TensorBoardLog:
-    """Scalars and image grids for `tensorboard --logdir results/tensorboard`; a no-op when disabled or absent."""
+    """Scalars and image grids for `tensorboard --logdir results/gan`; a no-op when disabled or absent."""
 
     def __init__(self, log_dir: Path, enabled: bool):
         self.writer = None

@@ -32,7 +32,7 @@ GENERATION_INFO = "generation.json"
 PREVIEW = "preview_grid.png"
 PREVIEW_SIDE = 8                                   # the preview is PREVIEW_SIDE x PREVIEW_SIDE images
 SELECTION_HISTOGRAM = "selection_scores.png"      # the pool's scores with the cut, in a folder select_samples.py made
-OWN_FILES = {PREVIEW, "final_samples.png", SELECTION_HISTOGRAM}   # images this toolkit writes beside the samples
+OWN_FILES = {PREVIEW, SELECTION_HISTOGRAM}       # images this toolkit writes beside the samples
 REJECTED = "rejected"                              # where quality/review.py moves images a person rejected
 
 
@@ -45,7 +45,7 @@ def writer_lock(out_dir: Path, shard: tuple[int, int] = (0, 1)) -> Iterator[None
     while the files and the manifest disagree. The locks are the kernel's (flock): a killed writer
     releases them, so no stale lock file blocks a re-run.
     """
-    if os.name != "posix":          # no flock: the check is skipped, as before
+    if os.name != "posix":          # no flock: one writer per folder is the user's to keep
         yield
         return
     import fcntl  # POSIX only, hence here

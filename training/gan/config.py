@@ -30,17 +30,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # Options removed because measurements showed no gain (CHANGELOG.md, "Measurements under QA report version 3"):
+    # Options removed because measurements showed no gain (CHANGELOG.md):
     # a saved config with them off still loads; one with them on is refused, saying why.
     RETIRED: ClassVar[dict[str, tuple[object, str]]] = {
         "d_patch_head": (False, "a patch discriminator did not help the demo GAN"),
         "d_highpass": (False, "a high-pass input to D made QA fail on the demo"),
         "d_minibatch_std": (False, "D's minibatch standard deviation did not help the demo GAN"),
+        "arch": ("dcgan", "residual blocks took about 5x the step time of the DCGAN without a measured gain"),
     }
 
-    arch: Literal["dcgan", "resnet"] = field(
-        "dcgan", help="dcgan: one conv per level (Radford et al. 2016); resnet: two-conv residual blocks "
-                      "(SNGAN/BigGAN family), about 5x the step time at the same widths")
     z_dim: int = field(128, min=1, max=4096)
     g_channels: int = field(64, min=4, max=1024, help="G width at the output resolution; doubles per level")
     d_channels: int = field(64, min=4, max=1024, help="D width at the input resolution; doubles per level")
@@ -71,19 +69,9 @@ class ModelConfig:
         return LatentSpec(self.z_dim, num_classes if self.conditional else 0, self.info_categories, self.info_continuous)
 
     def validate(self) -> None:
-        if self.arch == "resnet" and self.upsample == "transposed":
-            raise ConfigError("'model.upsample' = transposed is a DCGAN layer; 'model.arch' = resnet upsamples "
-                              "with resize_conv or bilinear")
-        if self.arch == "resnet" and self.g_output_block:
-            raise ConfigError("'model.g_output_block' is a DCGAN option; 'model.arch' = resnet already has two convs "
-                              "at the output resolution")
         if self.g_padding != "zeros" and self.upsample == "transposed":
             raise ConfigError("'model.g_padding' = reflect needs 3x3 convs; 'model.upsample' = transposed has "
                               "strided transposed convs, which pad with zeros only")
-        if self.arch == "resnet" and self.g_noise:
-            raise ConfigError("'model.g_noise' is a DCGAN option; 'model.arch' = resnet does not have it")
-        if self.arch == "resnet" and self.g_padding != "zeros":
-            raise ConfigError("'model.g_padding' is a DCGAN option; 'model.arch' = resnet pads with zeros")
 
     def resolved_d_norm(self, loss_name: str) -> str:
         if self.d_norm != "auto":
@@ -147,9 +135,9 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     name: Optional[str] = field(None, plain_name=True, help="run name; default: the config file's stem")
-    results_dir: str = "results"
-    synthetic_dir: str = field("data/synthetic", help="final_samples.png goes to <synthetic_dir>/<name>/")
-    tensorboard: bool = field(False, help="also log to <results_dir>/tensorboard/<name> (needs the tensorboard package)")
+    results_dir: str = field("results", help="the run's folder is <results_dir>/gan/<name>/ (training.gan.run_folder)")
+    synthetic_dir: str = field("data/synthetic", help="generate_samples.py --config writes to <synthetic_dir>/<name>/")
+    tensorboard: bool = field(False, help="also log to the run's tensorboard/ folder (needs the tensorboard package)")
 
 
 @dataclass(frozen=True)

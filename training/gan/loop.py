@@ -2,13 +2,8 @@
 
 `train_gan(config)` is the whole stage: it loads the training images, builds G, D and the loss from
 the config, trains with DiffAugment and an EMA generator, monitors FID/KID (per class for a
-conditional GAN), and writes
-
-    results/checkpoints/<name>/   checkpoint_epoch_NNNN.pth, final_generator.pth, best_generator.pth,
-                                  config.yaml, run_info.json
-    results/samples/<name>/       epoch_NNNN.png sample grids (fixed latents)
-    results/gan_metrics/<name>/   metrics.json, fidelity_curve.png, losses.json, loss_curves.png
-    <synthetic_dir>/<name>/       final_samples.png
+conditional GAN), and writes every file of the run into its one folder, results/gan/<name>/
+(training.gan.run_folder lays it out).
 
 Under `torchrun` each process trains on its slice of every global batch and gradients are averaged
 (training.core.distributed); only rank 0 evaluates and writes. Data order and latents come from seeds
@@ -68,28 +63,24 @@ from training.gan.latents import class_labels, draw
 from training.gan.losses import LOSSES, GANLoss, LeCamAnchors, d_objective, g_objective
 from training.gan.networks import build_discriminator, build_generator
 from training.gan.plots import plot_fidelity, plot_losses, save_grid
+from training.gan.run_folder import (
+    BEST_GENERATOR,
+    FIDELITY_CURVE,
+    FINAL_GENERATOR,
+    FINAL_SAMPLES,
+    GENERATOR_FILES,
+    LOSS_CURVES,
+    LOSS_HISTORY,
+    LOWEST_FID_GENERATOR,
+    METRICS,
+    GANRun,
+)
 
 METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart from the training stream
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
 CALIBRATION_SEED_OFFSET = 3_000_003   # latents for re-estimating G's batch-norm statistics
-LOWEST_FID_GENERATOR = "lowest_fid_generator.pth"   # the lowest FID whatever the screen says
 BEST_REASON = ("fewest warnings, then lowest FID, among the evaluated checkpoints whose samples fail none of the "
                "artefact, memorisation, fidelity and detectability checks")
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    checkpoints: Path
-    samples: Path
-    metrics: Path
-    synthetic: Path
-    cache: Path
-
-    @classmethod
-    def of(cls, config: GANConfig) -> RunPaths:
-        results, name = Path(config.output.results_dir), config.output.name
-        return cls(results / "checkpoints" / name, results / "samples" / name, results / "gan_metrics" / name,
-                   Path(config.output.synthetic_dir) / name, results / "cache")
 
 
 @dataclass
@@ -185,12 +176,16 @@ def mean_over_classes(per_class: dict[str, dict]) -> dict:
             "per_class": {name: {"fid": m["fid"], "kid_mean": m["kid_mean"]} for name, m in per_class.items()}}
 
 
-def _check_finite(name: str, value: torch.Tensor, epoch: int, paths: RunPaths) -> None:
+def _check_finite(name: str, value: torch.Tensor, epoch: int, paths: GANRun) -> None:
     if not math.isfinite(value.item()):
         last = list_checkpoints(paths.checkpoints)
         kept = f"last good checkpoint kept: {last[-1]}" if last else "no checkpoint written yet"
         raise TrainingDiverged(f"{name} became {value.item()} in epoch {epoch}; {kept} "
                                "(try lower learning rates, spectral norm, or the hinge loss)")
+
+
+class ConfigChanged(UserError):
+    """`--resume` of a run whose config changed in more than `train.epochs` or the device."""
 
 
 def _check_resumable(saved: dict, config: GANConfig) -> None:
@@ -200,7 +195,7 @@ def _check_resumable(saved: dict, config: GANConfig) -> None:
     changed = [f"{s}.{k}" for s in now for k in now[s]
                if now[s][k] != before.get(s, {}).get(k) and (s, k) not in {("train", "epochs"), ("train", "device")}]
     if changed:
-        raise UserError(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
+        raise ConfigChanged(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
 
 
 def newest_readable(checkpoints: list[Path], world: World) -> tuple[Path, dict]:
@@ -223,18 +218,17 @@ def newest_readable(checkpoints: list[Path], world: World) -> tuple[Path, dict]:
     raise DataError(f"no readable checkpoint to resume from: {unreadable[0]}")
 
 
-def prepare_run_folder(paths: RunPaths, world: World, resume: bool, overwrite: bool) -> list[Path]:
+def prepare_run_folder(paths: GANRun, world: World, resume: bool, overwrite: bool) -> list[Path]:
     """Refuse to mix runs in one folder; with `overwrite`, remove the old run's checkpoints. Returns those kept."""
     existing = list_checkpoints(paths.checkpoints)
     if resume and not existing:
         raise UserError(f"--resume: no checkpoint in {paths.checkpoints}")
-    if not resume and not overwrite and (existing or (paths.checkpoints / "final_generator.pth").exists()):
-        raise UserError(f"{paths.checkpoints} already holds a run: pass --resume to continue it, "
+    if not resume and not overwrite and (existing or paths.file(FINAL_GENERATOR).exists()):
+        raise UserError(f"{paths.root} already holds a run: pass --resume to continue it, "
                         "--overwrite to start again, or output.name=NEW for a new run")
     barrier(world)                          # every rank has looked before rank 0 deletes anything
     if overwrite and not resume and world.is_main:   # a new run: none of the old one's generators may be picked up
-        for stale in [*existing, *(paths.checkpoints / name for name in ("final_generator.pth", "best_generator.pth",
-                                                                          LOWEST_FID_GENERATOR))]:
+        for stale in [*existing, *(paths.file(name) for name in GENERATOR_FILES)]:
             stale.unlink(missing_ok=True)
     return existing if resume else []
 
@@ -286,7 +280,7 @@ def build_state(config: GANConfig, num_classes: int, world: World, device: torch
 
 
 def train_epoch(s: GANState, config: GANConfig, epoch: int, images: torch.Tensor, labels: torch.Tensor | None,
-                batch_size: int, world: World, device: torch.device, precision: Precision, paths: RunPaths) -> dict:
+                batch_size: int, world: World, device: torch.device, precision: Precision, paths: GANRun) -> dict:
     """One pass over the training images (ragged last batch dropped: BN and GP need full ones); returns the log row."""
     t, spec, c = config.train, s.G.latent, s.counters
     started, d_sum, g_sum, g_count = time.perf_counter(), 0.0, 0.0, 0
@@ -347,7 +341,7 @@ def checkpoint_rank(screen: dict[str, str], fid: float | None) -> list | None:
 class Monitor:
     """Rank 0's view of a run: FID/KID against the real images, grids, curves, checkpoints."""
 
-    def __init__(self, config: GANConfig, paths: RunPaths, device: torch.device, real: torch.Tensor,
+    def __init__(self, config: GANConfig, paths: GANRun, device: torch.device, real: torch.Tensor,
                  labels: torch.Tensor, class_names: list[str]):
         self.config, self.paths, self.device, self.class_names = config, paths, device, class_names
         m = config.metrics
@@ -355,8 +349,7 @@ class Monitor:
             m.feature_extractor, data_root=config.data.root, image_size=config.data.image_size,
             channels=config.data.channels, inception_weights=m.inception_weights,
             encoder_epochs=m.domain_encoder_epochs, cache_dir=paths.cache, device=str(device))
-        self.log = TensorBoardLog(Path(config.output.results_dir) / "tensorboard" / config.output.name,
-                                  config.output.tensorboard)
+        self.log = TensorBoardLog(paths.tensorboard, config.output.tensorboard)
         # The screen's feature space is QA's, built as run_qa builds it (QA's encoder epochs, half of the real
         # images held out by the same seed), so the pipeline's QA finds it in the cache.
         self.screen_space, _ = resolve_space(
@@ -421,20 +414,20 @@ class Monitor:
         fid = result["fid"]
         if fid is not None and (c.get("lowest_fid") is None or fid < c["lowest_fid"]):
             c["lowest_fid"] = fid
-            save_generator(self.paths.checkpoints / LOWEST_FID_GENERATOR, sampler, cfg, epoch=epoch, metrics=result,
+            save_generator(self.paths.file(LOWEST_FID_GENERATOR), sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
         rank = checkpoint_rank(result["screen"], fid)
         if rank is not None and (c.get("best_rank") is None or rank < c["best_rank"]):
             c["best_fid"], c["best_rank"] = fid, rank
             c["best_choice"] = {"epoch": epoch, "fid": fid, "screen": result["screen"], "reason": BEST_REASON}
-            save_generator(self.paths.checkpoints / "best_generator.pth", sampler, cfg, epoch=epoch, metrics=result,
+            save_generator(self.paths.file(BEST_GENERATOR), sampler, cfg, epoch=epoch, metrics=result,
                            class_names=self.class_names)
         self.write_metrics(c)
-        plot_fidelity(c["metric_history"], self.paths.metrics / "fidelity_curve.png", cfg.output.name)
+        plot_fidelity(c["metric_history"], self.paths.file(FIDELITY_CURVE), cfg.output.name)
 
     def write_metrics(self, counters: dict) -> None:
         """metrics.json: every evaluation, and which checkpoint best_generator.pth is and why."""
-        atomic.write_json(self.paths.metrics / "metrics.json", {"run": self.config.output.name,
+        atomic.write_json(self.paths.file(METRICS), {"run": self.config.output.name,
                                                                 "history": counters["metric_history"],
                                                                 "best": counters.get("best_choice")})
 
@@ -447,17 +440,17 @@ class Monitor:
 
     def checkpoint(self, s: GANState, epoch: int, sampler: torch.nn.Module) -> None:
         self.grid(sampler, self.paths.samples / f"epoch_{epoch:04d}.png", epoch)
-        atomic.write_json(self.paths.metrics / "losses.json", s.counters["loss_history"])
-        plot_losses(s.counters["loss_history"], self.paths.metrics / "loss_curves.png", self.config.output.name)
+        atomic.write_json(self.paths.file(LOSS_HISTORY), s.counters["loss_history"])
+        plot_losses(s.counters["loss_history"], self.paths.file(LOSS_CURVES), self.config.output.name)
         save_training_state(checkpoint_path(self.paths.checkpoints, epoch), s.training_state(self.config))
 
     def finish(self, s: GANState) -> dict:
         """final_generator.pth and final_samples.png; best_generator.pth when no checkpoint passed; the last metrics."""
         sampler, c = self.sampler(s), s.counters
         final = c["metric_history"][-1] if c["metric_history"] else {}
-        lowest = self.paths.checkpoints / LOWEST_FID_GENERATOR
+        lowest = self.paths.file(LOWEST_FID_GENERATOR)
         if c["best_fid"] is None and lowest.is_file():
-            with atomic.atomic_path(self.paths.checkpoints / "best_generator.pth") as tmp:
+            with atomic.atomic_path(self.paths.file(BEST_GENERATOR)) as tmp:
                 shutil.copyfile(lowest, tmp)
             c["best_fid"] = c["lowest_fid"]
             c["best_choice"] = {"fid": c["lowest_fid"], "reason": "every evaluated checkpoint failed one of the artefact, "
@@ -465,21 +458,21 @@ class Monitor:
                                 "to fail)"}
             print(f"note: {c['best_choice']['reason']}")
             self.write_metrics(c)
-        save_generator(self.paths.checkpoints / "final_generator.pth", sampler, self.config, epoch=c["epoch"],
+        save_generator(self.paths.file(FINAL_GENERATOR), sampler, self.config, epoch=c["epoch"],
                        metrics=final, class_names=self.class_names)
-        self.grid(sampler, self.paths.synthetic / "final_samples.png")
+        self.grid(sampler, self.paths.file(FINAL_SAMPLES))
         self.log.close()
         return final
 
 
 def check_output_paths(config: GANConfig) -> None:
     """Refuse, before anything is written, a run whose outputs would land inside a dataset (training.core.outputs):
-    e.g. output.synthetic_dir=data/processed/demo/test with output.name=malignant would put final_samples.png
-    among the test images."""
-    paths = RunPaths.of(config)
+    its run folder, the shared cache, and the synthetic folder its images will be generated into (e.g.
+    output.synthetic_dir=data/processed/demo/test with output.name=malignant: synthetic test images)."""
+    paths = GANRun.of(config)
     refuse_output_inside_dataset(paths.synthetic, "output.synthetic_dir/output.name",
                                  "a folder of its own (e.g. output.synthetic_dir=data/synthetic)")
-    for folder in (paths.checkpoints, paths.samples, paths.metrics, paths.cache):
+    for folder in (paths.root, paths.cache):
         refuse_output_inside_dataset(folder, "output.results_dir", "a folder of its own (e.g. output.results_dir=results)")
 
 
@@ -490,7 +483,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     the run's (the others return theirs, without metrics).
     """
     check_output_paths(config)
-    t, paths = config.train, RunPaths.of(config)
+    t, paths = config.train, GANRun.of(config)
     world, device = init_world(t.device)
     existing = prepare_run_folder(paths, world, resume, overwrite)
 
@@ -511,7 +504,7 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     if world.is_main:
         if existing:
             print(f"resumed from {resumed_from} (epoch {s.counters['epoch']})")
-        write_run_record(paths.checkpoints, to_yaml(config), run_info(t.seed, str(device), {
+        write_run_record(paths.root, to_yaml(config), run_info(t.seed, str(device), {
             "training_images": len(real), "classes": class_names, "resumed_from_epoch": s.counters["epoch"] or None,
             "processes": world.size, "global_batch_size": batch_size, "compute": precision_record}))
         if "note" in precision_record:

@@ -21,7 +21,7 @@ from training.core.names import check_plain_name
 from training.core.run_info import run_info
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, clear_folder, merge_manifests, shard_manifest
 from training.gan.config import GANConfig
-from training.gan.loop import RunPaths
+from training.gan.run_folder import GANRun
 from training.synthesis import sampling
 from training.synthesis.sampling import MAX_NUM_SAMPLES, MAX_WORKERS
 
@@ -131,12 +131,12 @@ def resolve_sources(checkpoints: list[str] | None, output_dir: str | None, confi
     if class_name is not None:
         check_plain_name(class_name, "--class")
     if config:
-        paths = RunPaths.of(load_config(GANConfig, config, []))
+        paths = GANRun.of(load_config(GANConfig, config, []))
         if not checkpoints:
-            best, final = paths.checkpoints / "best_generator.pth", paths.checkpoints / "final_generator.pth"
-            if not best.is_file() and not final.is_file():
-                raise UserError(f"no trained generator in {paths.checkpoints} (train it first with training/train_dcgan.py)")
-            checkpoints = [str(best if best.is_file() else final)]
+            generator = paths.generator()
+            if generator is None:
+                raise UserError(f"no trained generator in {paths.root} (train it first with training/train_dcgan.py)")
+            checkpoints = [str(generator)]
         output_dir = output_dir or str(paths.synthetic)
     if not checkpoints:
         raise UserError("give --checkpoint PATH [PATH ...] or --config of a trained run")

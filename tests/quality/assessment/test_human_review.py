@@ -137,6 +137,6 @@ def test_the_preview_grid_beside_the_samples_is_not_reviewed(tmp_path):
     from PIL import Image
 
     from quality.assessment.human_review import pending_images
-    for name in ("synthetic_malignant_000000.png", "preview_grid.png", "final_samples.png"):
+    for name in ("synthetic_malignant_000000.png", "preview_grid.png", "selection_scores.png"):
         Image.new("L", (4, 4)).save(tmp_path / name)
     assert [p.name for p in pending_images(tmp_path, {}, False, 0)] == ["synthetic_malignant_000000.png"]

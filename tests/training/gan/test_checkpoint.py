@@ -79,7 +79,7 @@ def test_a_full_disk_during_a_checkpoint_write_names_the_checkpoint_and_keeps_th
 
     monkeypatch.setattr(torch, "save", full_at_epoch_2)
     line = refused(capsys, run_cli(train_main, ["--config", str(config)]), "No space left on device")
-    ckpt_dir = tmp_path / "results" / "checkpoints" / "tiny_hinge"
+    ckpt_dir = tmp_path / "results" / "gan" / "tiny_hinge" / "checkpoints"
     assert str(ckpt_dir / "checkpoint_epoch_0002.pth") in line
     assert load_training_state(ckpt_dir / "checkpoint_epoch_0001.pth")["state"]["epoch"] == 1
     assert not [p.name for p in ckpt_dir.iterdir() if p.name.startswith(".")]      # no temporary file left

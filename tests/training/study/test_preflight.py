@@ -105,7 +105,7 @@ def test_a_real_run_stops_on_a_wrong_positive_class_after_prepare_and_before_the
     assert len(err) == 1 and "'data.positive_class'" in err[0] and "Traceback" not in captured.err
     assert "[prepare] running" in captured.out and "[gan]" not in captured.out
     assert (tmp_path / "processed" / "brain_mri" / "manifest.csv").is_file()        # prepare's work is kept
-    assert not (tmp_path / "results" / "checkpoints").exists()                     # no GAN trained
+    assert not (tmp_path / "results" / "gan").exists()                     # no GAN trained
 
 
 def test_sizes_channels_and_overrides_are_checked(brain, tmp_path, capsys):
