@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm as _spectral_norm
 
-from training.gan.architectures import DISCRIMINATORS, GENERATORS
 from training.gan.latents import LatentSpec
 
 
@@ -208,14 +207,12 @@ class Discriminator(nn.Module):
         return (logit, self.q_head(h)) if codes else logit
 
 
-@GENERATORS.register("dcgan")
 def build_generator(model, data, num_classes: int = 0) -> Generator:
     """G from the `model` and `data` config sections (`num_classes` for a conditional model)."""
     return Generator(model.latent_spec(num_classes), data.image_size, data.channels, model.g_channels, model.upsample,
                      model.g_output_block, model.g_padding, model.g_noise)
 
 
-@DISCRIMINATORS.register("dcgan")
 def build_discriminator(model, data, loss_name: str, num_classes: int = 0) -> Discriminator:
     """D from the `model` and `data` config sections; its norm depends on the loss (no BN for WGAN-GP)."""
     return Discriminator(data.image_size, data.channels, model.d_channels, model.resolved_d_norm(loss_name),

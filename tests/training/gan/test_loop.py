@@ -19,13 +19,15 @@ def config(tiny_demo, tmp_path, loss="hinge", **sections):
 def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
     cfg = config(tiny_demo, tmp_path, loss)
     summary = train_gan(cfg)
-    ckpt = tmp_path / "results" / "checkpoints" / f"tiny_{loss}"
-    assert [p.name for p in list_checkpoints(ckpt)] == ["checkpoint_epoch_0001.pth", "checkpoint_epoch_0002.pth"]
-    for name in ("final_generator.pth", "best_generator.pth", "config.yaml", "run_info.json"):
+    ckpt = metrics_dir = tmp_path / "results" / "gan" / f"tiny_{loss}"           # the run's one folder
+    assert [p.name for p in list_checkpoints(ckpt / "checkpoints")] == ["checkpoint_epoch_0001.pth",
+                                                                        "checkpoint_epoch_0002.pth"]
+    for name in ("final_generator.pth", "best_generator.pth", "config.yaml", "run_info.json", "final_samples.png"):
         assert (ckpt / name).is_file(), name
-    assert (tmp_path / "synthetic" / f"tiny_{loss}" / "final_samples.png").is_file()
-    assert (tmp_path / "results" / "samples" / f"tiny_{loss}" / "epoch_0002.png").is_file()
-    metrics_dir = tmp_path / "results" / "gan_metrics" / f"tiny_{loss}"
+    assert (ckpt / "samples" / "epoch_0002.png").is_file()
+    assert summary["paths"].root == ckpt
+    written = {p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*") if p.is_file()}
+    assert written <= {("results", "gan"), ("results", "cache")}, written     # nothing outside the run and the cache
     history = json.loads((metrics_dir / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(h["fid"] > 0 and h["feature_extractor"] == "domain" and h["kid_subset_size"] == 15 for h in history)
@@ -51,8 +53,8 @@ def test_same_seed_same_generator(tiny_demo, tmp_path):
     a = config(tiny_demo, tmp_path / "a", metrics={"every": 0})
     b = config(tiny_demo, tmp_path / "b", metrics={"every": 0})
     train_gan(a), train_gan(b)
-    wa = load_generator(tmp_path / "a" / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth")[1]
-    wb = load_generator(tmp_path / "b" / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth")[1]
+    wa = load_generator(tmp_path / "a" / "results" / "gan" / "tiny_hinge" / "final_generator.pth")[1]
+    wb = load_generator(tmp_path / "b" / "results" / "gan" / "tiny_hinge" / "final_generator.pth")[1]
     assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"])
 
 
@@ -63,8 +65,8 @@ def test_resume_equals_uninterrupted(tiny_demo, tmp_path):
     train_gan(first)
     rest = config(tiny_demo, tmp_path / "split", train={"epochs": 4, "checkpoint_every": 2})
     train_gan(rest, resume=True)
-    sa = load_training_state(tmp_path / "full" / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0004.pth")
-    sb = load_training_state(tmp_path / "split" / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0004.pth")
+    sa, sb = (load_training_state(tmp_path / run / "results" / "gan" / "tiny_hinge" / "checkpoints" /
+                                  "checkpoint_epoch_0004.pth") for run in ("full", "split"))
     for net in ("G", "G_ema", "D"):
         for k in sa[net]:
             assert torch.equal(sa[net][k], sb[net][k]), (net, k)
@@ -87,12 +89,12 @@ def test_init_from_starts_from_a_pretrained_run_and_freeze_d_keeps_its_first_blo
     pre = config(tiny_demo, tmp_path, data={"minority_class": "benign"}, output={"name": "pre"},
                  metrics={"every": 0})
     train_gan(pre)
-    start = tmp_path / "results" / "checkpoints" / "pre" / "checkpoint_epoch_0002.pth"
+    start = tmp_path / "results" / "gan" / "pre" / "checkpoints" / "checkpoint_epoch_0002.pth"
     fine = config(tiny_demo, tmp_path, train={"init_from": str(start), "epochs": 1}, model={"freeze_d_blocks": 1},
                   output={"name": "fine"}, metrics={"every": 0})
     train_gan(fine)
     before = load_training_state(start)
-    after = load_training_state(tmp_path / "results" / "checkpoints" / "fine" / "checkpoint_epoch_0001.pth")
+    after = load_training_state(tmp_path / "results" / "gan" / "fine" / "checkpoints" / "checkpoint_epoch_0001.pth")
     first = [k for k in before["D"] if k.startswith("features.0.")]     # weight_u/v: power iteration
     assert first and all(torch.equal(before["D"][k], after["D"][k]) for k in first if k.endswith(("weight_orig", "bias")))
     later = [k for k in before["D"] if k.startswith("features.2.") and k.endswith("weight_orig")]
@@ -101,7 +103,7 @@ def test_init_from_starts_from_a_pretrained_run_and_freeze_d_keeps_its_first_blo
     # Starting from scratch with the same seed is a different generator: the weights did come from `pre`.
     scratch = config(tiny_demo, tmp_path, train={"epochs": 1}, output={"name": "scratch"}, metrics={"every": 0})
     train_gan(scratch)
-    other = load_training_state(tmp_path / "results" / "checkpoints" / "scratch" / "checkpoint_epoch_0001.pth")
+    other = load_training_state(tmp_path / "results" / "gan" / "scratch" / "checkpoints" / "checkpoint_epoch_0001.pth")
     def distance(a, b):
         return sum(float((a[k] - b[k]).norm()) for k in a if a[k].is_floating_point())
     assert distance(after["G"], before["G"]) < distance(other["G"], before["G"]) / 4
@@ -121,7 +123,7 @@ def test_freeze_d_blocks_needs_a_pretrained_start(tiny_demo, tmp_path):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_demo, tmp_path):
     train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
-    ckpt = tmp_path / "results" / "checkpoints" / "tiny_hinge"
+    ckpt = tmp_path / "results" / "gan" / "tiny_hinge" / "checkpoints"
     before = (ckpt / "checkpoint_epoch_0001.pth").read_bytes()
     with pytest.raises(TrainingDiverged, match="D loss became nan in epoch 2; last good checkpoint kept"):
         _diverge(tiny_demo, tmp_path)
@@ -151,7 +153,7 @@ def test_conditional_gan_learns_every_class_and_reports_per_class_fid(tiny_demo,
     cfg = config(tiny_demo, tmp_path, data={"train_on": "all_classes"}, model={"conditional": True},
                  output={"name": "cond"}, train={"epochs": 1})
     summary = train_gan(cfg)
-    ckpt = tmp_path / "results" / "checkpoints" / "cond"
+    ckpt = tmp_path / "results" / "gan" / "cond"
     G, record = load_generator(ckpt / "final_generator.pth")
     assert record["class_name"] is None and record["class_names"] == ["benign", "malignant"]
     z = torch.randn(4, G.z_dim)
@@ -159,7 +161,7 @@ def test_conditional_gan_learns_every_class_and_reports_per_class_fid(tiny_demo,
     assert a.shape == (4, 3, 32, 32) and not torch.allclose(a, b)      # the label changes the image
     with pytest.raises(ValueError, match="needs class labels"):
         G(z)
-    history = json.loads((tmp_path / "results" / "gan_metrics" / "cond" / "metrics.json").read_text())["history"]
+    history = json.loads((tmp_path / "results" / "gan" / "cond" / "metrics.json").read_text())["history"]
     per_class = history[-1]["per_class"]
     assert set(per_class) == {"benign", "malignant"}
     assert history[-1]["fid"] == pytest.approx((per_class["benign"]["fid"] + per_class["malignant"]["fid"]) / 2)
@@ -176,7 +178,7 @@ def test_conditional_needs_all_classes(tiny_demo, tmp_path):
 def test_unconditional_gan_on_all_classes_is_recorded_as_all(tiny_demo, tmp_path):
     train_gan(config(tiny_demo, tmp_path, data={"train_on": "all_classes"}, output={"name": "every"},
                      train={"epochs": 1}))
-    ckpt = tmp_path / "results" / "checkpoints" / "every"
+    ckpt = tmp_path / "results" / "gan" / "every"
     _, record = load_generator(ckpt / "final_generator.pth")
     assert record["class_name"] == "all"
     assert json.loads((ckpt / "run_info.json").read_text())["training_images"] == 45
@@ -186,7 +188,7 @@ def test_infogan_run_saves_a_generator_with_codes(tiny_demo, tmp_path):
     cfg = config(tiny_demo, tmp_path, model={"info_categories": 3, "info_continuous": 2}, output={"name": "info"},
                  train={"epochs": 1})
     train_gan(cfg)
-    G, _ = load_generator(tmp_path / "results" / "checkpoints" / "info" / "final_generator.pth")
+    G, _ = load_generator(tmp_path / "results" / "gan" / "info" / "final_generator.pth")
     assert G.z_dim == 16 + 3 + 2 and G.latent.code_names() == ["cat", "cont0", "cont1"]
     assert G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
 
@@ -196,9 +198,9 @@ def test_cuda_options_on_cpu_train_fp32_with_one_note_and_channels_last_applies(
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("note:") and "train." in line]
     assert len(notes) == 1 and "train.precision=bf16, train.tf32=true apply to CUDA only" in notes[0]
-    info = json.loads((tmp_path / "results" / "checkpoints" / "tiny_hinge" / "run_info.json").read_text())
+    info = json.loads((tmp_path / "results" / "gan" / "tiny_hinge" / "run_info.json").read_text())
     assert info["compute"]["precision"] == "fp32" and info["compute"]["channels_last"] is True
-    assert "precision: bf16" in (tmp_path / "results" / "checkpoints" / "tiny_hinge" / "config.yaml").read_text()
+    assert "precision: bf16" in (tmp_path / "results" / "gan" / "tiny_hinge" / "config.yaml").read_text()
 
 
 def test_small_data_levers_train_resume_exactly_and_log_what_d_sees(tiny_demo, tmp_path):
@@ -213,11 +215,11 @@ def test_small_data_levers_train_resume_exactly_and_log_what_d_sees(tiny_demo, t
     train_gan(levers(tmp_path / "full", 4))
     train_gan(levers(tmp_path / "split", 2))
     train_gan(levers(tmp_path / "split", 4), resume=True)
-    path = "results/checkpoints/tiny_hinge/checkpoint_epoch_0004.pth"
+    path = "results/gan/tiny_hinge/checkpoints/checkpoint_epoch_0004.pth"
     sa, sb = load_training_state(tmp_path / "full" / path), load_training_state(tmp_path / "split" / path)
     assert all(torch.equal(sa["D"][k], sb["D"][k]) for k in sa["D"])
     assert sa["lecam"] == sb["lecam"] and sa["ada"] == sb["ada"] and sa["lecam"]["real"] != 0
-    losses = json.loads((tmp_path / "full" / "results" / "gan_metrics" / "tiny_hinge" / "losses.json").read_text())
+    losses = json.loads((tmp_path / "full" / "results" / "gan" / "tiny_hinge" / "losses.json").read_text())
     assert all({"d_real", "d_fake", "augment_p"} <= row.keys() for row in losses)
     assert all(0 <= row["augment_p"] <= 1 for row in losses)
 
@@ -225,21 +227,12 @@ def test_small_data_levers_train_resume_exactly_and_log_what_d_sees(tiny_demo, t
 def test_tensorboard_logs_scalars_and_grids_when_asked(tiny_demo, tmp_path):
     pytest.importorskip("tensorboard")
     train_gan(config(tiny_demo, tmp_path, output={"tensorboard": True}))
-    events = list((tmp_path / "results" / "tensorboard" / "tiny_hinge").glob("events.out.tfevents.*"))
+    events = list((tmp_path / "results" / "gan" / "tiny_hinge" / "tensorboard").glob("events.out.tfevents.*"))
     assert len(events) == 1
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     log = EventAccumulator(str(events[0])).Reload()
     assert {"train/d_loss", "train/d_real", "metrics/fid"} <= set(log.Tags()["scalars"])
     assert "samples" in log.Tags()["images"]
-
-
-@pytest.mark.parametrize("loss", ["hinge", "wasserstein", "bce"])
-def test_resnet_arch_trains_with_every_loss_and_reloads(tiny_demo, tmp_path, loss):
-    cfg = config(tiny_demo, tmp_path, loss, model={"arch": "resnet", "upsample": "bilinear"}, train={"epochs": 1})
-    summary = train_gan(cfg)
-    assert summary["best_fid"] > 0
-    G, record = load_generator(tmp_path / "results" / "checkpoints" / f"tiny_{loss}" / "final_generator.pth")
-    assert type(G).__name__ == "ResNetGenerator" and G(torch.randn(2, G.z_dim)).shape == (2, 3, 32, 32)
 
 
 def test_checkpoint_rank_prefers_fewer_screen_warnings_to_a_lower_fid():
@@ -258,7 +251,7 @@ def test_checkpoint_rank_prefers_fewer_screen_warnings_to_a_lower_fid():
 def test_reflect_padded_generator_trains_and_reloads(tiny_demo, tmp_path):
     train_gan(config(tiny_demo, tmp_path, "hinge", model={"upsample": "bilinear", "g_padding": "reflect"},
                      train={"epochs": 2}))
-    G, _ = load_generator(tmp_path / "results" / "checkpoints" / "tiny_hinge" / "best_generator.pth")
+    G, _ = load_generator(tmp_path / "results" / "gan" / "tiny_hinge" / "best_generator.pth")
     assert G.to_image[1].padding_mode == "reflect"
-    state = load_training_state(tmp_path / "results" / "checkpoints" / "tiny_hinge" / "checkpoint_epoch_0002.pth")
+    state = load_training_state(tmp_path / "results" / "gan" / "tiny_hinge" / "checkpoints" / "checkpoint_epoch_0002.pth")
     assert state["D"]["features.0.weight_orig"].shape[1] == 3

@@ -66,46 +66,6 @@ def test_a_frozen_generator_checkpoint_loads_and_generates_what_it_did_when_save
 
 
 
-@pytest.mark.parametrize("size", [32, 64])
-@pytest.mark.parametrize("loss, sn", [("hinge", True), ("wasserstein", False), ("bce", False)])
-def test_resnet_family_shapes_norms_and_a_real_gradient_to_g(size, loss, sn):
-    model = ModelConfig(arch="resnet", z_dim=8, g_channels=4, d_channels=4, spectral_norm=sn, upsample="bilinear")
-    data = DataConfig(image_size=size, channels=1)
-    G, D = build_generator(model, data), build_discriminator(model, data, loss)
-    fake = G(torch.randn(3, 8))
-    assert fake.shape == (3, 1, size, size) and fake.min() >= -1 and fake.max() <= 1
-    logits = D(fake)
-    assert logits.shape == (3,) and torch.isfinite(logits).all()
-    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules()) == (loss == "bce")
-    assert any("weight_orig" in n for n, _ in D.named_parameters()) == sn
-    logits.sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())   # every G layer learns
-    # One residual block per level: the image size sets the depth, as in the DCGAN family.
-    assert len(G.blocks) == len(D.blocks) == {32: 3, 64: 4}[size]
-
-
-def test_resnet_conditional_and_infogan_heads():
-    from training.gan.latents import LatentSpec
-    from training.gan.resnet import ResNetDiscriminator, ResNetGenerator
-
-    G = ResNetGenerator(LatentSpec(8, num_classes=2), 32, 3, 4).eval()
-    z, zeros, ones = torch.randn(4, 8), torch.zeros(4, dtype=torch.long), torch.ones(4, dtype=torch.long)
-    assert not torch.allclose(G(z, zeros), G(z, ones))               # the label changes the image
-    D = ResNetDiscriminator(32, 3, 4, latent=LatentSpec(8, num_classes=2, info_categories=3, info_continuous=1))
-    x = torch.randn(4, 3, 32, 32)
-    logits, codes = D(x, zeros, codes=True)
-    assert logits.shape == (4,) and codes.shape == (4, 4) and not torch.allclose(logits, D(x, ones))
-    with pytest.raises(ValueError, match="needs class labels"):
-        D(x)
-
-
-def test_resnet_refuses_transposed_upsampling():
-    from training.core.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="model.upsample"):
-        ModelConfig(arch="resnet", upsample="transposed").validate()
-
-
 @pytest.mark.parametrize("upsample", ["bilinear", "transposed"])
 def test_output_block_adds_a_nonlinearity_at_full_resolution(upsample):
     data = DataConfig(image_size=32, channels=3)
@@ -141,18 +101,20 @@ def test_noise_inputs_vary_in_training_and_follow_the_latent_outside_it():
 
 
 def test_retired_discriminator_options_load_when_off_and_are_refused_when_on(tmp_path):
-    """d_patch_head, d_highpass and d_minibatch_std were removed (no gain measured): configs and checkpoints
-    that have them off still load, one that had them on is refused in one line naming the key."""
+    """d_patch_head, d_highpass, d_minibatch_std and arch were removed (no gain measured): configs and
+    checkpoints that have them off (arch: dcgan) still load, one that had them on is refused in one line."""
     from training.core.config import from_dict, load_config
     from training.core.errors import ConfigError
     from training.gan.config import GANConfig
 
-    old = {"d_patch_head": False, "d_highpass": False, "d_minibatch_std": False, "g_noise": True}
+    old = {"d_patch_head": False, "d_highpass": False, "d_minibatch_std": False, "arch": "dcgan", "g_noise": True}
     assert from_dict(ModelConfig, old).g_noise
     with pytest.raises(ConfigError, match="'model.d_highpass' was removed"):
         from_dict(GANConfig, {"model": {**old, "d_highpass": True}})
     with pytest.raises(ConfigError, match="'model.d_patch_head' was removed"):
         load_config(GANConfig, "experiments/demo_gan.yaml", ["model.d_patch_head=true"])
+    with pytest.raises(ConfigError, match="'model.arch' was removed"):
+        from_dict(GANConfig, {"model": {**old, "arch": "resnet"}})
 
 
 def test_reflect_padding_keeps_a_constant_map_constant_to_the_corners():
@@ -168,10 +130,8 @@ def test_reflect_padding_keeps_a_constant_map_constant_to_the_corners():
         assert (not torch.allclose(out[0, 0], out[16, 16])) == border_differs, padding
 
 
-def test_reflect_padding_is_refused_with_transposed_convs_and_resnet():
+def test_reflect_padding_is_refused_with_transposed_convs():
     from training.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="model.g_padding"):
         ModelConfig(upsample="transposed", g_padding="reflect").validate()
-    with pytest.raises(ConfigError, match="model.g_padding"):
-        ModelConfig(arch="resnet", upsample="bilinear", g_padding="reflect").validate()
