@@ -12,6 +12,11 @@ Before the GAN (the first expensive stage), every stage's config is resolved and
 prepared data: class names, the minority class the GAN learns, the positive class the classifiers report
 sensitivity for, channels and image sizes. `--dry_run` prints the resolved config and runs the same
 check (against the source folder when the data are not prepared yet), running and writing nothing.
+
+With `evaluation.folds: K` the study is cross-validated: the real images of every split are pooled into K
+folds, the whole study runs once per fold (stages recorded in results/pipeline/<name>/fold_<k>/stages.json),
+training on the other folds and scoring that fold once, and one comparison pools the K test parts, every
+real image tested exactly once.
 """
 
 from __future__ import annotations

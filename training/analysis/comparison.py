@@ -23,6 +23,12 @@ these trained models; its two-sided p-value is Holm-corrected over the runs comp
 The per-model CI of the same difference (test images only) is kept as a secondary line. The other
 metrics' CIs describe how a run differs and are not corrected. Runs written before threshold_spec90
 existed still load; their spec-90 metrics are unavailable (None), never recomputed from another threshold.
+
+A K-fold cross-validated study compares recipes on every real image: load_folded_run joins a recipe's K
+fold runs into one Run whose test set is the K disjoint test parts, each image scored by the one fold's
+models that never saw it. The same chain then runs fold-aware: metrics pool the folds as
+pooled_seed_metrics says, every bootstrap draws images within their fold, and seed s of a recipe is its K
+fold models of seed s.
 """
 
 from __future__ import annotations
@@ -104,6 +110,9 @@ class Run:
         keys: the image keys (sha256, occurrence) in row order, length n.
         labels: 1 = positive class, shape (n,).
         scores: P(positive class), shape (S, n).
+        folds: a cross-validated run's fold of each row, (n,) (rows ordered by fold, then key); its thresholds
+            are then per seed and fold, (S, K). None for a run scored on one test split.
+        fold_dirs: a cross-validated run's folders, one per fold (run_dir is the first).
     """
 
     label: str
@@ -115,6 +124,8 @@ class Run:
     labels: np.ndarray
     scores: np.ndarray
     spec90_thresholds: np.ndarray | None = None
+    folds: np.ndarray | None = None
+    fold_dirs: tuple[Path, ...] = ()
 
 
 def _read_json(path: Path) -> dict:
@@ -217,6 +228,53 @@ def _optional_threshold(metrics_json: dict, key: str, path: Path) -> float | Non
     return float(value)
 
 
+def load_folded_run(run_dirs: Sequence[str | Path], label: str) -> Run:
+    """One recipe of a K-fold cross-validated study as one Run over the pooled test images: `run_dirs` are its
+    K fold runs (fold k's models trained on the other folds, scored once on fold k's test part), the same seeds
+    in each; seed s of the pooled run is the K fold models of seed s.
+
+    The folds' test parts must be disjoint (an image tested twice would be counted twice), which the fold
+    assignment guarantees by keeping identical pixels in one fold. Each fold keeps its own thresholds,
+    chosen on its own validation split: thresholds and spec90_thresholds are (S, K). How the metrics pool
+    the folds is `pooled_seed_metrics`'s docstring.
+    """
+    folds = [load_run(d) for d in run_dirs]
+    first = folds[0]
+    for k, run in enumerate(folds[1:], start=2):
+        for what, value, ref in (("seeds", run.seeds, first.seeds),
+                                 ("positive_class", run.summary.get("positive_class"), first.summary.get("positive_class")),
+                                 ("class_names", run.summary.get("class_names"), first.summary.get("class_names"))):
+            if value != ref:
+                raise DataError(f"the folds of {label} differ in {what}: fold 1 ({first.run_dir}) {ref!r}, fold {k} "
+                                f"({run.run_dir}) {value!r}")
+    keys = [key for run in folds for key in run.keys]
+    if len(set(keys)) != len(keys):
+        twice = len(keys) - len(set(keys))
+        raise DataError(f"{twice} test image(s) of {label} are in the test parts of two folds (matched by pixel "
+                        "sha256): the folds' test parts must be disjoint")
+    spec90 = [run.spec90_thresholds for run in folds]
+    return Run(label=label, run_dir=first.run_dir,
+               summary={"name": label, "positive_class": first.summary.get("positive_class"),
+                        "class_names": first.summary.get("class_names"), "seeds": list(first.seeds),
+                        "folds": [str(run.run_dir) for run in folds]},
+               seeds=first.seeds, thresholds=np.stack([run.thresholds for run in folds], axis=1),
+               keys=tuple(keys), labels=np.concatenate([run.labels for run in folds]),
+               scores=np.concatenate([run.scores for run in folds], axis=1),
+               spec90_thresholds=None if any(t is None for t in spec90) else np.stack(spec90, axis=1),
+               folds=np.repeat(np.arange(len(folds)), [len(run.labels) for run in folds]),
+               fold_dirs=tuple(run.run_dir for run in folds))
+
+
+def fold_of(run: Run, k: int) -> Run:
+    """Fold k (0-based) of a cross-validated run, as the single-split run its fold models make on its test part."""
+    rows = run.folds == k
+    return dataclasses.replace(
+        run, run_dir=run.fold_dirs[k], thresholds=run.thresholds[:, k],
+        keys=tuple(key for key, kept in zip(run.keys, rows) if kept),
+        labels=run.labels[rows], scores=run.scores[:, rows], folds=None, fold_dirs=(),
+        spec90_thresholds=None if run.spec90_thresholds is None else run.spec90_thresholds[:, k])
+
+
 def check_comparable(runs: Sequence[Run]) -> list[Run]:
     """The runs, checked to cover the first run's test images; a DataError when their test sets differ.
 
@@ -232,6 +290,10 @@ def check_comparable(runs: Sequence[Run]) -> list[Run]:
                                 f"{base.summary.get(field)!r}")
         _check_same_images(set(run.keys), dict(zip(run.keys, run.labels.tolist())), set(base.keys), base_labels,
                            run.label, base.label)
+        if (run.folds is not None or base.folds is not None) and (
+                run.folds is None or base.folds is None or run.keys != base.keys or not np.array_equal(run.folds, base.folds)):
+            raise DataError(f"{run.label} and {base.label} do not test each image in the same fold (or one of them "
+                            "is not cross-validated)")
     return list(runs)
 
 
@@ -242,8 +304,10 @@ def seed_metrics(run: Run, metrics: Sequence[str] = METRICS) -> dict[str, list[f
     """{metric: [value per seed]} from binary_metrics at each seed's validation threshold.
 
     SPEC90_METRICS are binary_metrics at each seed's threshold_spec90 instead; None per seed for a run
-    without those thresholds.
+    without those thresholds. A cross-validated run's are pooled over its folds (pooled_seed_metrics).
     """
+    if run.folds is not None:
+        return pooled_seed_metrics(run, metrics)
     per_seed = [binary_metrics(run.labels, scores, t) for scores, t in zip(run.scores, run.thresholds)]
     at_spec90: list[dict] | None = None
     if run.spec90_thresholds is not None:
@@ -257,6 +321,30 @@ def seed_metrics(run: Run, metrics: Sequence[str] = METRICS) -> dict[str, list[f
     return out
 
 
+def pooled_seed_metrics(run: Run, metrics: Sequence[str] = METRICS) -> dict[str, list[float | None]]:
+    """A cross-validated run's metrics per seed over the pooled test images, every real image counted once.
+
+    Threshold metrics (sensitivity, specificity, ..., and the primary sensitivity at >= 90 % validation
+    specificity) judge each image against the threshold its own fold's model chose on that fold's
+    validation split (never on test), then count over the pooled images: one confusion matrix of every real
+    image, each judged by the one model that never saw it in training or validation. It is the share a
+    clinician reads (how many of all the malignant images were found), it weighs the folds by their images
+    (nearly equal when stratified), and pooled counts are the least biased of the ways of pooling
+    cross-validated F-measures that Forman & Scholz (2010) compared; per-fold means are biased when folds
+    hold few positives.
+
+    Rank metrics pool within folds. AUC-ROC is the share of (positive, negative) pairs of one fold that
+    fold's model ranks right: the folds' AUCs weighted by their pairs, the AUC's own U-statistic restricted
+    to pairs one model scored. PR-AUC is the mean over positives of their fold's average precision. One
+    ranking of the K models' pooled scores would also judge whether the fold models' scores share a
+    scale, which no deployed model needs, and it biases the AUC down when they do not (Forman & Scholz
+    2010; Airola et al. 2011). Computed as the bootstrap's metrics on the unresampled images, so the point
+    estimates and the resamples are the same statistic.
+    """
+    values = run_resampled_per_seed(run, np.ones((1, len(run.labels))), metrics)
+    return {m: [None if np.isnan(v[0]) else float(v[0]) for v in values[m]] for m in metrics}
+
+
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
     """Mean and standard deviation (ddof=STD_DDOF) over seeds; std None for one seed, both None if undefined."""
     if any(v is None for v in values):
@@ -268,18 +356,22 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
 # ---------------------------------------------------------------------------------------------------------------
 # Paired bootstrap.
 
-def resample_counts(n: int, resamples: int, seed: int, chunk: int | None = None) -> Iterator[np.ndarray]:
+def resample_counts(n: int, resamples: int, seed: int, chunk: int | None = None,
+                    strata: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Bootstrap resamples of n test images as multiplicities, (b, n) per chunk, b summing to `resamples`.
 
     Row r, column i says how often image i was drawn in resample r. Every metric here is a weighted
     sum over images, so counts stand in for `labels[idx], scores[idx]` without copying scores B times.
-    The chunk size is fixed by n alone, so the resamples depend only on (n, resamples, seed).
+    With `strata` (each image's fold, (n,)), images are drawn within their stratum, so every resample keeps
+    each fold's size: a fold's test part is a sample of its own, scored by its own models. The chunk size
+    is fixed by n alone, so the resamples depend only on (n, strata, resamples, seed).
     """
     rng = np.random.default_rng(seed)
     chunk = chunk or max(1, _CHUNK_CELLS // n)
+    members = [np.arange(n)] if strata is None else [np.flatnonzero(strata == s) for s in np.unique(strata)]
     for start in range(0, resamples, chunk):
         b = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(b, n))                                       # (b, n) image indices
+        idx = np.concatenate([m[rng.integers(0, len(m), size=(b, len(m)))] for m in members], axis=1)  # (b, n) indices
         flat = (idx + n * np.arange(b)[:, None]).ravel()
         yield np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)   # (b, n) multiplicities
 
@@ -311,13 +403,30 @@ def _rank_metrics(labels: np.ndarray, scores: np.ndarray, counts: np.ndarray) ->
     return auc, ap
 
 
-def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, counts: np.ndarray,
-                      metrics: Sequence[str] = METRICS) -> dict[str, np.ndarray]:
+def _within_fold_rank_metrics(labels: np.ndarray, scores: np.ndarray, counts: np.ndarray,
+                              folds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUC over the (positive, negative) pairs within one fold, and AP averaged over positives each at its own
+    fold's average precision, per resample, (b,) each (pooled_seed_metrics says why); NaN where no fold
+    holds a pair (AUC) or no positive was drawn (AP)."""
+    y = labels.astype(bool)
+    auc_sum, pairs, ap_sum, positives = (np.zeros(len(counts)) for _ in range(4))
+    for k in np.unique(folds):
+        rows = folds == k
+        auc, ap = _rank_metrics(labels[rows], scores[rows], counts[:, rows])
+        pos, neg = counts[:, rows] @ y[rows], counts[:, rows] @ ~y[rows]
+        auc_sum, pairs = auc_sum + auc * pos * neg, pairs + pos * neg
+        ap_sum, positives = ap_sum + ap * pos, positives + pos
+    return (np.where(pairs > 0, _ratio(auc_sum, pairs), np.nan), np.where(positives > 0, _ratio(ap_sum, positives), np.nan))
+
+
+def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray, counts: np.ndarray,
+                      metrics: Sequence[str] = METRICS, folds: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """binary_metrics of one seed on each resample, as {metric: (b,)}, NaN where a resample holds one class.
 
     Equal to binary_metrics(labels[idx], scores[idx], threshold)[metric] for the resample's indices idx.
     A one-class resample is dropped for every metric, not only the AUCs: its sensitivity or specificity
-    would be binary_metrics' placeholder 0, not a measurement.
+    would be binary_metrics' placeholder 0, not a measurement. A cross-validated run gives `threshold` per
+    image (its fold model's) and `folds`, and its rank metrics are computed within folds (pooled_seed_metrics).
     """
     y = labels.astype(bool)
     predicted = scores >= threshold
@@ -328,7 +437,8 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, 
               "sensitivity": sens, "specificity": spec, "precision": prec,
               "f1": _ratio(2 * prec * sens, prec + sens)}
     if {"roc_auc", "pr_auc"} & set(metrics):
-        values["roc_auc"], values["pr_auc"] = _rank_metrics(labels, scores, counts)
+        values["roc_auc"], values["pr_auc"] = (_rank_metrics(labels, scores, counts) if folds is None
+                                               else _within_fold_rank_metrics(labels, scores, counts, folds))
     one_class = ((tp + fn) == 0) | ((tn + fp) == 0)
     return {m: np.where(one_class, np.nan, values[m]) for m in metrics}
 
@@ -336,19 +446,22 @@ def resampled_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float, 
 def run_resampled_per_seed(run: Run, counts: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
     """The run's metrics on each resample, per seed: {metric: (S, b)}.
 
-    SPEC90_METRICS use each seed's threshold_spec90, and are NaN throughout for a run without them.
+    SPEC90_METRICS use each seed's threshold_spec90, and are NaN throughout for a run without them. A
+    cross-validated run judges each image at its own fold's thresholds.
     """
     out: dict[str, np.ndarray] = {}
+    at = (lambda t: t) if run.folds is None else (lambda t: t[run.folds])      # a seed's threshold(s), per image
     plain = [m for m in metrics if m not in _AT_SPEC90]
     if plain:
-        per_seed = [resampled_metrics(run.labels, s, t, counts, plain) for s, t in zip(run.scores, run.thresholds)]
+        per_seed = [resampled_metrics(run.labels, s, at(t), counts, plain, run.folds)
+                    for s, t in zip(run.scores, run.thresholds)]
         out.update({m: np.array([r[m] for r in per_seed]) for m in plain})
     at_spec90 = [m for m in metrics if m in _AT_SPEC90]
     if at_spec90 and run.spec90_thresholds is None:
         out.update({m: np.full((len(run.seeds), len(counts)), np.nan) for m in at_spec90})
     elif at_spec90:
         sources = sorted({_AT_SPEC90[m] for m in at_spec90})
-        per_seed = [resampled_metrics(run.labels, s, t, counts, sources)
+        per_seed = [resampled_metrics(run.labels, s, at(t), counts, sources, run.folds)
                     for s, t in zip(run.scores, run.spec90_thresholds)]
         out.update({m: np.array([r[_AT_SPEC90[m]] for r in per_seed]) for m in at_spec90})
     return {m: out[m] for m in metrics}
@@ -388,11 +501,12 @@ def bootstrap_differences(baseline: Run, others: Sequence[Run], metrics: Sequenc
     Every resample draws test images with replacement, and the same draw is scored for the baseline and
     for every other run (paired), so the variation shared by both runs (easy or hard images drawn)
     cancels in the difference. Resamples where either run's metric is undefined (NaN) are dropped.
+    Cross-validated runs are resampled within folds (resample_counts' strata).
     """
     if resamples < 1:
         raise ValueError("resamples must be >= 1")
     diffs: list[dict[str, list[np.ndarray]]] = [{m: [] for m in metrics} for _ in others]
-    for counts in resample_counts(len(baseline.labels), resamples, seed):
+    for counts in resample_counts(len(baseline.labels), resamples, seed, strata=baseline.folds):
         base = run_resampled(baseline, counts, metrics)
         for run, run_diffs in zip(others, diffs):
             values = run_resampled(run, counts, metrics)
@@ -519,10 +633,14 @@ def recipe_bootstrap(baseline: Run, others: Sequence[Run], metric: str, resample
     difference / standard error against Student t with Welch-Satterthwaite degrees of freedom: with 3
     seeds a seed variance rests on 2 degrees of freedom, and normal tails (what percentiles of 3 resampled
     seeds give) find differences between identical recipes too often (see the user guide).
+
+    Cross-validated runs: images are drawn within their fold (every replicate keeps the fold sizes), and
+    seeds jointly across folds: seed s of a recipe is one run of the whole cross-validation (its K fold
+    models), so its S seeds are S replicates of the recipe with S - 1 degrees of freedom, as on one split.
     """
     n = len(baseline.labels)
     per_run: list[list[np.ndarray]] = [[] for _ in range(len(others) + 1)]
-    for counts in resample_counts(n, resamples, seed):
+    for counts in resample_counts(n, resamples, seed, strata=baseline.folds):
         for i, run in enumerate([baseline, *others]):
             per_run[i].append(run_resampled_per_seed(run, counts, [metric])[metric])
     base_values = np.concatenate(per_run[0], axis=1)                                    # (S0, B)
@@ -636,13 +754,17 @@ def pooled_seed_spread(runs: Sequence[Run], metric: str) -> float | None:
 
 def detectable_effect(runs: Sequence[Run], metric: str) -> dict[str, Any]:
     """comparison.json's "minimum_detectable_effect": from the measured seed spread (pooled over the runs), the
-    fewest seeds of any run, and the runs compared with the baseline (Holm's family)."""
+    fewest seeds of any run, and the runs compared with the baseline (Holm's family). Cross-validated runs'
+    spread is that of the metric on the pooled test images, so it counts every fold's positives."""
     spread, seeds, comparisons = pooled_seed_spread(runs, metric), min(len(r.seeds) for r in runs), len(runs) - 1
     value = None if spread is None or seeds < 2 else minimum_detectable_effect(spread, seeds, comparisons,
                                                                                 FAMILY_ALPHA, MDE_POWER)
-    return {"metric": metric, "value": value, "seed_spread": spread, "seed_spread_source": "measured: standard "
-            "deviation over seeds on the test set, pooled over the runs", "seeds": seeds, "comparisons": comparisons,
-            "alpha": FAMILY_ALPHA, "power": MDE_POWER}
+    entry = {"metric": metric, "value": value, "seed_spread": spread, "seed_spread_source": "measured: standard "
+             "deviation over seeds on the test set, pooled over the runs", "seeds": seeds, "comparisons": comparisons,
+             "alpha": FAMILY_ALPHA, "power": MDE_POWER}
+    if runs[0].folds is not None:
+        entry.update(folds=int(runs[0].folds.max()) + 1, test_positives=int(runs[0].labels.sum()))
+    return entry
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -690,9 +812,9 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
     pairs = mean_differences(base, runs[1:], samples, COMPARISON_METRICS)
     recipes = recipe_bootstrap(base, runs[1:], primary_metric, resamples, seed)
     primary = primary_tests(recipes, [s[primary_metric] for s in samples], [pair[primary_metric] for pair in pairs])
-    auc_tests = [delong(labels, base.scores, run.scores, CI_LEVEL) for run in runs[1:]]
+    auc_tests = [delong(labels, base.scores, run.scores, CI_LEVEL, strata=base.folds) for run in runs[1:]]
     adjusted = holm([t.p_value for t in auc_tests])
-    return {
+    report = {
         "test_set": {"images": int(len(labels)), "positives": int(labels.sum()),
                      "negatives": int(len(labels) - labels.sum()),
                      "positive_class": base.summary.get("positive_class"),
@@ -732,6 +854,30 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
         "delong": {"statistic": "AUC of the seed-mean placement values (DeLong et al. 1988), paired by image",
                    "correction": f"Holm over the {len(runs) - 1} runs compared with the baseline"},
     }
+    if base.folds is not None:
+        report["cross_validation"] = cross_validation_entry(runs, primary_metric)
+        report["delong"]["stratified"] = "by fold: pairs within a fold, the folds' variances weighted by their pairs"
+    return report
+
+
+def cross_validation_entry(runs: Sequence[Run], metric: str) -> dict[str, Any]:
+    """comparison.json's "cross_validation" of cross-validated runs: the folds' test parts, how the metrics and
+    the bootstrap pool them, and (secondary) each run's `metric` on each fold's test part alone."""
+    base = runs[0]
+    folds = range(int(base.folds.max()) + 1)
+    parts = [fold_of(base, k) for k in folds]
+    return {
+        "folds": len(parts), "images": [len(p.labels) for p in parts], "positives": [int(p.labels.sum()) for p in parts],
+        "threshold_metrics": "each image at its own fold model's validation threshold, counted over the pooled images",
+        "rank_metrics": "AUC-ROC over the (positive, negative) pairs within a fold; PR-AUC: each fold's average "
+                        "precision, averaged over the positives",
+        "resampling": "test images within their fold (fold sizes kept); seeds jointly across folds (seed s of a run "
+                      "is its fold models of seed s)",
+        "per_fold": {"metric": metric, "runs": [
+            {"label": run.label, "fold_dirs": [str(d) for d in run.fold_dirs],
+             "folds": [dict(zip(("mean", "std"), mean_std(seed_metrics(fold_of(run, k), [metric])[metric]))) for k in folds]}
+            for run in runs]},
+    }
 
 
 def identical_to(run: Run, base: Run) -> str | None:
@@ -748,7 +894,7 @@ def identical_to(run: Run, base: Run) -> str | None:
             and (run.spec90_thresholds is None or np.array_equal(run.spec90_thresholds, base.spec90_thresholds)))
     if not same:
         return None
-    eos = [run.run_dir / f"seed_{seed}" / "eos.json" for seed in run.seeds]
+    eos = [folder / f"seed_{seed}" / "eos.json" for folder in run.fold_dirs or (run.run_dir,) for seed in run.seeds]
     if all(path.is_file() for path in eos):
         try:
             kept = [json.loads(path.read_text()).get("best_head_epoch") == 0 for path in eos]
@@ -841,10 +987,12 @@ def detectable_line(report: dict) -> str | None:
         return None
     m = e["metric"]
     scale, unit = (100, " pp") if m in PROPORTION_METRICS else (1, "")
+    pooled = (f" on the {e['test_positives']} positive test images pooled over {e['folds']} folds"
+              if "folds" in e else "")
     text = (f"Minimum detectable effect: {scale * e['value']:.3g}{unit} on the primary metric ({100 * e['power']:.0f} % "
             f"power, alpha {e['alpha']:g} / {e['comparisons']} for Holm's first step), from {e['seeds']} seeds per run "
-            f"and the measured seed-to-seed spread of {scale * e['seed_spread']:.3g}{unit} (standard deviation over "
-            "seeds, pooled over the runs). A smaller true difference is likely to be reported as no significant "
+            f"and the measured seed-to-seed spread of {scale * e['seed_spread']:.3g}{unit}{pooled} (standard deviation "
+            "over seeds, pooled over the runs). A smaller true difference is likely to be reported as no significant "
             "difference.")
     if m in PROPORTION_METRICS and e["value"] > DETECTABLE_NOTE_ABOVE:
         text += (f" This study cannot detect differences below {100 * DETECTABLE_NOTE_ABOVE:.0f} pp: more seeds or "
@@ -929,6 +1077,43 @@ def _primary_note(report: dict) -> list[str]:
             "test-images-only bootstrap.\n"]
 
 
+def _cross_validation_note(report: dict) -> list[str]:
+    """comparison.md's paragraph on how a cross-validated study's folds are pooled (none for one test split)."""
+    cv = report.get("cross_validation")
+    if not cv:
+        return []
+    sizes = ", ".join(f"{n} ({p})" for n, p in zip(cv["images"], cv["positives"]))
+    return [f"Cross-validation: {cv['folds']} folds. The real images of every split were pooled and split into "
+            f"{cv['folds']} folds stratified by class, identical pixels in one fold. For each fold every arm (with the "
+            "GAN, QA and grid behind it) was trained on the other folds, its model, thresholds and grid choice chosen "
+            "on a validation split of them, and the fold's test part was scored once. The test set above is the "
+            f"{cv['folds']} test parts together, every real image tested exactly once (images (positives) per fold: "
+            f"{sizes}). Threshold metrics judge each image at its own fold model's validation threshold and count "
+            "over the pooled images; AUC-ROC counts the (positive, negative) pairs within a fold, each ranked by the "
+            "model that scored both, and PR-AUC averages each fold's average precision over the positives; DeLong's "
+            "test is stratified by fold. Every bootstrap draws images within their fold, so each resample keeps the "
+            "fold sizes, and the recipe-level test draws seeds jointly across folds: seed s of a run is its "
+            f"{cv['folds']} fold models of seed s.\n"]
+
+
+def _per_fold_section(report: dict) -> list[str]:
+    """comparison.md's secondary table of a cross-validated study: the primary metric on each fold's test part."""
+    cv = report.get("cross_validation")
+    if not cv:
+        return []
+    metric = cv["per_fold"]["metric"]
+    pooled = {r["label"]: r["metrics"][metric] for r in report["runs"]}
+    heads = [f"fold {k} ({p} pos.)" for k, p in enumerate(cv["positives"], start=1)]
+    lines = ["## The primary metric per fold\n",
+             f"Secondary, not a verdict: {_describe(metric)} on each fold's test part alone (mean ± std over seeds). "
+             "Each rests on its own fold's positives only; the pooled column and the tests above use every fold.\n",
+             "| Run | " + " | ".join(heads) + " | pooled |", "|---|" + "---:|" * (len(heads) + 1)]
+    for run in cv["per_fold"]["runs"]:
+        cells = [_mean_std_cell(fold) for fold in run["folds"]] + [_mean_std_cell(pooled[run["label"]])]
+        lines.append(f"| {run['label']} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def comparison_markdown(report: dict) -> str:
     """comparison.md: the method in a few sentences, all runs side by side, then each run vs the baseline."""
     t, b = report["test_set"], report["bootstrap"]
@@ -944,6 +1129,7 @@ def comparison_markdown(report: dict) -> str:
         "the same images for every run (matched by pixel SHA-256). "
         f"Seeds per run: {seeds}. Values are mean ± standard deviation over seeds; each seed's decision "
         "threshold was chosen on validation and applied unchanged to test.\n",
+        *_cross_validation_note(report),
         f"Improvement is the run's mean minus the baseline's. Its {round(100 * CI_LEVEL)} % CI comes from a paired "
         f"bootstrap over test images ({b['resamples']:,} resamples, seed {b['seed']}): each resample draws test images "
         f"with replacement, scores the same draw for both runs and averages each run over its seeds.{used_note} "
@@ -956,6 +1142,7 @@ def comparison_markdown(report: dict) -> str:
         "its p-values are Holm-corrected over the runs compared with the baseline (family-wise error 5 %).\n",
         *_small_sample_note(t),
         "## All runs\n", runs_table(report), "",
+        *_per_fold_section(report),
     ]
     identical = [c for c in report["comparisons"] if c.get("identical_to_baseline")]
     if identical:
@@ -982,7 +1169,8 @@ def plot_roc_curves(runs: Sequence[Run], path: str | Path) -> None:
 
     Not the ROC of the seed-averaged score: that would be an ensemble, whose AUC is in no table. The
     bold line averages the seeds' TPR at each FPR, and the legend's AUC is the mean ± std of the seeds'
-    AUCs, as in comparison.md.
+    AUCs, as in comparison.md. A cross-validated run draws one curve per seed and fold (each fold model
+    ranks its own test part only), the bold line their average, and its legend gives the pooled AUC.
     """
     fig, ax = subplots(figsize=(6, 6))
     grid = np.linspace(0, 1, 201)
@@ -990,19 +1178,25 @@ def plot_roc_curves(runs: Sequence[Run], path: str | Path) -> None:
         color = f"C{i % 10}"
         if run.labels.min() == run.labels.max():   # one class: no ROC to draw
             continue
+        parts = [run] if run.folds is None else [fold_of(run, k) for k in np.unique(run.folds)]
         tprs, aucs = [], []
-        for scores in run.scores:
-            fpr, tpr, _ = roc_curve(run.labels, scores)
-            ax.plot(fpr, tpr, color=color, lw=0.6, alpha=0.3)
-            tprs.append(np.interp(grid, fpr, tpr))
-            aucs.append(roc_auc_score(run.labels, scores))
+        for part in parts:
+            for scores in part.scores:
+                fpr, tpr, _ = roc_curve(part.labels, scores)
+                ax.plot(fpr, tpr, color=color, lw=0.6, alpha=0.3)
+                tprs.append(np.interp(grid, fpr, tpr))
+                aucs.append(roc_auc_score(part.labels, scores))
+        if run.folds is not None:
+            aucs = seed_metrics(run, ["roc_auc"])["roc_auc"]
         auc_text = f"{np.mean(aucs):.3f}" + (f" ± {np.std(aucs, ddof=STD_DDOF):.3f}" if len(aucs) > 1 else "")
         mean_tpr = np.mean(tprs, axis=0)
         mean_tpr[0] = 0.0
-        ax.plot(grid, mean_tpr, color=color, lw=2.2, label=f"{run.label} (AUC {auc_text}, {len(aucs)} seeds)")
+        folds = "" if run.folds is None else f" x {len(parts)} folds"
+        ax.plot(grid, mean_tpr, color=color, lw=2.2, label=f"{run.label} (AUC {auc_text}, {len(aucs)} seeds{folds})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    title = "ROC on the test set" if runs[0].folds is None else "ROC on each fold's test part"
     ax.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
-           title="ROC on the test set", xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
+           title=title, xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     atomic.save_figure(fig, path, dpi=120, bbox_inches="tight")

@@ -46,13 +46,37 @@ class AUCDifference:
     ci_high: float
 
 
-def delong(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, level: float = 0.95) -> AUCDifference:
+def delong(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, level: float = 0.95,
+           strata: np.ndarray | None = None) -> AUCDifference:
     """Paired DeLong test of two runs scored on the same images.
 
     Args:
         labels: 1 = positive, shape (N,).
         scores_a, scores_b: each run's scores, (N,) or (seeds, N); several seeds are averaged per placement.
+        strata: each image's fold in a cross-validated study, (N,): each fold's images were scored by that
+            fold's models, so only pairs within a fold are ranked. The AUCs are then the folds' AUCs weighted
+            by their (positive, negative) pairs, and as the folds' test images are independent samples, the
+            variance of the difference is the sum of the folds' DeLong variances times their squared weights.
     """
+    if strata is None:
+        auc_a, auc_b, variance = _delong_parts(labels, scores_a, scores_b)
+    else:
+        labels, strata = np.asarray(labels).astype(bool), np.asarray(strata)
+        folds = [strata == k for k in np.unique(strata)]
+        pairs = np.array([labels[f].sum() * (~labels[f]).sum() for f in folds], dtype=np.float64)
+        parts = [_delong_parts(labels[f], np.atleast_2d(scores_a)[:, f], np.atleast_2d(scores_b)[:, f])
+                 if n else (0.0, 0.0, 0.0) for f, n in zip(folds, pairs)]
+        weights = pairs / pairs.sum()
+        auc_a, auc_b = (float(weights @ [p[i] for p in parts]) for i in (0, 1))
+        variance = float(weights ** 2 @ [p[2] for p in parts])
+    diff, se = auc_b - auc_a, float(np.sqrt(max(variance, 0.0)))
+    p = 1.0 if se == 0 else float(2 * norm.sf(abs(diff) / se))
+    half = float(norm.ppf(0.5 + level / 2)) * se
+    return AUCDifference(auc_a, auc_b, diff, se, p, diff - half, diff + half)
+
+
+def _delong_parts(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray) -> tuple[float, float, float]:
+    """The two runs' AUCs of the seed-mean placements and the DeLong variance of their difference."""
     labels = np.asarray(labels).astype(bool)
     components = []
     for scores in (np.atleast_2d(scores_a), np.atleast_2d(scores_b)):
@@ -63,11 +87,7 @@ def delong(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, level
     s01 = np.cov(np.stack([v01_a, v01_b]))                  # (2, 2) over negatives
     variance = ((s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / len(v10_a)
                 + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / len(v01_a))
-    auc_a, auc_b = float(v10_a.mean()), float(v10_b.mean())
-    diff, se = auc_b - auc_a, float(np.sqrt(max(variance, 0.0)))
-    p = 1.0 if se == 0 else float(2 * norm.sf(abs(diff) / se))
-    half = float(norm.ppf(0.5 + level / 2)) * se
-    return AUCDifference(auc_a, auc_b, diff, se, p, diff - half, diff + half)
+    return float(v10_a.mean()), float(v10_b.mean()), float(variance)
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -139,10 +139,21 @@ class PipelineClassifiersConfig:
 
 
 @dataclass(frozen=True)
+class PipelineEvaluationConfig:
+    """Where the arms are scored: the prepared test split, or every real image by K-fold cross-validation."""
+
+    folds: Optional[int] = field(None, min=2, max=10, help="off: score on the prepared test split. K: pool the real "
+                                 "images of every split into K folds stratified by class (identical pixels in one "
+                                 "fold, data.seed); per fold the whole study (GANs, QA, grid, arms) trains on the "
+                                 "other folds and scores that fold once; the comparison pools the K test parts")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     data: PipelineDataConfig = field(default_factory=PipelineDataConfig)
     gan: PipelineGANConfig = field(default_factory=PipelineGANConfig)
     synthesis: PipelineSynthesisConfig = field(default_factory=PipelineSynthesisConfig)
     classifiers: PipelineClassifiersConfig = field(default_factory=PipelineClassifiersConfig)
     search: PipelineSearchConfig = field(default_factory=PipelineSearchConfig)
+    evaluation: PipelineEvaluationConfig = field(default_factory=PipelineEvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)

@@ -10,8 +10,8 @@ synthesis -> QA -> assembly, six minutes in. Here, before the GAN:
 * the channel count comes from the data, and no override contradicts it;
 * no classifier trains above the smallest training image (of its arm, synthetic images included);
 * warnings: fewer than VAL_POSITIVES_FLOOR positives in validation, a GAN arm that adds too few images;
-* the minimum detectable effect on the primary metric, from the test positives, the seeds and a prior seed
-  spread, with a warning when it is above 10 pp.
+* the minimum detectable effect on the primary metric, from the test positives (every fold's, in a
+  cross-validated study), the seeds and a prior seed spread, with a warning when it is above 10 pp.
 
 The data are the prepared dataset when it exists, otherwise the source as prepare_data.py would split it
 (an image folder's files are decoded once for that; nothing is written). Each error is one line naming
@@ -173,9 +173,13 @@ def _set_in(overrides: tuple[str, ...], key: str) -> str | None:
     return found
 
 
-def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipeline config") -> Plan:
+def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipeline config",
+          pooled_test: dict[str, int] | None = None) -> Plan:
     """Resolve every stage config against `facts` and check it (module docstring); `pipeline` names the
-    pipeline's YAML in messages. Raises a one-line ConfigError or DataError; returns the plan."""
+    pipeline's YAML in messages. Raises a one-line ConfigError or DataError; returns the plan.
+
+    In a cross-validated study `facts` are one fold's, and `pooled_test` the images per class of the K test
+    parts together, which the comparison pools and the minimum detectable effect counts."""
     classes, counts, d = facts.classes, facts.counts, config.data
     listed = f"{facts.where} (classes: {', '.join(classes)})"
 
@@ -232,7 +236,8 @@ def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipelin
                             f"{_counts(held)}")
 
     _check_image_sizes(config, facts, gan, classifiers, pipeline)
-    return Plan(facts, minority, positive, gan, classifiers, tuple(_report(config, facts, gan, classifiers, minority, positive)))
+    lines = _report(config, facts, gan, classifiers, minority, positive, pooled_test)
+    return Plan(facts, minority, positive, gan, classifiers, tuple(lines))
 
 
 def _check_image_sizes(config: PipelineConfig, facts: DataFacts, gan: GANConfig,
@@ -266,7 +271,7 @@ def fixed_arm_count(config: PipelineConfig, real_train: dict[str, int], minority
 
 
 def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifiers: dict[str, ClassifierConfig],
-            minority: str, positive: str) -> list[str]:
+            minority: str, positive: str, pooled_test: dict[str, int] | None = None) -> list[str]:
     """The check's lines: the data, the class roles, channels and sizes, then any warnings."""
     train, val = facts.counts.get("train", {}), facts.counts.get("val", {})
     metric = config.classifiers.primary_metric
@@ -293,7 +298,7 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                      "90 %-specificity cut) moves by whole images, so it is mostly noise; raise data.val_fraction or "
                      "add data")
     lines += qa_evidence_lines(config, train.get(minority, 0), minority)
-    lines += detectable_effect_lines(config, facts, classifiers, positive)
+    lines += detectable_effect_lines(config, facts, classifiers, positive, pooled_test)
     added = fixed_arm_count(config, train, minority)
     note = few_synthetic_note(minority, added, train.get(minority, 0))
     if note and config.synthesis.num_synthetic is None:
@@ -321,18 +326,24 @@ def qa_evidence_lines(config: PipelineConfig, real: int, minority: str) -> list[
 
 
 def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifiers: dict[str, ClassifierConfig],
-                            positive: str) -> list[str]:
+                            positive: str, pooled_test: dict[str, int] | None = None) -> list[str]:
     """The smallest true gain in the primary metric the study's comparison can find (80 % power, Holm over the
     arms), from the test positives, the fewest seeds of any arm and the prior seed spread; and a warning when
-    it is above DETECTABLE_NOTE_ABOVE. The prior is for sensitivity, so other primary metrics get none."""
+    it is above DETECTABLE_NOTE_ABOVE. The prior is for sensitivity, so other primary metrics get none.
+
+    A cross-validated study's test positives are those of every fold (`pooled_test`). The prior's model part
+    is kept whole, not divided by the folds: a seed's fold models share their initialisation and most of
+    their training images, so their luck need not average out over the folds; the effect stated errs on the
+    large side."""
     metric, arms = config.classifiers.primary_metric, len(config.classifiers.parsed()) - 1 + config.search.enabled
-    positives = facts.counts.get("test", {}).get(positive, 0)
+    positives = (pooled_test or facts.counts.get("test", {})).get(positive, 0)
     seeds = min(len(c.train.seeds) for c in classifiers.values())
     if metric != PRIMARY_METRIC or not positives or arms < 1:
         return []
     spread = prior_seed_spread(positives)
     mde = minimum_detectable_effect(spread, seeds, arms, power=MDE_POWER)
-    where = f"{positives} '{positive}' test images, {seeds} seeds, prior seed spread {100 * spread:.1f} pp"
+    pooled = f" pooled over {config.evaluation.folds} folds" if pooled_test else ""
+    where = f"{positives} '{positive}' test images{pooled}, {seeds} seeds, prior seed spread {100 * spread:.1f} pp"
     if mde == float("inf"):
         return [f"minimum detectable effect: none ({where}): one seed cannot measure training variance"]
     lines = [f"minimum detectable effect: {100 * mde:.1f} pp on {metric} ({100 * MDE_POWER:.0f} % power, Holm over "

@@ -18,6 +18,10 @@ count (the data's, given to every stage) and the image sizes; `--dry_run` runs t
 Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json; a stage
 whose key is unchanged and whose outputs exist is skipped, so a re-run resumes where the last one
 stopped and a changed config re-runs exactly the stages it affects (and those after them).
+
+A cross-validated study (`evaluation.folds`, training.study.folds) runs the stages above once per fold,
+each fold a study of its own (its dataset, run names <name>_fold_<k>, stage record
+results/pipeline/<name>/fold_<k>/stages.json), then one comparison pools the folds' test parts.
 """
 
 from __future__ import annotations
@@ -42,7 +46,15 @@ import torch
 
 from quality.assessment.qa import QAOptions, run_qa
 from quality.checks.verdicts import FAIL, INSUFFICIENT, VERDICTS
-from training.analysis.comparison import compare_runs, pair_table, primary_line, runs_table, validation_score
+from training.analysis.comparison import (
+    compare_runs,
+    load_folded_run,
+    pair_table,
+    primary_line,
+    runs_table,
+    validation_score,
+    write_comparison,
+)
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core import atomic
@@ -57,8 +69,9 @@ from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
 from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
-from training.gan.loop import train_gan
-from training.study import preflight
+from training.gan.loop import ConfigChanged, train_gan
+from training.gan.run_folder import FINAL_GENERATOR, GANRun
+from training.study import folds, preflight
 from training.study.config import PipelineConfig, PipelineSearchConfig
 from training.study.preflight import Plan, classifier_overrides, gan_overrides
 from training.synthesis import sampling
@@ -113,9 +126,14 @@ class Stages:
     `outputs_exist` is adopted and fingerprinted, so an unchanged study still skips its stages.
     """
 
-    def __init__(self, record: Path):
+    def __init__(self, record: Path, label: str = ""):
         self.record_path = record
+        self.label = label          # said before each stage's name, e.g. "fold 2/5"
         self.done = self._load(record)
+
+    def tag(self, name: str) -> str:
+        """How messages name stage `name`: [name], or [label name]."""
+        return f"[{self.label} {name}]" if self.label else f"[{name}]"
 
     @staticmethod
     def _load(record: Path) -> dict:
@@ -145,14 +163,15 @@ class Stages:
                 # from now on the stage is skipped only while they keep the content fingerprinted here.
                 previous["fingerprint"] = fingerprint(previous["outputs"])
                 atomic.write_json(self.record_path, self.done)
-                print(f"[{name}] recorded by an earlier version; its outputs are in place: skipped (now fingerprinted)")
+                print(f"{self.tag(name)} recorded by an earlier version; its outputs are in place: skipped (now "
+                      "fingerprinted)")
                 return previous["outputs"]
             if why is None:
-                print(f"[{name}] up to date, skipped")
+                print(f"{self.tag(name)} up to date, skipped")
                 return previous["outputs"]
-            print(f"[{name}] running again: {why}")
+            print(f"{self.tag(name)} running again: {why}")
         else:
-            print(f"[{name}] running")
+            print(f"{self.tag(name)} running")
         return None
 
     def record(self, name: str, key: str, outputs: dict, seconds: float,
@@ -258,14 +277,13 @@ def prepare_stage(study: Study) -> str:
     return stage_key(key, (root / SPLITS_MANIFEST).read_bytes().decode())   # the content, not the path
 
 
-def train_resumably(config: GANConfig, checkpoints: Path) -> dict:
+def train_resumably(config: GANConfig) -> dict:
     """train_gan, continuing an interrupted run of the same config, else starting afresh."""
-    resumable = bool(list_checkpoints(checkpoints)) and not (checkpoints / "final_generator.pth").exists()
+    run = GANRun.of(config)
+    resumable = bool(list_checkpoints(run.checkpoints)) and not run.file(FINAL_GENERATOR).exists()
     try:
         return train_gan(config, resume=resumable, overwrite=not resumable)
-    except UserError as err:
-        if not (resumable and str(err).startswith("cannot resume")):
-            raise
+    except ConfigChanged:
         return train_gan(config, overwrite=True)      # an interrupted run of another config: start again
 
 
@@ -278,11 +296,11 @@ def pretrain_stage(study: Study, key: str, overrides: list[str]) -> tuple[str, s
     config = load_config(GANConfig, g.config, [*overrides, f"data.minority_class={source}",
                                                f"train.epochs={g.pretrain_epochs}", f"output.name={run_name}"])
     key = stage_key(key, to_dict(config))
-    checkpoints = study.results / "checkpoints" / run_name
+    run = GANRun.of(config)
 
     def train() -> dict:
-        train_resumably(config, checkpoints)
-        return {"checkpoint": str(list_checkpoints(checkpoints)[-1])}
+        train_resumably(config)
+        return {"checkpoint": str(list_checkpoints(run.checkpoints)[-1])}
 
     out = study.stages.run("gan pretrain", key, lambda o: Path(o["checkpoint"]).is_file(), train,
                            fingerprint=lambda o: content_hash(o["checkpoint"]))
@@ -315,16 +333,15 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
         overrides.append(f"train.init_from={pretrained}")
     gan = load_config(GANConfig, study.config.gan.config, [*overrides, f"output.name={run_name}"])
     key = stage_key(key, to_dict(gan))
-    checkpoints = study.results / "checkpoints" / run_name
+    run = GANRun.of(gan)
 
     def train() -> dict:
-        summary = train_resumably(gan, checkpoints)
-        best = checkpoints / "best_generator.pth"
-        return {"generator": str(best if best.exists() else checkpoints / "final_generator.pth"),
-                "best_fid": summary["best_fid"], "feature_extractor": summary["feature_extractor"]}
+        summary = train_resumably(gan)
+        return {"generator": str(run.generator()), "best_fid": summary["best_fid"],
+                "feature_extractor": summary["feature_extractor"]}
 
     stage = "gan" if run_name == f"{study.name}_gan" else f"gan {class_name}"
-    out = study.stages.run(stage, key, lambda o: Path(o["generator"]).resolve().parent == checkpoints.resolve()
+    out = study.stages.run(stage, key, lambda o: Path(o["generator"]).resolve().parent == run.root.resolve()
                            and Path(o["generator"]).is_file(), train, fingerprint=lambda o: content_hash(o["generator"]))
     return gan, out, key
 
@@ -535,7 +552,8 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
                     job = futures[future]
                     runs[job.stage], seconds = future.result()
                     study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, fingerprint)
-                    print(f"[{job.stage}] done in {seconds:.0f} s (log: {logs / f'{job.config.output.name}.log'})")
+                    print(f"{study.stages.tag(job.stage)} done in {seconds:.0f} s (log: "
+                          f"{logs / f'{job.config.output.name}.log'})")
             except BaseException:
                 pool.shutdown(cancel_futures=True)      # say why now, not after every queued arm has trained
                 raise
@@ -634,42 +652,56 @@ def search_markdown(search: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def best_fix(study: Study, run_dirs: list[str]) -> str | None:
-    """The cheap fix (a fixed arm on the real data, not the baseline) with the best validation mean of the
-    primary metric: the competitor a GAN arm has to beat, chosen without looking at test."""
-    arms = study.config.classifiers.parsed()
-    fixes = [run for arm, run in zip(arms[1:], run_dirs[1:len(arms)]) if arm.data == "baseline"]
-    metric = study.config.classifiers.primary_metric
-    return max(fixes, key=lambda run: validation_score(run, metric), default=None)
+def best_fix(study: Study, arms: list[tuple[str, ...]]) -> int | None:
+    """Which fixed arm is the cheap fix (an arm on the real data, not the baseline) with the best validation mean
+    of the primary metric, averaged over its runs (one per fold; one on a single split): the competitor a GAN
+    arm has to beat, chosen without looking at test. Its index in `arms`, None when there is no cheap fix."""
+    parsed, metric = study.config.classifiers.parsed(), study.config.classifiers.primary_metric
+    fixes = [i for i, arm in enumerate(parsed[1:], start=1) if arm.data == "baseline"]
+    score = lambda i: sum(validation_score(run, metric) for run in arms[i]) / len(arms[i])
+    return max(fixes, key=score, default=None)
+
+
+def report_comparison(comparison: Path, report: dict, against: dict | None, competitor: str | None, gan_arms: int,
+                      search_text: str) -> None:
+    """Print the comparison's tables, and add to its comparison.md the GAN arms against the best cheap fix
+    (`against`, a comparison written in comparison/vs_best_fix) and the grid (`search_text`)."""
+    print(runs_table(report) + "\n")
+    for pair in report["comparisons"]:
+        print(pair_table(report, pair) + "\n")
+        if pair.get("identical_to_baseline"):
+            print(f"note: {pair['run']} made exactly the baseline's predictions ({pair['identical_to_baseline']}): "
+                  "its differences are 0 by construction\n")
+    metric = report["primary_metric"]["metric"]
+    text = ""
+    if against:
+        text += (f"## The GAN arms against the best cheap fix\n\nThe cheap fix with the best validation "
+                 f"`{metric}` is `{competitor}`; against it (Holm over the {gan_arms} GAN arms; details in "
+                 "`vs_best_fix/comparison.md`):\n\n"
+                 + "".join(f"- `{pair['run']}`: {primary_line(pair)}\n" for pair in against["comparisons"]))
+    if search_text:
+        text += "\n" + search_text
+    if text:
+        atomic.write_text(comparison / "comparison.md", (comparison / "comparison.md").read_text() + "\n" + text)
+        print(text)
 
 
 def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search: dict | None) -> None:
     """8. The paired comparison of every arm against the first, on the declared primary metric; then every
     GAN arm (`gan_runs`) against the best cheap fix, with the grid."""
     comparison, metric = study.results / "comparison" / study.name, study.config.classifiers.primary_metric
-    competitor = best_fix(study, run_dirs)
+    best = best_fix(study, [(run,) for run in run_dirs])
+    competitor = None if best is None else run_dirs[best]
 
     def compare() -> dict:
         report, _ = compare_runs(run_dirs, comparison, primary_metric=metric)
-        print(runs_table(report) + "\n")
-        for pair in report["comparisons"]:
-            print(pair_table(report, pair) + "\n")
-            if pair.get("identical_to_baseline"):
-                print(f"note: {pair['run']} made exactly the baseline's predictions ({pair['identical_to_baseline']}): "
-                      "its differences are 0 by construction\n")
-        text = ""
+        against = None
         if competitor and gan_runs:
             against, _ = compare_runs([competitor, *gan_runs], comparison / "vs_best_fix", primary_metric=metric)
-            text += (f"## The GAN arms against the best cheap fix\n\nThe cheap fix with the best validation "
-                     f"`{metric}` is `{Path(competitor).parent.name}`; against it (Holm over the "
-                     f"{len(gan_runs)} GAN arms; details in `vs_best_fix/comparison.md`):\n\n"
-                     + "".join(f"- `{pair['run']}`: {primary_line(pair)}\n" for pair in against["comparisons"]))
         if search:
             atomic.write_json(comparison / "search.json", search)
-            text += "\n" + search_markdown(search)
-        if text:
-            atomic.write_text(comparison / "comparison.md", (comparison / "comparison.md").read_text() + "\n" + text)
-            print(text)
+        report_comparison(comparison, report, against, competitor and Path(competitor).parent.name, len(gan_runs),
+                          search_markdown(search) if search else "")
         return {"folder": str(comparison), "best_fix": competitor}
 
     study.stages.run("compare", stage_key(run_dirs, gan_runs, metric, search),
@@ -679,26 +711,32 @@ def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search
 
 def check_study(config: PipelineConfig, pipeline: str = "the pipeline config") -> Plan:
     """The pre-flight check alone (`--dry_run`): against the prepared dataset when it is there and this
-    pipeline's data: section made it, else against the source as prepare would split it; writes nothing."""
+    pipeline's data: section made it, else against the source as prepare would split it; writes nothing.
+    A cross-validated study is checked fold by fold (folds.dry_run_plan)."""
     preflight.load_stage_configs(config)
     study = Study.of(config)
     made = study.stages.done.get("prepare", {}).get("key")
     facts = preflight.prepared_facts(study.root) if made in (None, prepare_key(study)) else None
+    if config.evaluation.folds:
+        return folds.dry_run_plan(config, study.root if facts else None, facts or preflight.source_facts(config), pipeline)
     return preflight.check(config, facts or preflight.source_facts(config), pipeline)
 
 
-def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") -> dict:
-    """Run every stage of `config` (read from the YAML `pipeline`, named in messages); returns the outputs
-    of each stage (stages.json's content)."""
-    preflight.load_stage_configs(config)       # a typo in any stage config fails now, before the data are read
-    study = Study.of(config)
-    data_key = prepare_stage(study)
-    facts = preflight.prepared_facts(study.root)
-    plan = preflight.check(config, facts, pipeline)      # before the GAN: the first expensive stage
-    print("[check] every stage's config against the data:")
-    for line in plan.lines:
-        print(f"  {line}")
-    study = dataclasses.replace(study, plan=plan)
+@dataclass(frozen=True)
+class SplitRuns:
+    """What a study on one split trained: every fixed arm's run folder and then the chosen grid arm's (run_dirs,
+    the first the baseline), those of them that trained on synthetic images (gan_runs), and the grid (search)."""
+
+    run_dirs: list[str]
+    gan_runs: list[str]
+    search: dict | None
+
+
+def train_split_study(study: Study, data_key: str) -> SplitRuns:
+    """Every stage after the pre-flight check up to the comparison, on the split of `study.root` (whose content
+    `data_key` names): the GAN(s), synthesis, QA, selection, assembly, the fixed arms, the grid on validation and
+    the chosen arm."""
+    config = study.config
     gan, gan_out, key = gan_stage(study, data_key)
     minority = gan.data.minority_class
     gan_classes = [minority]
@@ -736,5 +774,124 @@ def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") 
         gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
                                        search["chosen_data_key"], tuple(search["chosen_overrides"])))
         run_dirs.append(gan_runs[-1])
-    compare_stage(study, run_dirs, gan_runs, search)
+    return SplitRuns(run_dirs, gan_runs, search)
+
+
+def show_check(lines: list[str] | tuple[str, ...]) -> None:
+    print("[check] every stage's config against the data:")
+    for line in lines:
+        print(f"  {line}")
+
+
+def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") -> dict:
+    """Run every stage of `config` (read from the YAML `pipeline`, named in messages); returns the outputs
+    of each stage (stages.json's content; a cross-validated study's fold stages named 'fold <k> <stage>')."""
+    preflight.load_stage_configs(config)       # a typo in any stage config fails now, before the data are read
+    study = Study.of(config)
+    data_key = prepare_stage(study)
+    if config.evaluation.folds:
+        return run_cross_validated(study, data_key, pipeline)
+    plan = preflight.check(config, preflight.prepared_facts(study.root), pipeline)   # before the GAN: the first expensive stage
+    show_check(plan.lines)
+    study = dataclasses.replace(study, plan=plan)
+    runs = train_split_study(study, data_key)
+    compare_stage(study, runs.run_dirs, runs.gan_runs, runs.search)
     return study.stages.done
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A cross-validated study (evaluation.folds): the study above once per fold, then one pooled comparison.
+
+def fold_study(study: Study, k: int, plan: Plan) -> Study:
+    """The study of fold k (0-based): its own dataset, run names and stage record, so that no output of one fold
+    overwrites another's and an interrupted study resumes at the fold and stage where it stopped."""
+    folds_in_all, name = study.config.evaluation.folds, f"{study.name}_fold_{k + 1}"
+    record = study.results / "pipeline" / study.name / f"fold_{k + 1}" / "stages.json"
+    return dataclasses.replace(study, stages=Stages(record, label=f"fold {k + 1}/{folds_in_all}"), name=name,
+                               root=Path(study.config.data.processed_dir) / f"{study.dataset}_{name}", plan=plan)
+
+
+def fold_data_stage(fold: Study, cv: folds.CrossValidation, k: int, data_key: str) -> str:
+    """Fold k's dataset (rebuilt only when the images it is made of change); returns the key of its content."""
+    key = stage_key(data_key, cv.key(k))
+    fold.stages.run("data", key, lambda o: (fold.root / SPLITS_MANIFEST).is_file(),
+                    lambda: {"root": str(folds.write_fold(cv, k, fold.root))},
+                    fingerprint=lambda o: dataset_hash(fold.root))
+    return stage_key(key, (fold.root / SPLITS_MANIFEST).read_bytes().decode())
+
+
+def run_cross_validated(study: Study, data_key: str, pipeline: str) -> dict:
+    """Every fold's study, each fold's dataset made from the prepared one (whose content `data_key` names), every
+    fold checked before the first GAN; then the pooled comparison. Returns every stage's outputs."""
+    cv = folds.CrossValidation.of(study.root, study.config, pipeline)
+    facts = folds.fold_facts(cv, preflight.prepared_facts(study.root))
+    plans, lines = folds.check_folds(study.config, facts, cv.pooled_test(), pipeline)
+    show_check(lines)
+    trained, done = [], {}
+    for k, plan in enumerate(plans):
+        fold = fold_study(study, k, plan)
+        trained.append(train_split_study(fold, fold_data_stage(fold, cv, k, data_key)))
+        done.update({f"fold {k + 1} {stage}": record for stage, record in fold.stages.done.items()})
+    pooled_compare_stage(study, trained)
+    return {"prepare": study.stages.done["prepare"], **done, "compare": study.stages.done["compare"]}
+
+
+def arm_labels(study: Study) -> list[str]:
+    """The pooled comparison's name of each arm: the name the arm's run has in a study on one split."""
+    labels = [f"{study.name}_{Path(arm.config).stem}" for arm in study.config.classifiers.parsed()]
+    labels += [f"{study.name}_gan_chosen"] if study.config.search.enabled else []
+    if len(set(labels)) != len(labels):
+        raise UserError(f"two arms of {study.name} would share the name {labels!r}: list each classifier config once")
+    return labels
+
+
+def pooled_compare_stage(study: Study, trained: list[SplitRuns]) -> None:
+    """The comparison of a cross-validated study: each arm's fold runs pooled into one run over every real image
+    (training.analysis.comparison.load_folded_run), the first arm the baseline; then the GAN arms against the
+    cheap fix with the best validation mean over the folds, and every fold's grid."""
+    comparison, metric = study.results / "comparison" / study.name, study.config.classifiers.primary_metric
+    arms = list(zip(*(runs.run_dirs for runs in trained)))              # per arm, its run in each fold
+    gan_arms = list(zip(*(runs.gan_runs for runs in trained)))
+    labels = dict(zip(arms, arm_labels(study)))
+    best = best_fix(study, arms)
+    searches = [runs.search for runs in trained]
+
+    def compare() -> dict:
+        pooled = {arm: load_folded_run(arm, labels[arm]) for arm in arms}
+        report = write_comparison(list(pooled.values()), comparison, primary_metric=metric)
+        against = None
+        if best is not None and gan_arms:
+            against = write_comparison([pooled[arms[best]], *(pooled[arm] for arm in gan_arms)],
+                                       comparison / "vs_best_fix", primary_metric=metric)
+        if searches[0]:
+            atomic.write_json(comparison / "search.json", {"folds": searches})
+        report_comparison(comparison, report, against, None if best is None else labels[arms[best]], len(gan_arms),
+                          folds_search_markdown(searches) if searches[0] else "")
+        return {"folder": str(comparison), "best_fix": None if best is None else labels[arms[best]]}
+
+    study.stages.run("compare", stage_key("folds", arms, gan_arms, metric, searches),
+                     lambda o: (comparison / "comparison.md").is_file(), compare,
+                     fingerprint=lambda o: content_hash(comparison / "comparison.md", comparison / "comparison.json"))
+
+
+def folds_search_markdown(searches: list[dict]) -> str:
+    """Every fold's grid as the pooled report's last section: each arm's validation score in each fold, and which
+    arm each fold chose."""
+    metric = searches[0]["primary_metric"]
+    names = list(dict.fromkeys(row["arm"] for search in searches for row in search["arms"]))   # grid order
+    scores = [{row["arm"]: row["val"] for row in search["arms"]} for search in searches]
+    lines = ["## The GAN arm chosen on validation, per fold\n",
+             f"In each fold every arm below was trained on that fold's training part and scored on its validation "
+             f"split only; the fold's test part was not read. The arm with the best validation mean of `{metric}` "
+             "(ties broken by validation AUC-ROC, then by grid order) was trained again and scored on the fold's test "
+             "part once. The pooled `gan_chosen` above is the recipe \"choose on validation, then train\", whichever "
+             "arm each fold chose (the chosen one in bold).\n",
+             *[f"Fold {k}: arms with classes = {c} were left out: {why}\n"
+               for k, search in enumerate(searches, start=1) for c, why in search.get("excluded", {}).items()],
+             "| arm | " + " | ".join(f"fold {k} val primary" for k in range(1, len(searches) + 1)) + " |",
+             "|---|" + "---:|" * len(searches)]
+    for name in names:
+        cells = [("n/a" if name not in fold else f"**{fold[name]:.3f}**" if name == search["chosen"] else
+                  f"{fold[name]:.3f}") for fold, search in zip(scores, searches)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,6 @@
 """The one-command pipeline on tiny data: every stage runs once, and a re-run skips them all."""
 
 import json
-import random
 import shutil
 from pathlib import Path
 
@@ -68,57 +67,57 @@ def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_
     assert not (tmp_path / "processed" / "tiny_gated_augmented").exists()     # nothing assembled
     assert not (tmp_path / "results" / "classifiers").exists()                # nothing trained
     assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
-    checkpoints = tmp_path / "results" / "checkpoints"
+    runs = tmp_path / "results" / "gan"
     assert "[gan pretrain] running" in captured.out and "30 images of benign" in captured.out
-    assert f"init_from: {checkpoints / 'gated_gan_pretrain' / 'checkpoint_epoch_0001.pth'}" in \
-        (checkpoints / "gated_gan" / "config.yaml").read_text()
+    assert f"init_from: {runs / 'gated_gan_pretrain' / 'checkpoints' / 'checkpoint_epoch_0001.pth'}" in \
+        (runs / "gated_gan" / "config.yaml").read_text()
 
 
 TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
              "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
 
 
-def shuffled_test_labels(source, out):
-    """A copy of `source` whose test images are dealt to the classes at random (same counts per class)."""
-    shutil.copytree(source, out, ignore=shutil.ignore_patterns("manifest.csv"))
-    files = sorted((out / "test").rglob("*.png"))
-    classes = [f.parent.name for f in files]
-    random.Random(0).shuffle(classes)
-    for k, (f, c) in enumerate(zip(files, classes)):
-        f.rename(out / "test" / c / f"shuffled_{k}.png")
-    return out
+def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_path):
+    """Every grid arm is trained and scored with the test split unread (no test predictions, and the run's
+    splits never load it), and the arm chosen is the best on the primary metric on validation."""
+    import training.classify.loop as classify_loop
 
+    test_reads = []
+    real_load = classify_loop.load_classifier_splits
 
-def test_the_grid_is_chosen_on_validation_and_the_test_labels_play_no_part(tiny_demo, tmp_path, capsys):
-    chosen, test_scores = {}, {}
-    for name, source in (("plain", tiny_demo), ("shuffled", shuffled_test_labels(tiny_demo, tmp_path / "shuffled_source"))):
-        work = tmp_path / name
-        config = tiny_study(tmp_path / f"{name}.yaml", source, work, search=TINY_GRID, qa_gate="off",
+    def watched(config, *args, with_test=True, **kwargs):
+        test_reads.append((config.output.name, with_test))
+        return real_load(config, *args, with_test=with_test, **kwargs)
+
+    classify_loop.load_classifier_splits = watched
+    try:
+        config = tiny_study(tmp_path / "grid.yaml", tiny_demo, tmp_path, search=TINY_GRID, qa_gate="off",
                             arms=("baseline:baseline", "oversampled:baseline", "gan_augmented:augmented"))
         assert pipeline_main(["--config", str(config)]) == 0
-        comparison = work / "results" / "comparison" / name
-        search = json.loads((comparison / "search.json").read_text())
-        chosen[name] = search["chosen"], [(r["arm"], r["val"], r["val_roc_auc"]) for r in search["arms"]]
-        test_scores[name] = (Path(search["arms"][0]["run"]).parents[1] / f"{name}_gan_chosen" / "run_000" / "seed_0"
-                             / "test_predictions.csv").read_text()
-        assert len(search["arms"]) == 4 and search["primary_metric"] == "sensitivity_at_spec90"
-        for row in search["arms"]:                          # grid arms never scored test
-            assert not list(Path(row["run"]).rglob("test_predictions.csv"))
-        text = (comparison / "comparison.md").read_text()
-        assert "The GAN arm chosen on validation" in text and "against the best cheap fix" in text
-        assert f"is `{name}_classifier_oversampled`" in text          # the only cheap fix here
-        assert (comparison / "vs_best_fix" / "comparison.json").is_file()
-        report = json.loads((comparison / "comparison.json").read_text())
-        assert report["runs"][-1]["name"].endswith("_gan_chosen")
-        # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
-        composition = json.loads((work / "processed" / f"tiny_{name}_grid_all_realism_x0.5" / "composition.json").read_text())
-        assert composition["counts"]["train"]["benign"]["synthetic"] == 15
-        assert composition["counts"]["train"]["malignant"]["synthetic"] == 8
-        assert (work / "results" / "qa" / f"{name}_benign" / "report.json").is_file()
-        selected = work / "synthetic" / f"{name}_gan_selected" / "manifest.jsonl"
-        assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
-    assert chosen["plain"] == chosen["shuffled"]
-    assert test_scores["plain"] != test_scores["shuffled"]        # the test split itself did differ
+    finally:
+        classify_loop.load_classifier_splits = real_load
+    comparison = tmp_path / "results" / "comparison" / "grid"
+    search = json.loads((comparison / "search.json").read_text())
+    assert len(search["arms"]) == 4 and search["primary_metric"] == "sensitivity_at_spec90"
+    grid_names = {Path(row["run"]).parent.name for row in search["arms"]}
+    assert {name for name, with_test in test_reads if with_test} & grid_names == set()     # test never loaded
+    for row in search["arms"]:                          # grid arms never scored test
+        assert not list(Path(row["run"]).rglob("test_predictions.csv"))
+    best = max(search["arms"], key=lambda row: (row["val"], row["val_roc_auc"]))
+    assert search["chosen"] == best["arm"]
+    text = (comparison / "comparison.md").read_text()
+    assert "The GAN arm chosen on validation" in text and "against the best cheap fix" in text
+    assert "is `grid_classifier_oversampled`" in text          # the only cheap fix here
+    assert (comparison / "vs_best_fix" / "comparison.json").is_file()
+    report = json.loads((comparison / "comparison.json").read_text())
+    assert report["runs"][-1]["name"].endswith("_gan_chosen")
+    # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
+    composition = json.loads((tmp_path / "processed" / "tiny_grid_grid_all_realism_x0.5" / "composition.json").read_text())
+    assert composition["counts"]["train"]["benign"]["synthetic"] == 15
+    assert composition["counts"]["train"]["malignant"]["synthetic"] == 8
+    assert (tmp_path / "results" / "qa" / "grid_benign" / "report.json").is_file()
+    selected = tmp_path / "synthetic" / "grid_gan_selected" / "manifest.jsonl"
+    assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
 
 
 def test_the_default_gate_stops_on_too_little_evidence_and_says_what_is_missing():
