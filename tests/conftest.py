@@ -15,6 +15,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Scripts launched as subprocesses import this checkout, whatever checkout the installed package points at.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core (pyproject.toml): one thread each, or the workers' thread pools
+    # fight over the cores (OpenBLAS's spinning threads made FID 10x slower). The variables reach
+    # subprocesses; threadpoolctl limits the BLAS pools numpy has already started.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    import threadpoolctl
+    import torch
+
+    threadpoolctl.threadpool_limits(1)
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:

@@ -1,4 +1,4 @@
-"""Issue 31, serious 2 and 6: no writer puts anything inside a dataset, and no user file is replaced unasked.
+"""No writer puts anything inside a dataset, and no user file is replaced unasked.
 
 Every refusal is one `error:` line with exit code 2, and the dataset's files are exactly as before.
 """
@@ -160,7 +160,7 @@ def test_a_code_sweep_goes_into_no_test_split(dataset, tmp_path, capsys):
     assert snapshot(dataset) == before
 
 
-# --- serious 6: nothing of the user's is replaced -----------------------------------------------------------
+# --- nothing of the user's is replaced -----------------------------------------------------------
 
 def test_export_never_replaces_an_existing_file_unasked_nor_its_own_checkpoint(tmp_path, capsys, monkeypatch):
     ckpt = make_generator(tmp_path / "g.pth", 0)

@@ -1,4 +1,4 @@
-"""Issue 31, serious 3 and 4: real (test) images never enter training as synthetic ones or through an edited
+"""Real (test) images never enter training as synthetic ones or through an edited
 manifest.csv, and a classifier's train/val/test are distinct splits of one dataset with disjoint pixels.
 
 Every refusal is one `error:` line with exit code 2 (or a DataError in-process), and nothing is written.

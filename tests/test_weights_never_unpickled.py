@@ -1,4 +1,4 @@
-"""Issue 31, serious 1: no weights file or cache we (or torch-fidelity, for us) read can run code.
+"""No weights file or cache we (or torch-fidelity, for us) read can run code.
 
 Payloads are pickles whose unpickling creates a marker file; every test asserts the marker never appears.
 """

@@ -111,13 +111,28 @@ def auc_interval(y: np.ndarray, scores: np.ndarray, rng: np.random.Generator,
     if bootstrap == 0:
         return auc, float("nan"), float("nan")
     groups = [np.flatnonzero(y == k) for k in (0, 1)]
-    resampled = []
-    for _ in range(bootstrap):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
-        resampled.append(roc_auc_score(y[idx], scores[idx]))
+    counts = [np.zeros((bootstrap, len(g))) for g in groups]      # how often each image is drawn, per resample
+    for b in range(bootstrap):
+        for count, g in zip(counts, groups):
+            count[b] = np.bincount(rng.choice(len(g), size=len(g), replace=True), minlength=len(g))
+    resampled = weighted_aucs(scores[groups[0]], scores[groups[1]], counts[0], counts[1])
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(resampled, [tail, 100 - tail])
     return auc, float(low), float(high)
+
+
+def weighted_aucs(negative: np.ndarray, positive: np.ndarray, negative_counts: np.ndarray,
+                  positive_counts: np.ndarray) -> np.ndarray:
+    """ROC-AUC of each resample given as draw counts (rows), all at once: the Mann-Whitney statistic, the
+    share of (negative, positive) pairs the positive wins, ties counting half (= roc_auc_score of the
+    resampled images; tests/quality/checks compare them)."""
+    order = np.argsort(negative, kind="stable")
+    sorted_negative = negative[order]
+    below = np.concatenate([np.zeros((len(negative_counts), 1)), np.cumsum(negative_counts[:, order], axis=1)], axis=1)
+    less = below[:, np.searchsorted(sorted_negative, positive, side="left")]        # negatives scored lower
+    tied = below[:, np.searchsorted(sorted_negative, positive, side="right")] - less
+    wins = ((less + 0.5 * tied) * positive_counts).sum(axis=1)
+    return wins / (negative_counts.sum(axis=1) * positive_counts.sum(axis=1))
 
 
 def detect(real: np.ndarray, synthetic: np.ndarray, seed: int, bootstrap: int = BOOTSTRAP, scorer=None,

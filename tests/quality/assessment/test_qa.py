@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +15,10 @@ from PIL import Image
 from quality.assessment.qa import MIN_UNSEEN_FOR_DETECTOR
 from quality.checks.detectability import MIN_IMAGES_PER_SET
 from quality.run_qa import main
-from tests.helpers import REPO_ROOT
+from tests.helpers import run_script
 from training.core.errors import run_cli
 from training.data.sources.demo import demo_records
 
-ROOT = REPO_ROOT
 SECTIONS = ("statistics", "diversity", "fidelity", "memorisation", "artefacts", "visual", "summary")
 
 
@@ -60,11 +57,10 @@ def qa_args(real: Path, synthetic: Path, out: Path, cache: Path, *extra: str) ->
             "--feature_extractor", "domain", "--encoder_epochs", "1", "--detector_epochs", "2", "--device", "cpu", *extra]
 
 
-def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, independent_draw, cache, tmp_path):
+def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, independent_draw, cache, tmp_path, capsys):
     out = tmp_path / "qa" / "independent"
-    result = subprocess.run([sys.executable, "quality/run_qa.py",
-                             *qa_args(tiny_demo / "train" / "malignant", independent_draw, out, cache, "--strict")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_script(capsys, "quality/run_qa.py",
+                        *qa_args(tiny_demo / "train" / "malignant", independent_draw, out, cache, "--strict"))
     # 15 images per set: too few for detectability to tell a good set from a bad one, so no pass (exit 3).
     assert result.returncode == 3, result.stderr
     assert "overall" in result.stdout and str(out / "report.html") in result.stdout
@@ -100,11 +96,24 @@ def test_end_to_end_writes_json_markdown_and_self_contained_html(tiny_demo, inde
     assert "Checklist" in markdown and "FID" in markdown and "| memorisation |" in markdown
 
 
-def test_strict_exits_1_on_a_failing_set(tiny_demo, copies, cache, tmp_path, capsys):
+def test_strict_exits_1_on_a_failing_set(tiny_demo, copies, cache, tmp_path, capsys, monkeypatch):
+    import quality.run_qa as script
+
+    # --strict changes only the exit code: the run without it, on the same inputs, is given the first run's report.
+    calls, reports, real_run_qa = [], [], script.run_qa
+
+    def run_once(*args, **kwargs):
+        calls.append((args, kwargs))
+        assert calls[-1] == calls[0], "the run without --strict asked for another report"
+        if not reports:
+            reports.append(real_run_qa(*args, **kwargs))
+        return reports[0]
+
+    monkeypatch.setattr(script, "run_qa", run_once)
     args = qa_args(tiny_demo / "train" / "malignant", copies, tmp_path / "copies", cache)
     assert main(args + ["--strict"]) == 1
     assert re.search(r"memorisation +FAIL", capsys.readouterr().out)
-    assert main(args) == 0      # without --strict a failing report is still a successful run
+    assert main(args) == 0 and len(calls) == 2      # without --strict a failing report is still a successful run
     report = json.loads((tmp_path / "copies" / "report.json").read_text())
     assert report["summary"]["verdict"] == "fail" and report["memorisation"]["exact_copies"] == 15
 
@@ -128,10 +137,9 @@ def one_line_error(argv: list[str], capsys) -> str:
     return lines[0]
 
 
-def test_missing_folder_is_one_line_and_exit_2_from_the_command_line(tmp_path):
-    result = subprocess.run([sys.executable, "quality/run_qa.py", "--real", str(tmp_path / "nope"),
-                             "--synthetic", str(tmp_path), "--output_dir", str(tmp_path / "out")],
-                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_missing_folder_is_one_line_and_exit_2_from_the_command_line(tmp_path, capsys):
+    result = run_script(capsys, "quality/run_qa.py", "--real", str(tmp_path / "nope"), "--synthetic", str(tmp_path),
+                        "--output_dir", str(tmp_path / "out"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"error: real folder not found: {tmp_path / 'nope'}"
 
@@ -209,7 +217,7 @@ def test_a_one_epoch_generator_fails_and_the_checkpoint_screen_agrees_with_run_q
 
     config = build(GANConfig, tiny_gan_raw(tiny_demo, tmp_path, train={"epochs": 1}), "test")
     train_gan(config)
-    generators = sampling.load_generators([tmp_path / "results" / "checkpoints" / "tiny_hinge" / "final_generator.pth"],
+    generators = sampling.load_generators([tmp_path / "results" / "gan" / "tiny_hinge" / "final_generator.pth"],
                                           torch.device("cpu"))
     synthetic = tmp_path / "one_epoch"
     sampling.generate(generators, [1.0], 15, 0, synthetic, workers=1)

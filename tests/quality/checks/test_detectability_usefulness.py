@@ -26,6 +26,23 @@ def strokes(rng: np.random.Generator, n: int, with_stroke: bool) -> np.ndarray:
     return x
 
 
+@pytest.mark.parametrize("n", [5, 40])
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_bootstrap_aucs_at_once_are_sklearns_roc_auc_of_each_resample(n, ties):
+    from sklearn.metrics import roc_auc_score
+
+    from quality.checks.detectability import weighted_aucs
+
+    rng = np.random.default_rng(n)
+    negative, positive = rng.random(n), rng.random(n) + 0.2
+    if ties:
+        negative, positive = np.round(negative, 1), np.round(positive, 1)
+    draws = [(rng.integers(0, n, n), rng.integers(0, n, n)) for _ in range(20)]
+    counts = [np.stack([np.bincount(d[k], minlength=n) for d in draws]).astype(float) for k in (0, 1)]
+    expected = [roc_auc_score(np.repeat([0, 1], n), np.concatenate([negative[i], positive[j]])) for i, j in draws]
+    np.testing.assert_allclose(weighted_aucs(negative, positive, *counts), expected, atol=1e-12)
+
+
 def test_two_samples_of_one_distribution_are_indistinguishable():
     rng = np.random.default_rng(0)
     result = check_detectability(blobs(rng, 200), blobs(rng, 200), seed=0, cnn_epochs=5)

@@ -1,4 +1,4 @@
-"""Issue 31, serious 5: a stage is skipped only while its outputs hold what it recorded, and a damaged or
+"""A stage is skipped only while its outputs hold what it recorded, and a damaged or
 edited stages.json means a clean re-run (saying why), never a traceback or a gate opened by an edit."""
 
 from __future__ import annotations

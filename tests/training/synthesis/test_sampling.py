@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO_ROOT, tiny_gan_raw
+from tests.helpers import REPO_ROOT, one_line_error, run_script, tiny_gan_raw
 from training.core.config import build
 from training.core.errors import UserError, run_cli
 from training.data import synthetic_folder as folder_layout
@@ -162,17 +162,19 @@ def test_preview_only_writes_exactly_one_file_showing_the_first_64_images(genera
     assert np.abs(grid[2:34, 2:34].astype(int) - first.astype(int)).max() <= 1    # tile 0 is image 0
 
 
-def run(*args):
-    return subprocess.run([sys.executable, "training/generate_samples.py", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+def run(capsys, *args):
+    """generate_samples.py as launched with no terminal: its main through run_cli, stdin not a tty."""
+    return run_script(capsys, "training/generate_samples.py", *args)
 
 
-def test_preview_without_terminal_needs_yes(generators, tmp_path):
+def test_preview_without_terminal_needs_yes(generators, tmp_path, capsys):
     out = tmp_path / "out"
-    result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview")
+    result = run(capsys, "--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20",
+                 "--preview")
     assert result.returncode == 2 and "needs --yes" in result.stderr and "Traceback" not in result.stderr
     assert not list(out.glob("synthetic_*.png"))
-    result = run("--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20", "--preview", "--yes")
+    result = run(capsys, "--checkpoint", str(generators[0]), "--output_dir", str(out), "--num_samples", "20",
+                 "--preview", "--yes")
     assert result.returncode == 0, result.stderr
     assert len(list(out.glob("synthetic_*.png"))) == 20 and len(manifest(out)) == 20
     info = json.loads((out / folder_layout.GENERATION_INFO).read_text())
@@ -185,10 +187,8 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path):
     (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be between 1 and"),
     (["--checkpoint", "g.pth", "--num_samples", "3", "--shard", "2/2"], "--shard must be K/N with 0 <= K < N"),
 ])
-def test_bad_input_is_one_line(args, message, tmp_path):
-    result = run(*args, "--output_dir", str(tmp_path / "out"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert message in result.stderr.strip().splitlines()[0]
+def test_bad_input_is_one_line(args, message, tmp_path, capsys):
+    one_line_error(run(capsys, *args, "--output_dir", str(tmp_path / "out")), message)
 
 
 def test_images_a_reviewer_rejected_are_not_made_again(generators, tmp_path):
@@ -398,7 +398,7 @@ def test_bad_code_flags_are_one_line(flags, message, tmp_path, capsys):
 
 def test_a_classifier_with_non_finite_outputs_cannot_filter(generators, tmp_path, capsys):
     from tests.helpers import refused
-    from tests.training.synthesis.test_pseudo_label import untrained_classifier
+    from tests.training.synthesis.test_labelling import untrained_classifier
 
     classifier = untrained_classifier(tmp_path / "c.pth", weights="overflowing")     # NaN < threshold: all would pass
     out = tmp_path / "out"
