@@ -122,7 +122,7 @@ def test_freeze_d_blocks_needs_a_pretrained_start(tiny_demo, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_last_checkpoint(tiny_demo, tmp_path):
-    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
+    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}, metrics={"every": 0}))
     ckpt = tmp_path / "results" / "gan" / "tiny_hinge" / "checkpoints"
     before = (ckpt / "checkpoint_epoch_0001.pth").read_bytes()
     with pytest.raises(TrainingDiverged, match="D loss became nan in epoch 2; last good checkpoint kept"):
@@ -139,7 +139,7 @@ def _diverge(tiny_demo, tmp_path):
     original = loop.LOSSES
     loop.LOSSES = {**original, "hinge": nan_loss}
     try:
-        train_gan(config(tiny_demo, tmp_path, train={"epochs": 3}), resume=True)
+        train_gan(config(tiny_demo, tmp_path, train={"epochs": 3}, metrics={"every": 0}), resume=True)
     finally:
         loop.LOSSES = original
 
@@ -194,7 +194,8 @@ def test_infogan_run_saves_a_generator_with_codes(tiny_demo, tmp_path):
 
 
 def test_cuda_options_on_cpu_train_fp32_with_one_note_and_channels_last_applies(tiny_demo, tmp_path, capsys):
-    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1, "precision": "bf16", "channels_last": True, "tf32": True}))
+    train_gan(config(tiny_demo, tmp_path, train={"epochs": 1, "precision": "bf16", "channels_last": True, "tf32": True},
+                     metrics={"every": 0}))
     out = capsys.readouterr().out
     notes = [line for line in out.splitlines() if line.startswith("note:") and "train." in line]
     assert len(notes) == 1 and "train.precision=bf16, train.tf32=true apply to CUDA only" in notes[0]
@@ -208,7 +209,8 @@ def test_small_data_levers_train_resume_exactly_and_log_what_d_sees(tiny_demo, t
     part of the training state), and the log shows D's scores and p."""
     def levers(root, epochs):
         raw = tiny_gan_raw(tiny_demo, root, model={"upsample": "bilinear"},
-                           train={"ada_target": 0.6, "ada_speed_images": 64, "epochs": epochs, "checkpoint_every": 2})
+                           train={"ada_target": 0.6, "ada_speed_images": 64, "epochs": epochs, "checkpoint_every": 2},
+                           metrics={"every": 0})
         raw["loss"]["lecam_weight"] = 0.3
         return build(GANConfig, raw, "test")
 

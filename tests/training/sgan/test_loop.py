@@ -248,7 +248,7 @@ def test_torchrun_runs_write_once_and_the_baseline_equals_one_process(tiny_digit
                                "training/train_sgan.py", "--config", str(config)], cwd=repo, capture_output=True,
                               text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
-    gan = torchrun(raw_config(tiny_digits, tmp_path / "gan", seeds=[0]), "gan")
+    gan = torchrun(raw_config(tiny_digits, tmp_path / "gan", seeds=[0], epochs=1), "gan")
     assert gan.returncode == 0, gan.stderr[-3000:]
     assert gan.stdout.count("test (mean +- std over seeds)") == 1
     runs = list((tmp_path / "gan" / "classifiers" / "tiny").iterdir())
