@@ -15,7 +15,7 @@ from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 from training.prepare_data import main as prepare_main
 from training.study.config import PipelineConfig
-from training.study.stages import Study, check_study, prepare_key, stage_key
+from training.study.stages import Study, check_study, prepare_key
 
 
 @pytest.fixture(scope="module")
@@ -136,13 +136,13 @@ def test_the_data_section_takes_prepare_data_options(brain, tmp_path, capsys):
     assert code == 2 and "must be less than 1" in err[0]
 
 
-def test_the_prepare_key_of_an_unchanged_data_section_is_what_earlier_versions_computed(tmp_path):
-    """Datasets prepared by earlier versions stay recognised: the new options at their defaults add nothing."""
-    config = load_config(PipelineConfig, write_yaml(tmp_path / "p.yaml", {"data": {"source": "demo"}}))
-    study = Study.of(config)
-    assert prepare_key(study) == stage_key(["--source", "demo", "--out", "data/processed", "--name", "demo"])
-    changed = Study.of(load_config(PipelineConfig, tmp_path / "p.yaml", ["data.channels=1"]))
-    assert prepare_key(changed) != prepare_key(study)
+def test_the_prepare_key_follows_every_data_option_and_nothing_else(tmp_path):
+    """A changed data option rebuilds the prepared dataset; the study's other sections do not."""
+    path = write_yaml(tmp_path / "p.yaml", {"data": {"source": "demo"}})
+    key = prepare_key(Study.of(load_config(PipelineConfig, path)))
+    for override in ("data.channels=1", "data.seed=1", "data.resize=squash", "data.keep_duplicates=true"):
+        assert prepare_key(Study.of(load_config(PipelineConfig, path, [override]))) != key, override
+    assert prepare_key(Study.of(load_config(PipelineConfig, path, ["synthesis.seed=3", "classifiers.workers=2"]))) == key
 
 
 def test_a_pretrain_class_must_be_another_class_of_the_data(brain, tmp_path, capsys):
