@@ -27,7 +27,7 @@ from training.core.cli import Parser
 from training.core.config import load_config, to_yaml
 from training.core.errors import run_cli
 from training.study.config import PipelineConfig
-from training.study.stages import check_study, run_pipeline
+from training.study.orchestrate import check_study, run_pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,6 @@
-"""The whole study in one command: prepare -> train GAN(s) -> preview -> bulk synthesis -> QA (the gate) ->
-selection -> assemble -> classifiers -> the grid on validation -> the chosen arm -> compare.
-
-    run_pipeline(load_config(PipelineConfig, "experiments/pipeline_demo.yaml"))
+"""The stages of a study, in the order `training.study.orchestrate` runs them: prepare -> train GAN(s) ->
+preview -> bulk synthesis -> QA (the gate) -> selection -> assemble -> classifiers -> the grid on validation
+-> the chosen arm -> compare.
 
 The fixed arms (baseline, cheap fixes, GAN minority-only at a fixed ratio) are trained and scored as
 configured. The grid (`search:`) tries ways of using synthetic images: which classes receive them
@@ -11,17 +10,10 @@ split; the arm with the best validation score of the declared primary metric is 
 and scored on test beside the fixed arms, and the grid with every validation score goes into the
 comparison report.
 
-Before the first expensive stage (the GAN), `training.study.preflight` resolves every stage config and
-checks it against the prepared data: the class names, the minority and positive classes, the channel
-count (the data's, given to every stage) and the image sizes; `--dry_run` runs the same check alone.
-
-Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json; a stage
-whose key is unchanged and whose outputs exist is skipped, so a re-run resumes where the last one
-stopped and a changed config re-runs exactly the stages it affects (and those after them).
-
-A cross-validated study (`evaluation.folds`, training.study.folds) runs the stages above once per fold,
-each fold a study of its own (its dataset, run names <name>_fold_<k>, stage record
-results/pipeline/<name>/fold_<k>/stages.json), then one comparison pools the folds' test parts.
+Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json
+(`training.study.stage_record`); a stage whose key is unchanged and whose outputs still hold what it
+recorded is skipped, so a re-run resumes where the last one stopped and a changed config re-runs exactly
+the stages it affects (and those after them).
 """
 
 from __future__ import annotations
@@ -29,18 +21,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import itertools
 import json
 import math
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -48,12 +37,10 @@ from quality.assessment.qa import QAOptions, run_qa
 from quality.checks.verdicts import FAIL, INSUFFICIENT, VERDICTS
 from training.analysis.comparison import (
     compare_runs,
-    load_folded_run,
     pair_table,
     primary_line,
     runs_table,
     validation_score,
-    write_comparison,
 )
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
@@ -71,145 +58,12 @@ from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
 from training.gan.loop import ConfigChanged, train_gan
 from training.gan.run_folder import FINAL_GENERATOR, GANRun
-from training.study import folds, preflight
+from training.study import preflight
 from training.study.config import PipelineConfig, PipelineSearchConfig
 from training.study.preflight import Plan, classifier_overrides, gan_overrides
+from training.study.stage_record import Stages, content_hash, dataset_hash, folder_hash, stage_key
 from training.synthesis import sampling
 from training.synthesis.selection import select_synthetic
-
-
-def stage_key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def content_hash(*paths: str | Path) -> str | None:
-    """SHA-256 over the bytes of `paths` (names and content), or None when one is missing or unreadable."""
-    digest = hashlib.sha256()
-    try:
-        for path in paths:
-            digest.update(str(path).encode() + b"\0" + Path(path).read_bytes() + b"\0")
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def folder_hash(folder: str | Path) -> str | None:
-    """The content of a synthetic folder: its manifest.jsonl and every file the manifest lists (None if one is
-    missing). Images overwritten by another generator's change it even when the manifest stays."""
-    folder = Path(folder)
-    try:
-        records = read_synthetic_manifest(folder)
-    except UserError:
-        return None
-    files = [folder / str(r.get("file")) for _, r in sorted(records.items())]
-    return content_hash(folder / SYNTHETIC_MANIFEST, *files)
-
-
-def dataset_hash(root: str | Path) -> str | None:
-    """The content of a processed or augmented dataset: its manifest.csv and every file it lists."""
-    root = Path(root)
-    try:
-        rows = read_splits_manifest(root)
-    except UserError:
-        return None
-    return content_hash(root / SPLITS_MANIFEST, *sorted(root / r["path"] for r in rows))
-
-
-class Stages:
-    """Runs named stages, skipping those whose key is unchanged and whose outputs still hold what was recorded.
-
-    stages.json is a file anyone can edit or damage, so nothing in it is taken on trust: a stage is
-    skipped only when its outputs are where the stage puts them (`outputs_exist`) and
-    `fingerprint(outputs)` (a hash of their content, computed now) equals the one recorded when the
-    stage ran. An edited record or a damaged file (not JSON, not an object) makes the stages concerned
-    run again, saying why. A record of an earlier version (no fingerprint) whose outputs pass
-    `outputs_exist` is adopted and fingerprinted, so an unchanged study still skips its stages.
-    """
-
-    def __init__(self, record: Path, label: str = ""):
-        self.record_path = record
-        self.label = label          # said before each stage's name, e.g. "fold 2/5"
-        self.done = self._load(record)
-
-    def tag(self, name: str) -> str:
-        """How messages name stage `name`: [name], or [label name]."""
-        return f"[{self.label} {name}]" if self.label else f"[{name}]"
-
-    @staticmethod
-    def _load(record: Path) -> dict:
-        if not record.is_file():
-            return {}
-        try:
-            done = json.loads(record.read_bytes())
-        except (ValueError, OSError) as err:       # truncated, random bytes, unreadable
-            print(f"note: {record} is damaged ({type(err).__name__}); every stage runs again")
-            return {}
-        if not isinstance(done, dict):
-            print(f"note: {record} is not a record of stages (a JSON {type(done).__name__}); every stage runs again")
-            return {}
-        # A stage's entry is {"key": str, "outputs": dict, ...}; anything else is dropped, so that stage re-runs.
-        return {name: entry for name, entry in done.items()
-                if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("outputs"), dict)}
-
-    def reusable(self, name: str, key: str, outputs_exist: Callable[[dict], bool],
-                 fingerprint: Callable[[dict], str | None] | None = None) -> dict | None:
-        """The recorded outputs of stage `name` when its key matches and they verify (see the class); None, having
-        said why, when the stage must run."""
-        previous = self.done.get(name)
-        if previous and previous["key"] == key:
-            why = self._stale(previous, outputs_exist, fingerprint)
-            if why is None and fingerprint is not None and "fingerprint" not in previous:
-                # Recorded by an earlier version: its outputs passed the checks above, so they are adopted, and
-                # from now on the stage is skipped only while they keep the content fingerprinted here.
-                previous["fingerprint"] = fingerprint(previous["outputs"])
-                atomic.write_json(self.record_path, self.done)
-                print(f"{self.tag(name)} recorded by an earlier version; its outputs are in place: skipped (now "
-                      "fingerprinted)")
-                return previous["outputs"]
-            if why is None:
-                print(f"{self.tag(name)} up to date, skipped")
-                return previous["outputs"]
-            print(f"{self.tag(name)} running again: {why}")
-        else:
-            print(f"{self.tag(name)} running")
-        return None
-
-    def record(self, name: str, key: str, outputs: dict, seconds: float,
-               fingerprint: Callable[[dict], str | None] | None = None) -> None:
-        """Write down that stage `name` ran with `key` and made `outputs`."""
-        entry = {"key": key, "outputs": outputs, "seconds": round(seconds, 1)}
-        if fingerprint is not None:
-            entry["fingerprint"] = fingerprint(outputs)
-        self.done[name] = entry
-        atomic.write_json(self.record_path, self.done)
-
-    def run(self, name: str, key: str, outputs_exist: Callable[[dict], bool], work: Callable[[], dict],
-            fingerprint: Callable[[dict], str | None] | None = None) -> dict:
-        """`work()`'s outputs, or the recorded ones when the key matches and the outputs verify (see the class)."""
-        previous = self.reusable(name, key, outputs_exist, fingerprint)
-        if previous is not None:
-            return previous
-        start = time.perf_counter()
-        outputs = work()
-        self.record(name, key, outputs, time.perf_counter() - start, fingerprint)
-        return outputs
-
-    @staticmethod
-    def _stale(previous: dict, outputs_exist: Callable[[dict], bool],
-               fingerprint: Callable[[dict], str | None] | None) -> str | None:
-        """Why the recorded outputs cannot be reused, or None when they can."""
-        try:
-            if not outputs_exist(previous["outputs"]):
-                return "its outputs are missing"
-            if fingerprint is None:
-                return None
-            if "fingerprint" not in previous:
-                return None              # an earlier version's record: adopted by `run`
-            if previous["fingerprint"] is None or fingerprint(previous["outputs"]) != previous["fingerprint"]:
-                return "its outputs changed since they were recorded"
-        except (KeyError, TypeError, ValueError, OSError, UserError) as err:    # an edited record
-            return f"its record is not one this pipeline wrote ({type(err).__name__})"
-        return None
 
 
 @dataclass(frozen=True)
@@ -705,189 +559,3 @@ def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search
                      fingerprint=lambda o: content_hash(comparison / "comparison.md", comparison / "comparison.json"))
 
 
-def check_study(config: PipelineConfig, pipeline: str = "the pipeline config") -> Plan:
-    """The pre-flight check alone (`--dry_run`): against the prepared dataset when it is there and this
-    pipeline's data: section made it, else against the source as prepare would split it; writes nothing.
-    A cross-validated study is checked fold by fold (folds.dry_run_plan)."""
-    preflight.load_stage_configs(config)
-    study = Study.of(config)
-    made = study.stages.done.get("prepare", {}).get("key")
-    facts = preflight.prepared_facts(study.root) if made in (None, prepare_key(study)) else None
-    if config.evaluation.folds:
-        return folds.dry_run_plan(config, study.root if facts else None, facts or preflight.source_facts(config), pipeline)
-    return preflight.check(config, facts or preflight.source_facts(config), pipeline)
-
-
-@dataclass(frozen=True)
-class SplitRuns:
-    """What a study on one split trained: every fixed arm's run folder and then the chosen grid arm's (run_dirs,
-    the first the baseline), those of them that trained on synthetic images (gan_runs), and the grid (search)."""
-
-    run_dirs: list[str]
-    gan_runs: list[str]
-    search: dict | None
-
-
-def train_split_study(study: Study, data_key: str) -> SplitRuns:
-    """Every stage after the pre-flight check up to the comparison, on the split of `study.root` (whose content
-    `data_key` names): the GAN(s), synthesis, QA, selection, assembly, the fixed arms, the grid on validation and
-    the chosen arm."""
-    config = study.config
-    gan, gan_out, key = gan_stage(study, data_key)
-    minority = gan.data.minority_class
-    gan_classes = [minority]
-    if config.search.enabled and "all" in config.search.classes:
-        gan_classes += sorted(set(study.real_train) - {minority})
-    folders: dict[tuple[str, str], tuple[Path, str]] = {}
-    excluded: dict[str, str] = {}
-    for class_name in gan_classes:
-        if class_name != minority:
-            gan, gan_out, key = gan_stage(study, data_key, class_name)
-        pool, pool_key = synthesis_stage(study, gan, gan_out["generator"], key, pool_size(study, class_name, minority))
-        try:
-            qa_stage(study, class_name, pool, pool_key, minority=class_name == minority)
-        except QAGateClosed as gate:
-            if class_name == minority:
-                raise
-            # Another class's images serve only the grid's 'all' arms: those go, the rest of the study stays.
-            excluded["all"] = str(gate)
-            print(f"  the grid's 'all' arms are left out: {gate}")
-            continue
-        folders[(class_name, "off")] = pool, pool_key
-        if config.search.enabled and "realism" in config.search.selection:
-            folders[(class_name, "realism")] = selection_stage(study, class_name, pool, pool_key)
-    pool, pool_key = folders[(minority, "off")]
-    augmented, augmented_key = assemble_stage(study, [pool], pool_key, f"{study.name}_augmented",
-                                              num_synthetic=fixed_arm_count(study, minority))
-    fixed = fixed_arm_jobs(study, augmented, data_key, augmented_key)
-    grid = grid_jobs(study, folders, minority, excluded) if config.search.enabled else []
-    runs = run_arms(study, fixed + [job for _, job, _, _ in grid])      # every arm at once when workers > 1
-    run_dirs = runs[:len(fixed)]
-    gan_runs = [run for arm, run in zip(config.classifiers.parsed(), run_dirs) if arm.data == "augmented"]
-    search = None
-    if config.search.enabled:
-        search = grid_choice(study, grid, runs[len(fixed):], excluded)
-        gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
-                                       search["chosen_data_key"], tuple(search["chosen_overrides"])))
-        run_dirs.append(gan_runs[-1])
-    return SplitRuns(run_dirs, gan_runs, search)
-
-
-def show_check(lines: list[str] | tuple[str, ...]) -> None:
-    print("[check] every stage's config against the data:")
-    for line in lines:
-        print(f"  {line}")
-
-
-def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") -> dict:
-    """Run every stage of `config` (read from the YAML `pipeline`, named in messages); returns the outputs
-    of each stage (stages.json's content; a cross-validated study's fold stages named 'fold <k> <stage>')."""
-    preflight.load_stage_configs(config)       # a typo in any stage config fails now, before the data are read
-    study = Study.of(config)
-    data_key = prepare_stage(study)
-    if config.evaluation.folds:
-        return run_cross_validated(study, data_key, pipeline)
-    plan = preflight.check(config, preflight.prepared_facts(study.root), pipeline)   # before the GAN: the first expensive stage
-    show_check(plan.lines)
-    study = dataclasses.replace(study, plan=plan)
-    runs = train_split_study(study, data_key)
-    compare_stage(study, runs.run_dirs, runs.gan_runs, runs.search)
-    return study.stages.done
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A cross-validated study (evaluation.folds): the study above once per fold, then one pooled comparison.
-
-def fold_study(study: Study, k: int, plan: Plan) -> Study:
-    """The study of fold k (0-based): its own dataset, run names and stage record, so that no output of one fold
-    overwrites another's and an interrupted study resumes at the fold and stage where it stopped."""
-    folds_in_all, name = study.config.evaluation.folds, f"{study.name}_fold_{k + 1}"
-    record = study.results / "pipeline" / study.name / f"fold_{k + 1}" / "stages.json"
-    return dataclasses.replace(study, stages=Stages(record, label=f"fold {k + 1}/{folds_in_all}"), name=name,
-                               root=Path(study.config.data.processed_dir) / f"{study.dataset}_{name}", plan=plan)
-
-
-def fold_data_stage(fold: Study, cv: folds.CrossValidation, k: int, data_key: str) -> str:
-    """Fold k's dataset (rebuilt only when the images it is made of change); returns the key of its content."""
-    key = stage_key(data_key, cv.key(k))
-    fold.stages.run("data", key, lambda o: (fold.root / SPLITS_MANIFEST).is_file(),
-                    lambda: {"root": str(folds.write_fold(cv, k, fold.root))},
-                    fingerprint=lambda o: dataset_hash(fold.root))
-    return stage_key(key, (fold.root / SPLITS_MANIFEST).read_bytes().decode())
-
-
-def run_cross_validated(study: Study, data_key: str, pipeline: str) -> dict:
-    """Every fold's study, each fold's dataset made from the prepared one (whose content `data_key` names), every
-    fold checked before the first GAN; then the pooled comparison. Returns every stage's outputs."""
-    cv = folds.CrossValidation.of(study.root, study.config, pipeline)
-    facts = folds.fold_facts(cv, preflight.prepared_facts(study.root))
-    plans, lines = folds.check_folds(study.config, facts, cv.pooled_test(), pipeline)
-    show_check(lines)
-    trained, done = [], {}
-    for k, plan in enumerate(plans):
-        fold = fold_study(study, k, plan)
-        trained.append(train_split_study(fold, fold_data_stage(fold, cv, k, data_key)))
-        done.update({f"fold {k + 1} {stage}": record for stage, record in fold.stages.done.items()})
-    pooled_compare_stage(study, trained)
-    return {"prepare": study.stages.done["prepare"], **done, "compare": study.stages.done["compare"]}
-
-
-def arm_labels(study: Study) -> list[str]:
-    """The pooled comparison's name of each arm: the name the arm's run has in a study on one split."""
-    labels = [f"{study.name}_{Path(arm.config).stem}" for arm in study.config.classifiers.parsed()]
-    labels += [f"{study.name}_gan_chosen"] if study.config.search.enabled else []
-    if len(set(labels)) != len(labels):
-        raise UserError(f"two arms of {study.name} would share the name {labels!r}: list each classifier config once")
-    return labels
-
-
-def pooled_compare_stage(study: Study, trained: list[SplitRuns]) -> None:
-    """The comparison of a cross-validated study: each arm's fold runs pooled into one run over every real image
-    (training.analysis.comparison.load_folded_run), the first arm the baseline; then the GAN arms against the
-    cheap fix with the best validation mean over the folds, and every fold's grid."""
-    comparison, metric = study.results / "comparison" / study.name, study.config.classifiers.primary_metric
-    arms = list(zip(*(runs.run_dirs for runs in trained)))              # per arm, its run in each fold
-    gan_arms = list(zip(*(runs.gan_runs for runs in trained)))
-    labels = dict(zip(arms, arm_labels(study)))
-    best = best_fix(study, arms)
-    searches = [runs.search for runs in trained]
-
-    def compare() -> dict:
-        pooled = {arm: load_folded_run(arm, labels[arm]) for arm in arms}
-        report = write_comparison(list(pooled.values()), comparison, primary_metric=metric)
-        against = None
-        if best is not None and gan_arms:
-            against = write_comparison([pooled[arms[best]], *(pooled[arm] for arm in gan_arms)],
-                                       comparison / "vs_best_fix", primary_metric=metric)
-        if searches[0]:
-            atomic.write_json(comparison / "search.json", {"folds": searches})
-        report_comparison(comparison, report, against, None if best is None else labels[arms[best]], len(gan_arms),
-                          folds_search_markdown(searches) if searches[0] else "")
-        return {"folder": str(comparison), "best_fix": None if best is None else labels[arms[best]]}
-
-    study.stages.run("compare", stage_key("folds", arms, gan_arms, metric, searches),
-                     lambda o: (comparison / "comparison.md").is_file(), compare,
-                     fingerprint=lambda o: content_hash(comparison / "comparison.md", comparison / "comparison.json"))
-
-
-def folds_search_markdown(searches: list[dict]) -> str:
-    """Every fold's grid as the pooled report's last section: each arm's validation score in each fold, and which
-    arm each fold chose."""
-    metric = searches[0]["primary_metric"]
-    names = list(dict.fromkeys(row["arm"] for search in searches for row in search["arms"]))   # grid order
-    scores = [{row["arm"]: row["val"] for row in search["arms"]} for search in searches]
-    lines = ["## The GAN arm chosen on validation, per fold\n",
-             f"In each fold every arm below was trained on that fold's training part and scored on its validation "
-             f"split only; the fold's test part was not read. The arm with the best validation mean of `{metric}` "
-             "(ties broken by validation AUC-ROC, then by grid order) was trained again and scored on the fold's test "
-             "part once. The pooled `gan_chosen` above is the recipe \"choose on validation, then train\", whichever "
-             "arm each fold chose (the chosen one in bold).\n",
-             *[f"Fold {k}: arms with classes = {c} were left out: {why}\n"
-               for k, search in enumerate(searches, start=1) for c, why in search.get("excluded", {}).items()],
-             "| arm | " + " | ".join(f"fold {k} val primary" for k in range(1, len(searches) + 1)) + " |",
-             "|---|" + "---:|" * len(searches)]
-    for name in names:
-        cells = [("n/a" if name not in fold else f"**{fold[name]:.3f}**" if name == search["chosen"] else
-                  f"{fold[name]:.3f}") for fold, search in zip(scores, searches)]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Cross-validated studies (`evaluation.folds`): the folds, each fold's dataset, a tiny 2-fold study end to end
 (it resumes, and its comparison tests every real image once), the single-split study as before, and the
-refusals before anything trains. The studies here stub QA (qa_calls); test_stages runs the real one."""
+refusals before anything trains. The studies here stub QA (qa_calls); test_orchestrate runs the real one."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.helpers import refused, write_yaml
-from tests.training.study.test_stages import tiny_study
+from tests.training.study.test_orchestrate import tiny_study
 from training.analysis.comparison import compare_runs
 from training.core.config import build
 from training.core.errors import UserError, run_cli
@@ -23,7 +23,7 @@ from training.pipeline import main as pipeline_main
 from training.study import stages
 from training.study.config import PipelineConfig
 from training.study.folds import CrossValidation, write_fold
-from training.study.stages import dataset_hash
+from training.study.stage_record import dataset_hash
 
 
 def config_with(folds: int, seed: int = 0) -> PipelineConfig:

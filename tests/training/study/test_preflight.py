@@ -15,7 +15,8 @@ from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 from training.prepare_data import main as prepare_main
 from training.study.config import PipelineConfig
-from training.study.stages import Study, check_study, prepare_key
+from training.study.orchestrate import check_study
+from training.study.stages import Study, prepare_key
 
 
 @pytest.fixture(scope="module")

@@ -1,123 +1,8 @@
-"""The one-command pipeline on tiny data: every stage runs once, and a re-run skips them all."""
+"""The stages on their own: the QA gate's rule, the size of the synthetic pool, and arms trained in worker
+processes (the whole pipeline through its script: test_orchestrate)."""
 
 import json
-import shutil
 from pathlib import Path
-
-from tests.helpers import write_yaml
-from training.core.errors import run_cli
-from training.pipeline import main as pipeline_main
-
-
-def tiny_study(path, source, tmp_path, search=None, arms=("baseline:baseline", "gan_augmented:augmented"), gan=None,
-               **synthesis):
-    """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data (no grid unless `search`)."""
-    return write_yaml(path, {
-        "data": {"source": str(source), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
-        "gan": {"config": "experiments/demo_gan.yaml",
-                "overrides": ["train.epochs=1", "train.batch_size=8", "model.g_channels=8", "model.d_channels=8",
-                              "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
-                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"],
-                **(gan or {})},
-        "synthesis": {"target_ratio": 1.0, **synthesis},
-        "classifiers": {"arms": [f"experiments/classifier_{arm}".replace(":", ".yaml:") for arm in arms],
-                        "overrides": ["train.epochs=1", "train.seeds=[0]", "model.width=4"]},
-        "search": search or {"enabled": False},
-        "output": {"results_dir": str(tmp_path / "results")},
-    })
-
-
-def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
-    source = tmp_path / "folder"
-    shutil.copytree(tiny_demo, source, ignore=shutil.ignore_patterns("manifest.csv"))   # a plain ImageFolder
-    # A 1-epoch GAN fails QA: the gate is off to study it anyway.
-    config = tiny_study(tmp_path / "pipeline_tiny.yaml", source, tmp_path, qa_gate="off")
-    assert pipeline_main(["--config", str(config)]) == 0
-    first = capsys.readouterr().out
-    assert first.count("running") == 8 and "skipped" not in first
-    results = tmp_path / "results"
-    assert (results / "comparison" / "pipeline_tiny" / "comparison.md").is_file()
-    assert (results / "qa" / "pipeline_tiny" / "report.json").is_file()
-    composition = json.loads((tmp_path / "processed" / "tiny_pipeline_tiny_augmented" / "composition.json").read_text())
-    assert composition["counts"]["train"]["malignant"]["synthetic"] == 15        # 30 benign : 15 + 15 malignant
-    assert (tmp_path / "synthetic" / "pipeline_tiny_gan" / "preview_grid.png").is_file()
-
-    assert pipeline_main(["--config", str(config)]) == 0
-    second = capsys.readouterr().out
-    assert second.count("up to date, skipped") == 8 and "running" not in second
-
-    # A new synthesis seed re-runs what depends on the synthetic images, and nothing else.
-    assert pipeline_main(["--config", str(config), "synthesis.seed=1"]) == 0
-    third = capsys.readouterr().out
-    for stage in ("prepare", "gan", "classifier pipeline_tiny_classifier_baseline"):
-        assert f"[{stage}] up to date, skipped" in third
-    for stage in ("synthesis", "qa", "assemble pipeline_tiny_augmented", "classifier pipeline_tiny_classifier_gan_augmented",
-                  "compare"):
-        assert f"[{stage}] running" in third
-
-
-def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_it(tiny_demo, tmp_path, capsys):
-    # Transfer on: the minority's GAN starts from a GAN pretrained on the largest class (benign).
-    config = tiny_study(tmp_path / "gated.yaml", tiny_demo, tmp_path,              # the default gate: fail
-                        gan={"pretrain_class": "largest", "pretrain_epochs": 1})
-    assert run_cli(pipeline_main, ["--config", str(config)]) == 2
-    captured = capsys.readouterr()
-    err = captured.err.strip().splitlines()
-    assert len(err) == 1 and "QA verdict fail" in err[0] and "report.html" in err[0] and "qa_gate=off" in err[0]
-    assert not (tmp_path / "processed" / "tiny_gated_augmented").exists()     # nothing assembled
-    assert not (tmp_path / "results" / "classifiers").exists()                # nothing trained
-    assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
-    runs = tmp_path / "results" / "gan"
-    assert "[gan pretrain] running" in captured.out and "30 images of benign" in captured.out
-    assert f"init_from: {runs / 'gated_gan_pretrain' / 'checkpoints' / 'checkpoint_epoch_0001.pth'}" in \
-        (runs / "gated_gan" / "config.yaml").read_text()
-
-
-TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
-             "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
-
-
-def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_path):
-    """Every grid arm is trained and scored with the test split unread (no test predictions, and the run's
-    splits never load it), and the arm chosen is the best on the primary metric on validation."""
-    import training.classify.loop as classify_loop
-
-    test_reads = []
-    real_load = classify_loop.load_classifier_splits
-
-    def watched(config, *args, with_test=True, **kwargs):
-        test_reads.append((config.output.name, with_test))
-        return real_load(config, *args, with_test=with_test, **kwargs)
-
-    classify_loop.load_classifier_splits = watched
-    try:
-        config = tiny_study(tmp_path / "grid.yaml", tiny_demo, tmp_path, search=TINY_GRID, qa_gate="off",
-                            arms=("baseline:baseline", "oversampled:baseline", "gan_augmented:augmented"))
-        assert pipeline_main(["--config", str(config)]) == 0
-    finally:
-        classify_loop.load_classifier_splits = real_load
-    comparison = tmp_path / "results" / "comparison" / "grid"
-    search = json.loads((comparison / "search.json").read_text())
-    assert len(search["arms"]) == 4 and search["primary_metric"] == "sensitivity_at_spec90"
-    grid_names = {Path(row["run"]).parent.name for row in search["arms"]}
-    assert {name for name, with_test in test_reads if with_test} & grid_names == set()     # test never loaded
-    for row in search["arms"]:                          # grid arms never scored test
-        assert not list(Path(row["run"]).rglob("test_predictions.csv"))
-    best = max(search["arms"], key=lambda row: (row["val"], row["val_roc_auc"]))
-    assert search["chosen"] == best["arm"]
-    text = (comparison / "comparison.md").read_text()
-    assert "The GAN arm chosen on validation" in text and "against the best cheap fix" in text
-    assert "is `grid_classifier_oversampled`" in text          # the only cheap fix here
-    assert (comparison / "vs_best_fix" / "comparison.json").is_file()
-    report = json.loads((comparison / "comparison.json").read_text())
-    assert report["runs"][-1]["name"].endswith("_gan_chosen")
-    # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
-    composition = json.loads((tmp_path / "processed" / "tiny_grid_grid_all_realism_x0.5" / "composition.json").read_text())
-    assert composition["counts"]["train"]["benign"]["synthetic"] == 15
-    assert composition["counts"]["train"]["malignant"]["synthetic"] == 8
-    assert (tmp_path / "results" / "qa" / "grid_benign" / "report.json").is_file()
-    selected = tmp_path / "synthetic" / "grid_gan_selected" / "manifest.jsonl"
-    assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
 
 
 def test_the_default_gate_stops_on_too_little_evidence_and_says_what_is_missing():
@@ -162,7 +47,8 @@ def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resu
     from training.classify.config import ClassifierConfig
     from training.classify.loop import train_classifier
     from training.core.config import build
-    from training.study.stages import ArmJob, Stages, run_arms
+    from training.study.stage_record import Stages
+    from training.study.stages import ArmJob, run_arms
 
     def job(name: str, results: Path, **train) -> ArmJob:
         raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),

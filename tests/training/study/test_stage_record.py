@@ -11,15 +11,8 @@ from PIL import Image
 
 from tests.helpers import synthetic_folder
 from training.data.synthetic_folder import read_synthetic_manifest
-from training.study.stages import (
-    QAGateClosed,
-    Stages,
-    apply_qa_gate,
-    content_hash,
-    folder_hash,
-    pixels_as_recorded,
-    qa_outputs,
-)
+from training.study.stage_record import Stages, content_hash, folder_hash
+from training.study.stages import QAGateClosed, apply_qa_gate, pixels_as_recorded, qa_outputs
 
 
 def make_stage(tmp_path):
