@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -15,8 +16,21 @@ def config(tiny_demo, tmp_path, loss="hinge", **sections):
     return build(GANConfig, tiny_gan_raw(tiny_demo, tmp_path, loss, **sections), "test")
 
 
-@pytest.mark.parametrize("loss", ["hinge", "wasserstein", "bce"])
-def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
+@pytest.mark.parametrize("loss", ["wasserstein", "bce"])
+def test_every_loss_trains_and_writes_its_generator(tiny_demo, tmp_path, loss):
+    """The losses other than hinge through the whole loop (the metrics, the same for every loss, are tested below)."""
+    summary = train_gan(config(tiny_demo, tmp_path, loss, metrics={"every": 0}))
+    run = tmp_path / "results" / "gan" / f"tiny_{loss}"
+    G, record = load_generator(run / "final_generator.pth")
+    assert record["epoch"] == 2 and summary["paths"].root == run and (run / "loss_curves.png").is_file()
+    assert torch.isfinite(G(torch.randn(2, G.z_dim))).all()
+    rows = json.loads((run / "losses.json").read_text())           # one row per epoch
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert all(math.isfinite(v) for row in rows for v in row.values() if isinstance(v, float))
+
+
+def test_few_step_run_writes_every_output(tiny_demo, tmp_path):
+    loss = "hinge"
     cfg = config(tiny_demo, tmp_path, loss)
     summary = train_gan(cfg)
     ckpt = metrics_dir = tmp_path / "results" / "gan" / f"tiny_{loss}"           # the run's one folder
@@ -49,16 +63,9 @@ def test_few_step_run_writes_every_output(tiny_demo, tmp_path, loss):
     assert (ckpt / "lowest_fid_generator.pth").is_file()
 
 
-def test_same_seed_same_generator(tiny_demo, tmp_path):
-    a = config(tiny_demo, tmp_path / "a", metrics={"every": 0})
-    b = config(tiny_demo, tmp_path / "b", metrics={"every": 0})
-    train_gan(a), train_gan(b)
-    wa = load_generator(tmp_path / "a" / "results" / "gan" / "tiny_hinge" / "final_generator.pth")[1]
-    wb = load_generator(tmp_path / "b" / "results" / "gan" / "tiny_hinge" / "final_generator.pth")[1]
-    assert all(torch.equal(wa["state_dict"][k], wb["state_dict"][k]) for k in wa["state_dict"])
-
-
 def test_resume_equals_uninterrupted(tiny_demo, tmp_path):
+    """Two runs of one config and seed, one stopped at epoch 2 and resumed: the same G, EMA G and D, bit for bit
+    (so the same seed gives the same generator, resumed or not), and the metric history of one run."""
     full = config(tiny_demo, tmp_path / "full", train={"epochs": 4, "checkpoint_every": 2})
     train_gan(full)
     first = config(tiny_demo, tmp_path / "split", train={"epochs": 2, "checkpoint_every": 2})

@@ -53,11 +53,11 @@ def test_info_term_teaches_q_the_codes_and_g_to_express_them():
 
     torch.manual_seed(0)
     model, data = ModelConfig(z_dim=16, g_channels=8, d_channels=8, info_categories=3, info_continuous=2), \
-        DataConfig(image_size=32, channels=1)
+        DataConfig(image_size=16, channels=1)
     G, D = build_generator(model, data), build_discriminator(model, data, "hinge")
     opt_g = torch.optim.Adam(G.parameters(), lr=1e-3, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(D.parameters(), lr=1e-3, betas=(0.5, 0.9))
-    stream, real = torch.Generator().manual_seed(0), torch.rand(8, 1, 32, 32) * 2 - 1
+    stream, real = torch.Generator().manual_seed(0), torch.rand(8, 1, 16, 16) * 2 - 1
     z_test = draw(G.latent, 128, torch.Generator().manual_seed(1))
 
     def code_loss() -> float:

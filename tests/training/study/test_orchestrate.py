@@ -48,14 +48,16 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
     second = capsys.readouterr().out
     assert second.count("up to date, skipped") == 8 and "running" not in second
 
-    # A new synthesis seed re-runs what depends on the synthetic images, and nothing else.
-    assert pipeline_main(["--config", str(config), "synthesis.seed=1"]) == 0
+    # A new ratio for the fixed GAN arm (5 synthetic images instead of 15) re-runs what is made of that many
+    # images, and nothing else: the pool and its QA are sized by the real class, not by the arm.
+    assert pipeline_main(["--config", str(config), "synthesis.target_ratio=1.5"]) == 0
     third = capsys.readouterr().out
-    for stage in ("prepare", "gan", "classifier pipeline_tiny_classifier_baseline"):
+    for stage in ("prepare", "gan", "synthesis", "qa", "classifier pipeline_tiny_classifier_baseline"):
         assert f"[{stage}] up to date, skipped" in third
-    for stage in ("synthesis", "qa", "assemble pipeline_tiny_augmented", "classifier pipeline_tiny_classifier_gan_augmented",
-                  "compare"):
+    for stage in ("assemble pipeline_tiny_augmented", "classifier pipeline_tiny_classifier_gan_augmented", "compare"):
         assert f"[{stage}] running" in third
+    composition = json.loads((tmp_path / "processed" / "tiny_pipeline_tiny_augmented" / "composition.json").read_text())
+    assert composition["counts"]["train"]["malignant"]["synthetic"] == 5         # 30 benign : 15 + 5 malignant
 
 
 def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_it(tiny_demo, tmp_path, capsys):
