@@ -42,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"demo": "experiments/demo_gan.yaml", "breastmnist": "experiments/breastmnist_hinge.yaml"}
 
 
-def prepare(dataset: str, work: Path, breastmnist: str) -> Path:
+def prepare(dataset: str, work: Path, breastmnist: str, demo_train: int) -> Path:
     if dataset == "demo":
-        return prepare_dataset("demo", work / "processed", "demo").root
+        return prepare_dataset("demo", work / "processed", "demo", SourceOptions(demo_num_train=demo_train)).root
     return prepare_dataset(breastmnist, work / "processed", "breastmnist",
                            SourceOptions(class_names="0=malignant,1=benign"), drop_leaked=True).root
 
@@ -70,6 +70,7 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
     report = run_qa(root / "train" / config.data.minority_class, folder, work / "qa" / name,
                     QAOptions(seed=0, cache_dir=str(work / "results" / "cache"), data_root=str(root)))
     losses = json.loads((work / "results" / "gan" / name / "losses.json").read_text())[-20:]
+    metrics = json.loads((work / "results" / "gan" / name / "metrics.json").read_text())
     return {"dataset": dataset, "seed": seed, "verdict": report["summary"]["verdict"],
             "counts": report["summary"]["counts"],
             "checks": {k: v["verdict"] for k, v in report["summary"]["checks"].items()},
@@ -79,8 +80,11 @@ def one_run(dataset: str, root: Path, seed: int, work: Path, args) -> dict:
             "cnn_auc": report["detectability"]["views"]["cnn"]["auc"],
             "cnn_ci": (report["detectability"]["views"]["cnn"]["ci_low"], report["detectability"]["views"]["cnn"]["ci_high"]),
             "fine_detail_ratio": report["artefacts"]["high_frequency_ratio"],   # < 0.67 warns as blurry
-            "best_epoch": json.loads((work / "results" / "gan" / name / "metrics.json").read_text())
-            ["best"].get("epoch"),
+            "best_epoch": (metrics["best"] or {}).get("epoch"),
+            "screened": [{k: h.get(k) for k in ("epoch", "fid", "fid_ratio", "detectability_auc", "screen")}
+                         for h in metrics["history"]],
+            "minority_images": sum(1 for _ in (root / "train" / config.data.minority_class).iterdir()),
+            "epochs": config.train.epochs,
             "usefulness_ratio": report.get("usefulness", {}).get("ratio"),
             "d_real": sum(h["d_real"] for h in losses) / len(losses),
             "d_fake": sum(h["d_fake"] for h in losses) / len(losses), "train_seconds": seconds}
@@ -92,6 +96,8 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--breastmnist", default=str(ROOT.parent / "shared" / "data" / "breastmnist.npz"))
     p.add_argument("--num_samples", type=int, default=1000)
+    p.add_argument("--demo_train", type=int, default=2200,
+                   help="the demo's training images, 10 benign : 1 malignant (2200: 200 malignant)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--overrides", nargs="*", default=[], metavar="key.sub=value", help="applied to every GAN config")
     p.add_argument("--pretrain", metavar="CLASS", help="first train on this (plentiful) class, then fine-tune")
@@ -104,7 +110,7 @@ def main() -> None:
     rows = []
     try:
         for dataset in args.datasets:
-            root = prepare(dataset, work, args.breastmnist)
+            root = prepare(dataset, work, args.breastmnist, args.demo_train)
             for seed in args.seeds:
                 rows.append(one_run(dataset, root, seed, work, args))
                 r = rows[-1]
