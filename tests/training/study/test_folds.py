@@ -1,6 +1,6 @@
 """Cross-validated studies (`evaluation.folds`): the folds, each fold's dataset, a tiny 2-fold study end to end
-(it resumes, and its comparison tests every real image once), the single-split study as before, and the
-refusals before anything trains. The studies here stub QA (qa_calls); test_orchestrate runs the real one."""
+(it resumes, and its comparison tests every real image once), and the refusals before anything trains.
+The studies here stub QA (conftest.qa_calls); test_orchestrate's single-split study runs the real one."""
 
 import csv
 import json
@@ -20,7 +20,6 @@ from training.data.images import pixel_sha256, read_image
 from training.data.processed import Record, read_splits_manifest, write_dataset
 from training.data.sources.demo import demo_records
 from training.pipeline import main as pipeline_main
-from training.study import stages
 from training.study.config import PipelineConfig
 from training.study.folds import CrossValidation, write_fold
 from training.study.stage_record import dataset_hash
@@ -89,22 +88,6 @@ def cross_validated(path: Path, source: Path, work: Path, folds: int = 2) -> Pat
     return write_yaml(path, {**raw, "evaluation": {"folds": folds}})
 
 
-@pytest.fixture
-def qa_calls(monkeypatch) -> list[Path]:
-    """QA stubbed (it is tested on its own, and its detectability bootstrap would be most of a tiny study's time
-    here): a report QA's gate reads, and the list of the real-image folders each QA was asked to judge against."""
-    calls = []
-
-    def fake_qa(real_dir, synthetic, out, options):
-        calls.append(Path(real_dir))
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "report.json").write_text(json.dumps({"summary": {"verdict": "fail", "checks": {}, "insufficient": {}}}))
-        (out / "report.html").write_text("<html></html>")
-
-    monkeypatch.setattr(stages, "run_qa", fake_qa)
-    return calls
-
-
 def test_a_two_fold_study_runs_resumes_and_tests_every_real_image_once(tiny_demo, tmp_path, capsys, qa_calls):
     config = cross_validated(tmp_path / "cv.yaml", tiny_demo, tmp_path)
     assert pipeline_main(["--config", str(config), "--dry_run"]) == 0
@@ -147,20 +130,6 @@ def test_a_two_fold_study_runs_resumes_and_tests_every_real_image_once(tiny_demo
     assert pipeline_main(["--config", str(config)]) == 0
     second = capsys.readouterr().out
     assert "running" not in second and second.count("up to date, skipped") == 2 + 2 * len(per_fold)
-
-
-def test_a_study_on_one_split_compares_as_the_comparison_of_its_runs_does(tiny_demo, tmp_path, capsys, qa_calls):
-    """Folds off: one split, no fold stages, and the comparison is the existing one of the same run folders."""
-    config = tiny_study(tmp_path / "single.yaml", tiny_demo, tmp_path, qa_gate="off")
-    assert pipeline_main(["--config", str(config)]) == 0
-    out = capsys.readouterr().out
-    assert "[fold " not in out and "cross-validation" not in out
-    done = json.loads((tmp_path / "results" / "pipeline" / "single" / "stages.json").read_text())
-    assert not any("fold" in stage for stage in done) and not (tmp_path / "results" / "pipeline" / "single" / "fold_1").exists()
-    report = json.loads((tmp_path / "results" / "comparison" / "single" / "comparison.json").read_text())
-    runs = [run["run_dir"] for run in report["runs"]]
-    again, _ = compare_runs(runs, tmp_path / "again")
-    assert json.loads(json.dumps(again)) == report and "cross_validation" not in report
 
 
 def test_bad_fold_counts_are_one_line_errors_before_anything_trains(tiny_demo, tmp_path, capsys):

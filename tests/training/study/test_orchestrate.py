@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from tests.helpers import write_yaml
+from training.analysis.comparison import compare_runs
 from training.core.errors import run_cli
 from training.pipeline import main as pipeline_main
 
@@ -43,6 +44,13 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
     composition = json.loads((tmp_path / "processed" / "tiny_pipeline_tiny_augmented" / "composition.json").read_text())
     assert composition["counts"]["train"]["malignant"]["synthetic"] == 15        # 30 benign : 15 + 15 malignant
     assert (tmp_path / "synthetic" / "pipeline_tiny_gan" / "preview_grid.png").is_file()
+    # One split (evaluation.folds off): no fold stages, and the comparison is compare.py's of the same run folders.
+    assert "[fold " not in first and "cross-validation" not in first
+    done = json.loads((results / "pipeline" / "pipeline_tiny" / "stages.json").read_text())
+    assert not any("fold" in stage for stage in done) and not (results / "pipeline" / "pipeline_tiny" / "fold_1").exists()
+    report = json.loads((results / "comparison" / "pipeline_tiny" / "comparison.json").read_text())
+    again, _ = compare_runs([run["run_dir"] for run in report["runs"]], tmp_path / "again")
+    assert json.loads(json.dumps(again)) == report and "cross_validation" not in report
 
     assert pipeline_main(["--config", str(config)]) == 0
     second = capsys.readouterr().out
@@ -81,9 +89,10 @@ TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off
              "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
 
 
-def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_path):
+def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_path, qa_calls):
     """Every grid arm is trained and scored with the test split unread (no test predictions, and the run's
-    splits never load it), and the arm chosen is the best on the primary metric on validation."""
+    splits never load it), and the arm chosen is the best on the primary metric on validation. QA is stubbed
+    here; the two tests above run the real one."""
     import training.classify.loop as classify_loop
 
     test_reads = []
@@ -119,6 +128,6 @@ def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_pa
     composition = json.loads((tmp_path / "processed" / "tiny_grid_grid_all_realism_x0.5" / "composition.json").read_text())
     assert composition["counts"]["train"]["benign"]["synthetic"] == 15
     assert composition["counts"]["train"]["malignant"]["synthetic"] == 8
-    assert (tmp_path / "results" / "qa" / "grid_benign" / "report.json").is_file()
+    assert qa_calls == [tmp_path / "processed" / "tiny" / "train" / c for c in ("malignant", "benign")]   # QA stubbed
     selected = tmp_path / "synthetic" / "grid_gan_selected" / "manifest.jsonl"
     assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
