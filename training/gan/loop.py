@@ -79,8 +79,8 @@ from training.gan.run_folder import (
 METRICS_SEED_OFFSET = 1_000_003   # latents for FID samples: fixed, and apart from the training stream
 GRID_SEED_OFFSET = 2_000_003      # latents for the sample grids
 CALIBRATION_SEED_OFFSET = 3_000_003   # latents for re-estimating G's batch-norm statistics
-BEST_REASON = ("fewest warnings, then lowest FID, among the evaluated checkpoints whose samples fail none of the "
-               "artefact, memorisation, fidelity and detectability checks")
+BEST_REASON = ("fewest checks not passing (warn or insufficient), then lowest FID, among the evaluated checkpoints "
+               "whose samples fail none of the artefact, memorisation, fidelity and detectability checks")
 
 
 @dataclass
@@ -395,7 +395,7 @@ class Monitor:
         """FID/KID of `sampler` now, and the screening checks.
 
         best_generator.pth is the checkpoint a user would pick: among those whose screen has no fail, the
-        fewest warnings, then the lowest FID (so a slightly higher FID buys a checkpoint without possible
+        fewest checks not passing, then the lowest FID (so a slightly higher FID buys a checkpoint without possible
         patient copies). lowest_fid_generator.pth is the lowest FID of all, the fallback when every
         checkpoint fails a screening check.
         """
