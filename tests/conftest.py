@@ -27,6 +27,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_kept():
+    """Each test leaves torch's thread count as it found it: one worker left at two threads beside the other
+    made every later test of that worker several times slower (threads spinning against each other)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_demo(tmp_path_factory) -> Path:
     """A 32 px demo dataset: train 30 benign / 15 malignant, val and test a few each."""

@@ -37,11 +37,12 @@ def test_two_process_gan_equals_one_process_with_the_same_global_batch(tiny_demo
     same data order and latents on every rank, averaged gradients, batch norm over the global batch."""
     raw = tiny_gan_raw(tiny_demo, tmp_path / "one", train={"epochs": 2, "diffaugment": None, "checkpoint_every": 2},
                        metrics={"every": 0})
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)              # as the torchrun processes run: the same float summation order
     try:
         train_gan(build(GANConfig, raw, "one"))
     finally:
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(threads)
     raw["output"].update(results_dir=str(tmp_path / "two" / "results"), synthetic_dir=str(tmp_path / "two" / "synthetic"))
     result = torchrun(2, "training/train_dcgan.py", "--config", str(write_yaml(tmp_path / "two.yaml", raw)))
     assert result.returncode == 0, result.stderr[-3000:]
