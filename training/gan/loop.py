@@ -453,9 +453,10 @@ class Monitor:
             with atomic.atomic_path(self.paths.file(BEST_GENERATOR)) as tmp:
                 shutil.copyfile(lowest, tmp)
             c["best_fid"] = c["lowest_fid"]
-            c["best_choice"] = {"fid": c["lowest_fid"], "reason": "every evaluated checkpoint failed one of the artefact, "
-                                "memorisation, fidelity and detectability checks: the lowest FID of all (expect QA "
-                                "to fail)"}
+            lowest_entry = min((h for h in c["metric_history"] if h["fid"] is not None), key=lambda h: h["fid"])
+            c["best_choice"] = {"epoch": lowest_entry["epoch"], "fid": c["lowest_fid"], "screen": lowest_entry["screen"],
+                                "reason": "every evaluated checkpoint failed one of the artefact, memorisation, "
+                                "fidelity and detectability checks: the lowest FID of all (expect QA to fail)"}
             print(f"note: {c['best_choice']['reason']}")
             self.write_metrics(c)
         save_generator(self.paths.file(FINAL_GENERATOR), sampler, self.config, epoch=c["epoch"],

@@ -264,3 +264,25 @@ def test_reflect_padded_generator_trains_and_reloads(tiny_demo, tmp_path):
     assert G.to_image[1].padding_mode == "reflect"
     state = load_training_state(tmp_path / "results" / "gan" / "tiny_hinge" / "checkpoints" / "checkpoint_epoch_0002.pth")
     assert state["D"]["features.0.weight_orig"].shape[1] == 3
+
+
+def test_when_every_checkpoint_fails_its_screen_the_lowest_fid_is_chosen_and_says_what_failed(tiny_demo, tmp_path,
+                                                                                             monkeypatch, capsys):
+    from training.gan.loop import Monitor
+
+    real_screen = Monitor.screen
+
+    def failing_screen(self, fakes):
+        verdicts, measures = real_screen(self, fakes)
+        return {**verdicts, "fidelity": "fail"}, measures
+
+    monkeypatch.setattr(Monitor, "screen", failing_screen)
+    summary = train_gan(config(tiny_demo, tmp_path, train={"epochs": 2}))
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "results" / "gan" / "tiny_hinge" / "metrics.json").read_text())
+    lowest = min(metrics["history"], key=lambda h: h["fid"])
+    assert summary["best_fid"] == lowest["fid"]
+    assert metrics["best"]["epoch"] == lowest["epoch"] and metrics["best"]["screen"]["fidelity"] == "fail"
+    assert "the lowest FID of all" in metrics["best"]["reason"]
+    assert f"best_generator.pth: epoch {lowest['epoch']}," in out and "fidelity fail" in out
+    assert "every check passed" not in out
