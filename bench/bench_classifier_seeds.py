@@ -66,9 +66,13 @@ class Ensemble:
         self.base = copy.deepcopy(nets[0]).to("meta")
         self.optimiser = torch.optim.AdamW(list(self.params.values()), lr=1e-3)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        logits = vmap(lambda p, b, xs: functional_call(self.base, (p, b), (xs,)), randomness="different")(
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(S, B, classes): model s on batch x[s]."""
+        return vmap(lambda p, b, xs: functional_call(self.base, (p, b), (xs,)), randomness="different")(
             self.params, self.buffers, x)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        logits = self.logits(x)
         # The sum of the S mean losses: each model's gradient is that of its own loss alone.
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
         self.optimiser.zero_grad(set_to_none=True)
@@ -83,8 +87,7 @@ def gradient_difference(args, x: torch.Tensor, y: torch.Tensor) -> float:
         Ensemble(models(args.seeds, args.width, args.image_size, False))
     for net, xs, ys in zip(seq.nets, x, y):
         F.cross_entropy(net(xs), ys).backward()
-    logits = vmap(lambda p, b, xs: functional_call(ens.base, (p, b), (xs,)), randomness="different")(
-        ens.params, ens.buffers, x)
+    logits = ens.logits(x)
     (F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]).backward()
     pairs = [(dict(net.named_parameters())[name].grad, ens.params[name].grad[i])
              for i, net in enumerate(seq.nets) for name in ens.params]
