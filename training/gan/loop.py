@@ -14,6 +14,7 @@ start of each epoch, which is why a resumed run continues exactly without saving
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shutil
 import time
@@ -99,6 +100,7 @@ class GANState:
     ada: AdaptiveProbability | None = None
     counters: dict = field(default_factory=lambda: {"epoch": 0, "d_steps": 0, "g_steps": 0, "loss_history": [],
                                                     "metric_history": [], "best_fid": None})
+    training_data: str | None = None      # training_data_hash of the images G learns: resume needs the same
 
     def training_state(self, config: GANConfig) -> dict:
         """What checkpoint_epoch_NNNN.pth holds: enough for `--resume` to continue exactly."""
@@ -107,7 +109,7 @@ class GANState:
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "scaler_g": self.scaler_g.state_dict(), "scaler_d": self.scaler_d.state_dict(),
                 "lecam": self.anchors.state_dict(), "ada": self.ada.state_dict() if self.ada else None,
-                "state": self.counters, "config": to_dict(config)}
+                "state": self.counters, "config": to_dict(config), "training_data": self.training_data}
 
     def restore(self, saved: dict) -> None:
         self.G.load_state_dict(saved["G"])
@@ -160,6 +162,15 @@ def load_training_set(config: GANConfig) -> tuple[torch.Tensor, torch.Tensor, li
     return images, labels, names
 
 
+def training_data_hash(images: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> str:
+    """sha256 of the training set as G sees it (pixels, labels, class names): the same config over another
+    folder's content, or a folder whose images changed, is another run."""
+    h = hashlib.sha256()
+    for part in (images.numpy(), labels.numpy(), np.frombuffer("\0".join(class_names).encode(), np.uint8)):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
 def mean_over_classes(per_class: dict[str, dict]) -> dict:
     """One class's metrics as they are; several classes': the mean FID/KID/IS (intra-class FID) + each class's."""
     if len(per_class) == 1:
@@ -184,18 +195,23 @@ def _check_finite(name: str, value: torch.Tensor, epoch: int, paths: GANRun) -> 
                                "(try lower learning rates, spectral norm, or the hinge loss)")
 
 
-class ConfigChanged(UserError):
-    """`--resume` of a run whose config changed in more than `train.epochs` or the device."""
+class CannotResume(UserError):
+    """`--resume` of a run whose config changed in more than `train.epochs` or the device, or whose training
+    images changed."""
 
 
-def _check_resumable(saved: dict, config: GANConfig) -> None:
-    """Only `train.epochs` and the device may change on resume; anything else would make a different run."""
+def _check_resumable(saved: dict, config: GANConfig, training_data: str) -> None:
+    """Only `train.epochs` and the device may change on resume; anything else, the training images included,
+    would make a different run. (Checkpoints written before the images were hashed are not checked for them.)"""
+    if saved.get("training_data") not in (None, training_data):
+        raise CannotResume(f"cannot resume: the training images in {config.data.root} differ from those the "
+                           "checkpoint was trained on")
     now = to_dict(config)
     before = saved["config"]
     changed = [f"{s}.{k}" for s in now for k in now[s]
                if now[s][k] != before.get(s, {}).get(k) and (s, k) not in {("train", "epochs"), ("train", "device")}]
     if changed:
-        raise ConfigChanged(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
+        raise CannotResume(f"cannot resume: the config differs from the checkpoint's in {', '.join(changed)}")
 
 
 def newest_readable(checkpoints: list[Path], world: World) -> tuple[Path, dict]:
@@ -497,9 +513,10 @@ def train_gan(config: GANConfig, *, resume: bool = False, overwrite: bool = Fals
     train_images = real.to(device)
 
     s = build_state(config, len(class_names), world, device, precision, fresh=not existing)
+    s.training_data = training_data_hash(real, labels, class_names)
     if existing:
         resumed_from, saved = newest_readable(existing, world)
-        _check_resumable(saved, config)
+        _check_resumable(saved, config, s.training_data)
         s.restore(saved)
     monitor = None
     if world.is_main:

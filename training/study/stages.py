@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import shutil
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -56,7 +57,7 @@ from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
 from training.gan.checkpoint import list_checkpoints
 from training.gan.config import GANConfig
-from training.gan.loop import ConfigChanged, train_gan
+from training.gan.loop import CannotResume, train_gan
 from training.gan.run_folder import FINAL_GENERATOR, GANRun
 from training.study import preflight
 from training.study.config import PipelineConfig, PipelineSearchConfig
@@ -128,13 +129,13 @@ def prepare_stage(study: Study) -> str:
 
 
 def train_resumably(config: GANConfig) -> dict:
-    """train_gan, continuing an interrupted run of the same config, else starting afresh."""
+    """train_gan, continuing an interrupted run of the same config and training images, else starting afresh."""
     run = GANRun.of(config)
     resumable = bool(list_checkpoints(run.checkpoints)) and not run.file(FINAL_GENERATOR).exists()
     try:
         return train_gan(config, resume=resumable, overwrite=not resumable)
-    except ConfigChanged:
-        return train_gan(config, overwrite=True)      # an interrupted run of another config: start again
+    except CannotResume:
+        return train_gan(config, overwrite=True)      # an interrupted run of another config or data: start again
 
 
 def pretrain_stage(study: Study, key: str, overrides: list[str]) -> tuple[str, str]:
@@ -536,6 +537,13 @@ def report_comparison(comparison: Path, report: dict, against: dict | None, comp
         print(text)
 
 
+def clear_comparison_extras(comparison: Path) -> None:
+    """Remove the parts of a comparison folder that only some studies write (the GAN arms against the best
+    cheap fix, the grid's record), so that an earlier study's never sit beside a new report."""
+    shutil.rmtree(comparison / "vs_best_fix", ignore_errors=True)
+    (comparison / "search.json").unlink(missing_ok=True)
+
+
 def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search: dict | None) -> None:
     """8. The paired comparison of every arm against the first, on the declared primary metric; then every
     GAN arm (`gan_runs`) against the best cheap fix, with the grid."""
@@ -544,6 +552,7 @@ def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search
     competitor = None if best is None else run_dirs[best]
 
     def compare() -> dict:
+        clear_comparison_extras(comparison)
         report, _ = compare_runs(run_dirs, comparison, primary_metric=metric)
         against = None
         if competitor and gan_runs:

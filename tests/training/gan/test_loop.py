@@ -1,5 +1,7 @@
 import json
 import math
+import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,7 +11,7 @@ from training.core.config import build
 from training.core.errors import ConfigError, TrainingDiverged, UserError
 from training.gan.checkpoint import list_checkpoints, load_generator, load_training_state
 from training.gan.config import GANConfig
-from training.gan.loop import train_gan
+from training.gan.loop import CannotResume, train_gan
 
 
 def config(tiny_demo, tmp_path, loss="hinge", **sections):
@@ -88,6 +90,18 @@ def test_resume_refuses_a_changed_config_and_a_missing_run(tiny_demo, tmp_path):
         train_gan(config(tiny_demo, tmp_path, train={"epochs": 1}))
     with pytest.raises(UserError, match="no checkpoint"):
         train_gan(config(tiny_demo, tmp_path, output={"name": "other"}), resume=True)
+
+
+def test_resume_refuses_a_run_whose_training_images_changed(tiny_demo, tmp_path):
+    # The same config over a folder whose images changed (a re-prepared data set, another fold of a
+    # cross-validated study) would continue training on images the checkpoint never saw: refused.
+    data = tmp_path / "data"
+    shutil.copytree(tiny_demo, data)
+    cfg = config(data, tmp_path, train={"epochs": 1}, metrics={"every": 0})
+    train_gan(cfg)
+    sorted((data / "train" / "malignant").iterdir())[0].unlink()
+    with pytest.raises(CannotResume, match="training images in .* differ"):
+        train_gan(replace(cfg, train=replace(cfg.train, epochs=2)), resume=True)
 
 
 def test_init_from_starts_from_a_pretrained_run_and_freeze_d_keeps_its_first_blocks(tiny_demo, tmp_path):
