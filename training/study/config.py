@@ -4,11 +4,14 @@ synthetic images, which classifiers to compare. Each stage's own settings stay i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 from training.core.config import OutputConfig, field
 from training.core.errors import ConfigError
 from training.synthesis.sampling import MAX_NUM_SAMPLES
+
+CHOSEN_ARM = "gan_chosen"       # the run name (after the study's) of the arm the grid chose
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,13 @@ class PipelineClassifiersConfig:
         for arm in self.arms:
             if arm.rpartition(":")[2] not in ("baseline", "augmented"):
                 raise ConfigError(f"'classifiers.arms' entry '{arm}' must end in :baseline or :augmented")
+        # An arm's runs are named after its config file: two files of one name would write one folder.
+        stems = [Path(arm.config).stem for arm in self.parsed()]
+        for stem in stems:
+            if stems.count(stem) > 1 or stem == CHOSEN_ARM:
+                taken = "names the grid's chosen arm" if stem == CHOSEN_ARM else "is listed twice"
+                raise ConfigError(f"'classifiers.arms': the config name '{stem}' {taken}; each arm's runs are named "
+                                  "after its file, so give each arm a file of its own name")
 
     def parsed(self) -> list[PipelineArm]:
         return [PipelineArm(*arm.rsplit(":", 1)) for arm in self.arms]

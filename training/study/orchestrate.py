@@ -18,10 +18,9 @@ from pathlib import Path
 
 from training.analysis.comparison import load_folded_run, write_comparison
 from training.core import atomic
-from training.core.errors import UserError
 from training.data.processed import SPLITS_MANIFEST
 from training.study import folds, preflight
-from training.study.config import PipelineConfig
+from training.study.config import CHOSEN_ARM, PipelineConfig
 from training.study.preflight import Plan
 from training.study.stage_record import Stages, content_hash, dataset_hash, stage_key
 from training.study.stages import (
@@ -30,6 +29,7 @@ from training.study.stages import (
     assemble_stage,
     best_fix,
     classifier_run,
+    clear_comparison_extras,
     compare_stage,
     fixed_arm_count,
     fixed_arm_jobs,
@@ -109,7 +109,7 @@ def train_split_study(study: Study, data_key: str) -> SplitRuns:
     search = None
     if config.search.enabled:
         search = grid_choice(study, grid, runs[len(fixed):], excluded)
-        gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_gan_chosen",
+        gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_{CHOSEN_ARM}",
                                        search["chosen_data_key"], tuple(search["chosen_overrides"])))
         run_dirs.append(gan_runs[-1])
     return SplitRuns(run_dirs, gan_runs, search)
@@ -174,10 +174,7 @@ def run_cross_validated(study: Study, data_key: str, pipeline: str) -> dict:
 def arm_labels(study: Study) -> list[str]:
     """The pooled comparison's name of each arm: the name the arm's run has in a study on one split."""
     labels = [f"{study.name}_{Path(arm.config).stem}" for arm in study.config.classifiers.parsed()]
-    labels += [f"{study.name}_gan_chosen"] if study.config.search.enabled else []
-    if len(set(labels)) != len(labels):
-        raise UserError(f"two arms of {study.name} would share the name {labels!r}: list each classifier config once")
-    return labels
+    return labels + ([f"{study.name}_{CHOSEN_ARM}"] if study.config.search.enabled else [])     # distinct: config.py
 
 
 def pooled_compare_stage(study: Study, trained: list[SplitRuns]) -> None:
@@ -193,6 +190,7 @@ def pooled_compare_stage(study: Study, trained: list[SplitRuns]) -> None:
 
     def compare() -> dict:
         pooled = {arm: load_folded_run(arm, labels[arm]) for arm in arms}
+        clear_comparison_extras(comparison)
         report = write_comparison(list(pooled.values()), comparison, primary_metric=metric)
         against = None
         if best is not None and gan_arms:

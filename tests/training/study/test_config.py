@@ -26,3 +26,16 @@ def test_the_help_example_override_loads():
     example = next(word.strip("'") for line in training.pipeline.__doc__.splitlines()
                    for word in line.split() if word.startswith("'classifiers.overrides="))
     assert load_config(PipelineConfig, DEMO, [example]).classifiers.overrides == ("train.seeds=[0]",)
+
+
+@pytest.mark.parametrize("arms, words", [
+    ("[experiments/classifier_baseline.yaml:baseline, other/classifier_baseline.yaml:augmented]",
+     "'classifier_baseline' is listed twice"),
+    ("[experiments/classifier_baseline.yaml:baseline, mine/gan_chosen.yaml:augmented]",
+     "'gan_chosen' names the grid's chosen arm"),
+    ("[experiments/classifier_baseline.yaml:both]", "must end in :baseline or :augmented"),
+])
+def test_arms_that_would_share_a_run_folder_are_refused_at_load(arms, words):
+    # An arm's runs are named after its config file: two arms of one name would train into one folder.
+    with pytest.raises(ConfigError, match=words):
+        load_config(PipelineConfig, DEMO, [f"classifiers.arms={arms}"])
