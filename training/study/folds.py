@@ -151,8 +151,9 @@ def assign_test_folds(rows: tuple[dict, ...], folds: int, seed: int) -> list[int
 
 def validation_rows(rows: tuple[dict, ...], training: list[int], share: float, rng: np.random.Generator) -> set[int]:
     """Of the rows `training` (a fold's training part), those for its validation split: per class, groups of
-    identical pixels drawn at random until round(share x the class's images) are taken, at least one image and
-    never all of them."""
+    identical pixels drawn at random while they fit in round(share x the class's images), at least one image
+    and never all of them. A class whose every group is larger gets its smallest group, unless that is all of
+    it (the fold is then refused for a class missing from validation)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i in training:
         groups[rows[i]["sha256"]].append(i)
@@ -164,11 +165,13 @@ def validation_rows(rows: tuple[dict, ...], training: list[int], share: float, r
         members = by_class[class_name]
         images = sum(len(g) for g in members)
         wanted, taken = min(images - 1, max(1, round(share * images))), 0
-        for g in rng.permutation(len(members)):
-            if taken >= wanted:
-                break
-            val.update(members[g])
-            taken += len(members[g])
+        for g in rng.permutation(len(members)):         # a large group of copies must not overshoot the share
+            if taken + len(members[g]) <= wanted:
+                val.update(members[g])
+                taken += len(members[g])
+        smallest = min(members, key=len)
+        if taken == 0 and len(smallest) < images:
+            val.update(smallest)
     return val
 
 

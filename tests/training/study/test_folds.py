@@ -8,6 +8,7 @@ import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -21,7 +22,7 @@ from training.data.processed import Record, read_splits_manifest, write_dataset
 from training.data.sources.demo import demo_records
 from training.pipeline import main as pipeline_main
 from training.study.config import PipelineConfig
-from training.study.folds import CrossValidation, write_fold
+from training.study.folds import CrossValidation, validation_rows, write_fold
 from training.study.stage_record import dataset_hash
 
 
@@ -67,6 +68,18 @@ def test_folds_are_stratified_disjoint_cover_every_image_once_and_keep_identical
     again, other_seed = CrossValidation.of(with_copies, config_with(3)), CrossValidation.of(with_copies, config_with(3, 1))
     assert again.test_fold == cv.test_fold and other_seed.test_fold != cv.test_fold
 
+
+
+def test_the_inner_validation_split_keeps_copies_together_without_overshooting_its_share():
+    # Class a: 5 copies of one image + 5 distinct images; class b: a single group of 4 copies.
+    rows = tuple([{"class": "a", "sha256": "copy"}] * 5 + [{"class": "a", "sha256": f"a{i}"} for i in range(5)]
+                 + [{"class": "b", "sha256": "b"}] * 4)
+    for seed in range(20):      # a: 2 of its 10 (never the 5 copies); b: nothing, its only group is all of it
+        val = validation_rows(rows, list(range(len(rows))), 0.2, np.random.default_rng(seed))
+        assert len(val) == 2 and val <= set(range(5, 10)), (seed, val)
+    # Every group larger than the share (1 of 5 images): the smallest group goes.
+    pairs = tuple([{"class": "c", "sha256": "two"}] * 2 + [{"class": "c", "sha256": "three"}] * 3)
+    assert validation_rows(pairs, list(range(5)), 0.2, np.random.default_rng(0)) == {0, 1}
 
 def test_a_folds_dataset_is_written_from_the_prepared_images_which_stay_untouched(with_copies, tmp_path):
     before = dataset_hash(with_copies)
