@@ -253,10 +253,12 @@ def load_folded_run(run_dirs: Sequence[str | Path], label: str) -> Run:
         raise DataError(f"{twice} test image(s) of {label} are in the test parts of two folds (matched by pixel "
                         "sha256): the folds' test parts must be disjoint")
     spec90 = [run.spec90_thresholds for run in folds]
+    stale = [f"fold {k}: {warning}" for k, run in enumerate(folds, start=1)
+             for warning in _summary_mismatches(run, seed_metrics(run, COMPARISON_METRICS))]
     return Run(label=label, run_dir=first.run_dir,
                summary={"name": label, "positive_class": first.summary.get("positive_class"),
                         "class_names": first.summary.get("class_names"), "seeds": list(first.seeds),
-                        "folds": [str(run.run_dir) for run in folds]},
+                        "folds": [str(run.run_dir) for run in folds], "fold_warnings": stale},
                seeds=first.seeds, thresholds=np.stack([run.thresholds for run in folds], axis=1),
                keys=tuple(keys), labels=np.concatenate([run.labels for run in folds]),
                scores=np.concatenate([run.scores for run in folds], axis=1),
@@ -806,7 +808,7 @@ def compare(runs: Sequence[Run], resamples: int = 2000, seed: int = 0,
             "seeds": list(run.seeds), "thresholds": run.thresholds.tolist(),
             "thresholds_spec90": None if run.spec90_thresholds is None else run.spec90_thresholds.tolist(),
             "metrics": {m: dict(zip(("mean", "std"), mean_std(v)), values=v) for m, v in values.items()},
-            "warnings": _summary_mismatches(run, values),
+            "warnings": [*run.summary.get("fold_warnings", []), *_summary_mismatches(run, values)],
         })
     samples = bootstrap_differences(base, runs[1:], COMPARISON_METRICS, resamples, seed)
     pairs = mean_differences(base, runs[1:], samples, COMPARISON_METRICS)
@@ -907,7 +909,8 @@ def identical_to(run: Run, base: Run) -> str | None:
 
 
 def _summary_mismatches(run: Run, values: dict[str, list[float | None]]) -> list[str]:
-    """Where summary.json's test means disagree with those recomputed from the predictions (a stale file)."""
+    """Where summary.json's test means disagree with those recomputed from the predictions (a stale file); a
+    pooled cross-validated run has no test means of its own (load_folded_run checks each fold's)."""
     out = []
     for m, recomputed in values.items():
         stated = (run.summary.get("test") or {}).get(m, {})

@@ -117,6 +117,19 @@ def test_a_cross_validated_comparison_pools_every_fold_and_reports_each(tmp_path
     assert f"| fold 1 ({parts[0][0].labels.sum()} pos.) |" in text
 
 
+
+def test_a_folds_stale_summary_is_reported_in_the_pooled_comparison(tmp_path):
+    rng = np.random.default_rng(4)
+    dirs = fold_runs(tmp_path, "arm", 0.7, rng)
+    summary = json.loads((dirs[1] / "summary.json").read_text())
+    summary["test"]["sensitivity"]["mean"] = 0.123                     # edited, or left by another run
+    (dirs[1] / "summary.json").write_text(json.dumps(summary))
+    base = load_folded_run(fold_runs(tmp_path, "base", 0.6, rng), "base")
+    report = compare([base, load_folded_run(dirs, "arm")], resamples=10)
+    assert report["runs"][0]["warnings"] == []
+    [warning] = report["runs"][1]["warnings"]
+    assert warning.startswith("fold 2: arm_fold_2: summary.json says test sensitivity 0.1230")
+
 # What the comparison of runs on one split gave before cross-validation existed (same runs, same resamples): per
 # run against the baseline, the primary metric's difference, standard error, degrees of freedom, p, Holm p, CI,
 # the per-model CI, the AUC and F1 CI ends, DeLong's p and difference; last, the minimum detectable effect.

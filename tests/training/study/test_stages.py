@@ -23,6 +23,19 @@ def test_the_default_gate_stops_on_too_little_evidence_and_says_what_is_missing(
     apply_qa_gate({**lacking, "verdict": "warn", "verdicts": {"detectability": "warn"}, "insufficient": {}}, "fail")
 
 
+
+def test_a_new_comparison_removes_the_parts_only_an_earlier_study_wrote(tmp_path):
+    # A study re-run without a cheap fix or without the grid must not leave the old vs_best_fix/ and
+    # search.json beside its new comparison.md.
+    from training.study.stages import clear_comparison_extras
+
+    (tmp_path / "vs_best_fix").mkdir()
+    for name in ("vs_best_fix/comparison.md", "search.json", "comparison.md"):
+        (tmp_path / name).write_text("old")
+    clear_comparison_extras(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["comparison.md"]
+    clear_comparison_extras(tmp_path)                  # nothing to remove: no error
+
 def test_the_synthetic_pool_has_a_partner_for_every_real_image_of_its_class(tmp_path):
     """QA compares equal numbers of real and synthetic images: a ratio that adds 3 images still makes 72."""
     from collections import Counter
