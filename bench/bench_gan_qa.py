@@ -5,6 +5,8 @@
     python bench/bench_gan_qa.py --seeds 0 --overrides model.upsample=resize_conv    # a lever switched off
     python bench/bench_gan_qa.py --seeds 3 4 5 --pretrain benign --pretrain_epochs 50 \
         --overrides train.epochs=300                             # transfer from the plentiful class
+    python bench/bench_gan_qa.py --seeds 3 --pretrain benign --overrides train.epochs=300 data.image_size=64 \
+        --pretrain_overrides data.image_size=64                  # the same at 64 px (a shape change goes in both)
 
 For each data set (demo: experiments/demo_gan.yaml; BreastMNIST malignant: experiments/breastmnist_hinge.yaml)
 and seed, it trains the shipped config with train.seed=SEED, makes --num_samples images from
@@ -99,10 +101,12 @@ def main() -> None:
     p.add_argument("--demo_train", type=int, default=2200,
                    help="the demo's training images, 10 benign : 1 malignant (2200: 200 malignant)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--overrides", nargs="*", default=[], metavar="key.sub=value", help="applied to every GAN config")
+    p.add_argument("--overrides", nargs="*", default=[], metavar="key.sub=value",
+                   help="applied to the run on the minority class (with --pretrain: the fine-tuning run only)")
     p.add_argument("--pretrain", metavar="CLASS", help="first train on this (plentiful) class, then fine-tune")
     p.add_argument("--pretrain_epochs", type=int, default=50)
-    p.add_argument("--pretrain_overrides", nargs="*", default=[], metavar="key.sub=value")
+    p.add_argument("--pretrain_overrides", nargs="*", default=[], metavar="key.sub=value",
+                   help="applied to the pretraining run only; a change of shape (data.image_size, model.*) goes in both")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--json", help="also write the rows to this file")
     args = p.parse_args()
