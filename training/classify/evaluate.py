@@ -45,12 +45,13 @@ def write_predictions(path: Path, data: LabelledSet, positive: int, scores: np.n
 
 
 def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], names: list[str], positive: int,
-                    seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict],
+                    seed: int, device: torch.device, out: Path, model: torch.nn.Module, history: list[dict] | None,
                     best_epoch: int) -> dict:
     """After `fit`: the threshold on val, test metrics, the seed's folder; returns metrics.json.
 
     Without a test set in `sets` (a candidate of a choice made on validation), the seed is scored on
-    val alone and the test-only files (classification report, confusion matrix) are not written.
+    val alone and the test-only files (classification report, confusion matrix) are not written. Without
+    a `history` (a saved model scored again) no training curves are drawn.
     """
     scored = [s for s in ("val", "test") if s in sets]
     scores = {s: positive_scores(model, sets[s].images, positive, device) for s in scored}
@@ -73,7 +74,8 @@ def evaluate_fitted(config: ClassifierConfig, sets: dict[str, LabelledSet], name
                           f"test set, threshold {threshold:.4f} chosen on validation\n\n{report}")
         plots.confusion_matrix_png(metrics["test"]["confusion"], pos_name, out / "confusion_matrix.png")
     plots.roc_png(labels, scores, threshold, out / "roc_curve.png", title=f"{config.output.name}, seed {seed}")
-    plots.training_curves_png(history, best_epoch, out / "training_curves.png")
+    if history is not None:
+        plots.training_curves_png(history, best_epoch, out / "training_curves.png")
     atomic.write_text(out / "model_info.txt", model_info(config, model, sets, names))
     save_classifier(out / CHECKPOINT_FILE, model, config, names, positive, threshold=threshold, seed=seed,
                     best_epoch=best_epoch)

@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.nn.parallel import DistributedDataParallel
 
+from training.classify.checkpoint import CHECKPOINT_FILE, load_classifier
 from training.classify.config import ClassifierConfig, ClassifierTrainConfig
 from training.classify.data import LabelledSet, Splits, class_counts, load_splits
 from training.classify.eos import embedding_oversample
@@ -49,8 +51,8 @@ from training.core.distributed import (
 from training.core.errors import DataError, TrainingDiverged
 from training.core.precision import Precision, resolve_precision, to_device
 from training.core.progress import progress
-from training.core.run_info import next_run_dir, run_info
-from training.core.runtime import seed_everything
+from training.core.run_info import next_run_dir, run_info, write_run_record
+from training.core.runtime import resolve_device, seed_everything
 from training.data.folders import to_float
 
 # Purposes of the per-rank seeds, seed_for(seed, rank, purpose): distinct streams for distinct draws.
@@ -303,9 +305,47 @@ def train_classifier(config: ClassifierConfig, *, score_test: bool = True) -> Pa
             per_seed.append(evaluate_fitted(config, sets, names, positive, seed, device, run_dir / f"seed_{seed}",
                                             model, history, best_epoch))
     if world.is_main:
-        summary = {"name": config.output.name, "positive_class": names[positive], "class_names": names,
-                   "seeds": list(config.train.seeds), "data": {**to_dict(config.data), "counts": counts},
-                   **summarise(per_seed)}
-        atomic.write_json(run_dir / "summary.json", summary)
+        write_summary(run_dir, config, names, positive, counts, per_seed)
     shutdown(world)                                       # the others wait here until rank 0 has written
+    return run_dir
+
+
+def write_summary(run_dir: Path, config: ClassifierConfig, names: list[str], positive: int, counts: dict,
+                  per_seed: list[dict]) -> None:
+    """summary.json: the run's data, and the mean and std over seeds of every metric (evaluate.summarise)."""
+    atomic.write_json(run_dir / "summary.json", {
+        "name": config.output.name, "positive_class": names[positive], "class_names": names,
+        "seeds": list(config.train.seeds), "data": {**to_dict(config.data), "counts": counts}, **summarise(per_seed)})
+
+
+def score_on_test(trained: Path, config: ClassifierConfig) -> Path:
+    """Score on test, once, the models of a run that was scored on validation alone (`train_classifier(...,
+    score_test=False)`, a candidate of a choice); returns a new run folder of `config`.
+
+    `config` must be the trained run's config but for `output.name`: training it again would draw the same
+    models (same seeds, data and thread count), so each seed's saved model is read instead, its threshold
+    chosen on validation as `train_classifier` chooses it, and test read once. The seed folders hold the same
+    files as a trained run's (training_curves.png and eos.json copied from the trained run).
+    """
+    recorded = yaml.safe_load((trained / "config.yaml").read_text())
+    wanted = to_dict(config)
+    if {**recorded, "output": {**recorded["output"], "name": wanted["output"]["name"]}} != wanted:
+        raise ValueError(f"{trained} was trained with another config than the one to score on test")
+    device = resolve_device(config.train.device)
+    splits = load_classifier_splits(config)
+    sets, names, positive = splits.sets, splits.names, splits.positive
+    counts = class_counts(sets, names)
+    run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
+    write_run_record(run_dir, to_yaml(config), run_info(config.train.seeds[0], str(device), {
+        "counts": counts, "models_from": str(trained)}))
+    per_seed = []
+    for seed in config.train.seeds:
+        source, out = trained / f"seed_{seed}", run_dir / f"seed_{seed}"
+        model, record = load_classifier(source / CHECKPOINT_FILE, device)
+        for name in ("training_curves.png", "eos.json"):
+            if (source / name).is_file():
+                atomic.write_bytes(out / name, (source / name).read_bytes())
+        per_seed.append(evaluate_fitted(config, sets, names, positive, seed, device, out, model, None,
+                                        record["best_epoch"]))
+    write_summary(run_dir, config, names, positive, counts, per_seed)
     return run_dir

@@ -79,7 +79,7 @@ class PipelineSynthesisConfig:
 @dataclass(frozen=True)
 class PipelineSearchConfig:
     """The grid of ways to use synthetic images, each scored on validation only; the best by the primary
-    metric is then trained once more and scored on test beside the fixed arms."""
+    metric then has its models scored on test beside the fixed arms."""
 
     enabled: bool = field(False, help="true: the grid after the fixed arms of classifiers.arms")
     arm: str = field("experiments/classifier_gan_augmented.yaml", help="the classifier config every grid arm starts from")

@@ -28,7 +28,7 @@ from training.study.stages import (
     Study,
     assemble_stage,
     best_fix,
-    classifier_run,
+    chosen_stage,
     clear_comparison_extras,
     compare_stage,
     fixed_arm_count,
@@ -109,8 +109,7 @@ def train_split_study(study: Study, data_key: str) -> SplitRuns:
     search = None
     if config.search.enabled:
         search = grid_choice(study, grid, runs[len(fixed):], excluded)
-        gan_runs.append(classifier_run(study, config.search.arm, Path(search["chosen_data"]), f"{study.name}_{CHOSEN_ARM}",
-                                       search["chosen_data_key"], tuple(search["chosen_overrides"])))
+        gan_runs.append(chosen_stage(study, grid, runs[len(fixed):], search))
         run_dirs.append(gan_runs[-1])
     return SplitRuns(run_dirs, gan_runs, search)
 
@@ -216,7 +215,7 @@ def folds_search_markdown(searches: list[dict]) -> str:
     lines = ["## The GAN arm chosen on validation, per fold\n",
              f"In each fold every arm below was trained on that fold's training part and scored on its validation "
              f"split only; the fold's test part was not read. The arm with the best validation mean of `{metric}` "
-             "(ties broken by validation AUC-ROC, then by grid order) was trained again and scored on the fold's test "
+             "(ties broken by validation AUC-ROC, then by grid order) had its models scored on the fold's test "
              "part once. The pooled `gan_chosen` above is the recipe \"choose on validation, then train\", whichever "
              "arm each fold chose (the chosen one in bold).\n",
              *[f"Fold {k}: arms with classes = {c} were left out: {why}\n"

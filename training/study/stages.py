@@ -44,7 +44,7 @@ from training.analysis.comparison import (
     validation_score,
 )
 from training.classify.config import ClassifierConfig
-from training.classify.loop import train_classifier
+from training.classify.loop import score_on_test, train_classifier
 from training.core import atomic
 from training.core.config import load_config, to_dict
 from training.core.errors import UserError
@@ -60,7 +60,7 @@ from training.gan.config import GANConfig
 from training.gan.loop import CannotResume, train_gan
 from training.gan.run_folder import FINAL_GENERATOR, GANRun
 from training.study import preflight
-from training.study.config import PipelineConfig, PipelineSearchConfig
+from training.study.config import CHOSEN_ARM, PipelineConfig, PipelineSearchConfig
 from training.study.preflight import Plan, classifier_overrides, gan_overrides
 from training.study.stage_record import Stages, content_hash, dataset_hash, folder_hash, stage_key
 from training.synthesis import sampling
@@ -411,12 +411,6 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
     return [runs[job.stage] for job in jobs]
 
 
-def classifier_run(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
-                   overrides: tuple[str, ...] = (), score_test: bool = True) -> str:
-    """One classifier config on `data_root`, as a stage; returns its run folder."""
-    return run_arms(study, [arm_job(study, config_path, data_root, arm_name, key, overrides, score_test)])[0]
-
-
 def fixed_arm_jobs(study: Study, augmented: Path, data_key: str, augmented_key: str) -> list[ArmJob]:
     """7. One classifier per fixed arm; baseline arms depend on the real data only."""
     return [arm_job(study, arm.config, augmented if arm.data == "augmented" else study.root,
@@ -478,10 +472,33 @@ def grid_choice(study: Study, grid: list[tuple[GridArm, ArmJob, Path, str]], run
              "val": validation_score(run, metric), "val_roc_auc": validation_score(run, "roc_auc")}
             for (arm, _, data_root, key), run in zip(grid, runs)]
     best = min(range(len(rows)), key=lambda i: (-rows[i]["val"], -rows[i]["val_roc_auc"], i))
-    chosen = rows[best]
-    return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": chosen["arm"],
-            "chosen_data": chosen["data"], "chosen_data_key": chosen["data_key"],
-            "chosen_overrides": list(grid[best][0].overrides)}
+    return {"primary_metric": metric, "arms": rows, "excluded": excluded, "chosen": rows[best]["arm"],
+            "chosen_data": rows[best]["data"]}
+
+
+def chosen_stage(study: Study, grid: list[tuple[GridArm, ArmJob, Path, str]], runs: list[str], search: dict) -> str:
+    """9. The chosen grid arm scored on test once, as the run `<study>_gan_chosen`; returns its folder.
+
+    Its models are the grid run's: training the same config on the same data with the same seeds and thread
+    count would draw them again (training.classify.loop.score_on_test), so they are read, not retrained."""
+    best = [arm.name for arm, *_ in grid].index(search["chosen"])
+    job, trained = grid[best][1], Path(runs[best])
+    config = dataclasses.replace(job.config, output=dataclasses.replace(job.config.output,
+                                                                        name=f"{study.name}_{CHOSEN_ARM}"))
+    chosen = ArmJob(f"classifier {config.output.name}", stage_key(job.key, content_hash(trained / "summary.json")),
+                    config, score_test=True)
+
+    def score() -> dict:
+        threads = torch.get_num_threads()
+        if study.config.classifiers.workers > 1:
+            torch.set_num_threads(1)          # the grid's arms were scored on one thread: the same numbers
+        try:
+            return {"run": str(score_on_test(trained, config))}
+        finally:
+            torch.set_num_threads(threads)
+
+    return study.stages.run(chosen.stage, chosen.key, chosen.done, score,
+                            fingerprint=lambda o: content_hash(Path(o["run"]) / "summary.json"))["run"]
 
 
 def search_markdown(search: dict) -> str:
@@ -491,7 +508,7 @@ def search_markdown(search: dict) -> str:
              "split was not read. Realism-selected arms also drop near-copies of training images; unselected arms "
              "take the pool's first images as they come."
              f" The arm with the best validation mean of `{search['primary_metric']}` (declared "
-             "before any run; ties broken by validation AUC-ROC, then by grid order) was then trained again and "
+             "before any run; ties broken by validation AUC-ROC, then by grid order) then had its models "
              "scored on test once, as `gan_chosen` above.\n",
              *[f"Arms with classes = {k} were left out: {why}\n" for k, why in search.get("excluded", {}).items()],
              "| arm | classes | selection | synthetic per real | weight | fine-tune epochs | val primary | val AUC-ROC |",

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.classify.config import ClassifierConfig
-from training.classify.loop import augment, epoch_order, train_classifier
+from training.classify.loop import augment, epoch_order, score_on_test, train_classifier
 from training.classify.metrics import METRICS
 from training.core.config import build
 from training.core.errors import ConfigError, DataError
@@ -92,3 +92,24 @@ def test_config_errors_and_dry_run(capsys):
     assert classifier_main(["--config", "experiments/classifier_oversampled.yaml", "train.seeds=[4]", "--dry_run"]) == 0
     out = capsys.readouterr().out
     assert "oversample: true" in out and "- 4" in out and "name: classifier_oversampled" in out
+
+
+@pytest.mark.parametrize("train", [{}, {"embedding_oversampling": True}], ids=["plain", "eos"])
+def test_a_validation_only_run_scored_on_test_gives_the_retrained_runs_numbers(tiny_demo, tmp_path, train):
+    raw = config(tiny_demo, tmp_path, epochs=2, seeds=[0, 1], **train)
+    named = lambda name, **changes: build(ClassifierConfig, {**raw, "output": {**raw["output"], "name": name},
+                                                             "train": {**raw["train"], **changes}}, "test")
+    candidate = train_classifier(named("candidate"), score_test=False)
+    retrained = train_classifier(named("retrained"))
+    scored = score_on_test(candidate, named("chosen"))
+    for seed in (0, 1):
+        read = lambda run: json.loads((run / f"seed_{seed}" / "metrics.json").read_text())
+        assert "test" not in read(candidate) and read(scored) == read(retrained)
+        assert read(scored)["val"] == read(candidate)["val"]
+        assert sorted(p.name for p in (scored / f"seed_{seed}").iterdir()) == \
+            sorted(p.name for p in (retrained / f"seed_{seed}").iterdir())
+    summary = lambda run: {k: v for k, v in json.loads((run / "summary.json").read_text()).items() if k != "name"}
+    assert summary(scored) == summary(retrained)
+    assert json.loads((scored / "run_info.json").read_text())["models_from"] == str(candidate)
+    with pytest.raises(ValueError, match="trained with another config"):
+        score_on_test(candidate, named("chosen", lr=0.5))

@@ -124,6 +124,10 @@ def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_pa
     assert (comparison / "vs_best_fix" / "comparison.json").is_file()
     report = json.loads((comparison / "comparison.json").read_text())
     assert report["runs"][-1]["name"].endswith("_gan_chosen")
+    chosen = next(tmp_path.glob("results/classifiers/grid_gan_chosen/run_*"))
+    assert json.loads((chosen / "run_info.json").read_text())["models_from"] == best["run"]   # read, not retrained
+    val = lambda run: json.loads((Path(run) / "summary.json").read_text())["val"]
+    assert val(chosen) == val(best["run"])
     # "all": a GAN, QA and synthetic images for the benign class too, in the same share as malignant
     composition = json.loads((tmp_path / "processed" / "tiny_grid_grid_all_realism_x0.5" / "composition.json").read_text())
     assert composition["counts"]["train"]["benign"]["synthetic"] == 15
