@@ -322,22 +322,25 @@ def score_on_test(trained: Path, config: ClassifierConfig) -> Path:
     """Score on test, once, the models of a run that was scored on validation alone (`train_classifier(...,
     score_test=False)`, a candidate of a choice); returns a new run folder of `config`.
 
-    `config` must be the trained run's config but for `output.name`: training it again would draw the same
-    models (same seeds, data and thread count), so each seed's saved model is read instead, its threshold
-    chosen on validation as `train_classifier` chooses it, and test read once. The seed folders hold the same
-    files as a trained run's (training_curves.png and eos.json copied from the trained run).
+    `config` must be the trained run's config but for `output.name`. Each seed's saved model, the one chosen
+    on validation, is read; its threshold is chosen on validation as `train_classifier` chooses it, and test
+    is read once. On the CPU, training the config again (same seeds, data and thread count) would draw the
+    same models, so the run equals a retrained one; on CUDA, whose training is not bit-reproducible here, it
+    scores the very models the choice was made on. The seed folders hold a trained run's files
+    (training_curves.png and eos.json copied from the trained run).
     """
     recorded = yaml.safe_load((trained / "config.yaml").read_text())
     wanted = to_dict(config)
     if {**recorded, "output": {**recorded["output"], "name": wanted["output"]["name"]}} != wanted:
         raise ValueError(f"{trained} was trained with another config than the one to score on test")
     device = resolve_device(config.train.device)
+    compute = resolve_precision(config.train, device)[1]      # cuDNN/TF32 as the run was scored, not inherited
     splits = load_classifier_splits(config)
     sets, names, positive = splits.sets, splits.names, splits.positive
     counts = class_counts(sets, names)
     run_dir = next_run_dir(Path(config.output.results_dir) / "classifiers" / config.output.name)
     write_run_record(run_dir, to_yaml(config), run_info(config.train.seeds[0], str(device), {
-        "counts": counts, "models_from": str(trained)}))
+        "counts": counts, "compute": compute, "models_from": str(trained)}))
     per_seed = []
     for seed in config.train.seeds:
         source, out = trained / f"seed_{seed}", run_dir / f"seed_{seed}"

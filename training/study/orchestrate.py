@@ -109,7 +109,8 @@ def train_split_study(study: Study, data_key: str) -> SplitRuns:
     search = None
     if config.search.enabled:
         search = grid_choice(study, grid, runs[len(fixed):], excluded)
-        gan_runs.append(chosen_stage(study, grid, runs[len(fixed):], search))
+        chosen = [arm.name for arm, *_ in grid].index(search["chosen"])
+        gan_runs.append(chosen_stage(study, grid[chosen][1], runs[len(fixed) + chosen]))
         run_dirs.append(gan_runs[-1])
     return SplitRuns(run_dirs, gan_runs, search)
 

@@ -6,9 +6,8 @@ The fixed arms (baseline, cheap fixes, GAN minority-only at a fixed ratio) are t
 configured. The grid (`search:`) tries ways of using synthetic images: which classes receive them
 (`all` trains one GAN per class, each on as many images in all as the minority's), how many, whether
 they are selected by realism, their loss weight, a real-only fine-tune. Grid arms never read the test
-split; the arm with the best validation score of the declared primary metric is trained once more
-and scored on test beside the fixed arms, and the grid with every validation score goes into the
-comparison report.
+split; the models of the arm with the best validation score of the declared primary metric are scored
+on test beside the fixed arms, and the grid with every validation score goes into the comparison report.
 
 Every stage records a key of its resolved inputs in results/pipeline/<name>/stages.json
 (`training.study.stage_record`); a stage whose key is unchanged and whose outputs still hold what it
@@ -43,6 +42,7 @@ from training.analysis.comparison import (
     runs_table,
     validation_score,
 )
+from training.classify.checkpoint import CHECKPOINT_FILE
 from training.classify.config import ClassifierConfig
 from training.classify.loop import score_on_test, train_classifier
 from training.core import atomic
@@ -356,7 +356,10 @@ class ArmJob:
         return (Path(self.config.output.results_dir) / "classifiers" / self.config.output.name).resolve()
 
     def done(self, outputs: dict) -> bool:
-        return Path(outputs["run"]).resolve().parent == self.runs and (Path(outputs["run"]) / "summary.json").is_file()
+        """The recorded run is this arm's, with its summary and every seed's model (the grid's chosen arm reads them)."""
+        run = Path(outputs["run"])
+        return (run.resolve().parent == self.runs and (run / "summary.json").is_file()
+                and all((run / f"seed_{seed}" / CHECKPOINT_FILE).is_file() for seed in self.config.train.seeds))
 
 
 def arm_job(study: Study, config_path: str, data_root: Path, arm_name: str, key: str,
@@ -366,9 +369,19 @@ def arm_job(study: Study, config_path: str, data_root: Path, arm_name: str, key:
         *classifier_overrides(study.config, study.channels), *overrides, f"data.train_dir={data_root / 'train'}",
         f"data.val_dir={data_root / 'val'}", f"data.test_dir={data_root / 'test'}", f"output.name={arm_name}",
         f"output.results_dir={study.results}"])
-    # In worker processes every arm trains on one thread, and a thread count changes the numbers: it is part of the key.
-    threads = ("one thread",) if study.config.classifiers.workers > 1 else ()
+    # A thread count changes the numbers: it is part of the key.
+    threads = ("one thread",) if one_thread_per_arm(study) else ()
     return ArmJob(f"classifier {arm_name}", stage_key(key, to_dict(cls), score_test, *threads), cls, score_test)
+
+
+def one_thread_per_arm(study: Study) -> bool:
+    """With `classifiers.workers` > 1 every arm trains (and is scored) in a worker process of its own, on one thread."""
+    return study.config.classifiers.workers > 1
+
+
+def summary_fingerprint(outputs: dict) -> str | None:
+    """What a classifier stage's run is checked by on a re-run: its summary.json."""
+    return content_hash(Path(outputs["run"]) / "summary.json")
 
 
 def train_arm(job: ArmJob, log: Path) -> tuple[str, float]:
@@ -384,15 +397,16 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
     """Each job's run folder: a recorded one when its stage is up to date, else trained now; with
     `classifiers.workers` > 1 that many at once, each in a process of its own on one thread (the demo's 14
     arms on 2 cores: about 280 s two at a time, against about 350 s one after another on two threads)."""
-    fingerprint = lambda o: content_hash(Path(o["run"]) / "summary.json")
-    runs = {job.stage: (study.stages.reusable(job.stage, job.key, job.done, fingerprint) or {}).get("run") for job in jobs}
+    runs = {job.stage: (study.stages.reusable(job.stage, job.key, job.done, summary_fingerprint) or {}).get("run")
+            for job in jobs}
     pending = [job for job in jobs if runs[job.stage] is None]
     workers = study.config.classifiers.workers
     if workers == 1:
         for job in pending:
             start = time.perf_counter()
             runs[job.stage] = str(train_classifier(job.config, score_test=job.score_test))
-            study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, time.perf_counter() - start, fingerprint)
+            study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, time.perf_counter() - start,
+                                summary_fingerprint)
     elif pending:
         logs = study.results / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -402,7 +416,7 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
                 for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):
                     job = futures[future]
                     runs[job.stage], seconds = future.result()
-                    study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, fingerprint)
+                    study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, summary_fingerprint)
                     print(f"{study.stages.tag(job.stage)} done in {seconds:.0f} s (log: "
                           f"{logs / f'{job.config.output.name}.log'})")
             except BaseException:
@@ -476,29 +490,26 @@ def grid_choice(study: Study, grid: list[tuple[GridArm, ArmJob, Path, str]], run
             "chosen_data": rows[best]["data"]}
 
 
-def chosen_stage(study: Study, grid: list[tuple[GridArm, ArmJob, Path, str]], runs: list[str], search: dict) -> str:
-    """9. The chosen grid arm scored on test once, as the run `<study>_gan_chosen`; returns its folder.
-
-    Its models are the grid run's: training the same config on the same data with the same seeds and thread
-    count would draw them again (training.classify.loop.score_on_test), so they are read, not retrained."""
-    best = [arm.name for arm, *_ in grid].index(search["chosen"])
-    job, trained = grid[best][1], Path(runs[best])
-    config = dataclasses.replace(job.config, output=dataclasses.replace(job.config.output,
-                                                                        name=f"{study.name}_{CHOSEN_ARM}"))
-    chosen = ArmJob(f"classifier {config.output.name}", stage_key(job.key, content_hash(trained / "summary.json")),
-                    config, score_test=True)
+def chosen_stage(study: Study, job: ArmJob, trained: str) -> str:
+    """9. The grid's chosen arm (`job`, which trained the run `trained`) scored on test once, as the run
+    `<study>_gan_chosen`; returns its folder. The models are the grid run's, read rather than trained again
+    (training.classify.loop.score_on_test): on the CPU a retrain would draw the same ones."""
+    name = f"{study.name}_{CHOSEN_ARM}"
+    chosen = dataclasses.replace(job, stage=f"classifier {name}", score_test=True,
+                                 key=stage_key(job.key, content_hash(Path(trained) / "summary.json")),
+                                 config=dataclasses.replace(job.config, output=dataclasses.replace(job.config.output,
+                                                                                                    name=name)))
 
     def score() -> dict:
         threads = torch.get_num_threads()
-        if study.config.classifiers.workers > 1:
-            torch.set_num_threads(1)          # the grid's arms were scored on one thread: the same numbers
+        if one_thread_per_arm(study):
+            torch.set_num_threads(1)          # as the grid's arm was scored in its worker: the same numbers
         try:
-            return {"run": str(score_on_test(trained, config))}
+            return {"run": str(score_on_test(Path(trained), chosen.config))}
         finally:
             torch.set_num_threads(threads)
 
-    return study.stages.run(chosen.stage, chosen.key, chosen.done, score,
-                            fingerprint=lambda o: content_hash(Path(o["run"]) / "summary.json"))["run"]
+    return study.stages.run(chosen.stage, chosen.key, chosen.done, score, fingerprint=summary_fingerprint)["run"]
 
 
 def search_markdown(search: dict) -> str:
@@ -562,7 +573,7 @@ def clear_comparison_extras(comparison: Path) -> None:
 
 
 def compare_stage(study: Study, run_dirs: list[str], gan_runs: list[str], search: dict | None) -> None:
-    """8. The paired comparison of every arm against the first, on the declared primary metric; then every
+    """10. The paired comparison of every arm against the first, on the declared primary metric; then every
     GAN arm (`gan_runs`) against the best cheap fix, with the grid."""
     comparison, metric = study.results / "comparison" / study.name, study.config.classifiers.primary_metric
     best = best_fix(study, [(run,) for run in run_dirs])

@@ -103,7 +103,7 @@ def test_a_validation_only_run_scored_on_test_gives_the_retrained_runs_numbers(t
     retrained = train_classifier(named("retrained"))
     scored = score_on_test(candidate, named("chosen"))
     for seed in (0, 1):
-        read = lambda run: json.loads((run / f"seed_{seed}" / "metrics.json").read_text())
+        read = lambda run, seed=seed: json.loads((run / f"seed_{seed}" / "metrics.json").read_text())
         assert "test" not in read(candidate) and read(scored) == read(retrained)
         assert read(scored)["val"] == read(candidate)["val"]
         assert sorted(p.name for p in (scored / f"seed_{seed}").iterdir()) == \
