@@ -395,8 +395,8 @@ def train_arm(job: ArmJob, log: Path) -> tuple[str, float]:
 
 def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
     """Each job's run folder: a recorded one when its stage is up to date, else trained now; with
-    `classifiers.workers` > 1 that many at once, each in a process of its own on one thread (the demo's 14
-    arms on 2 cores: about 280 s two at a time, against about 350 s one after another on two threads)."""
+    `classifiers.workers` > 1 that many at once, each in a process of its own on one thread (on 2 cores about
+    0.8x the time of one after another on two threads: docs/benchmarks.md)."""
     runs = {job.stage: (study.stages.reusable(job.stage, job.key, job.done, summary_fingerprint) or {}).get("run")
             for job in jobs}
     pending = [job for job in jobs if runs[job.stage] is None]
@@ -496,7 +496,7 @@ def chosen_stage(study: Study, job: ArmJob, trained: str) -> str:
     (training.classify.loop.score_on_test): on the CPU a retrain would draw the same ones."""
     name = f"{study.name}_{CHOSEN_ARM}"
     chosen = dataclasses.replace(job, stage=f"classifier {name}", score_test=True,
-                                 key=stage_key(job.key, content_hash(Path(trained) / "summary.json")),
+                                 key=stage_key(job.key, summary_fingerprint({"run": trained})),
                                  config=dataclasses.replace(job.config, output=dataclasses.replace(job.config.output,
                                                                                                     name=name)))
 
