@@ -24,7 +24,6 @@ from training.study.config import CHOSEN_ARM, PipelineConfig
 from training.study.preflight import Plan
 from training.study.stage_record import Stages, content_hash, dataset_hash, stage_key
 from training.study.stages import (
-    ArmRunner,
     QAGateClosed,
     Study,
     assemble_stage,
@@ -41,8 +40,8 @@ from training.study.stages import (
     prepare_key,
     prepare_stage,
     qa_stage,
-    real_arm_jobs,
     report_comparison,
+    run_arms,
     selection_stage,
     synthesis_stage,
 )
@@ -71,9 +70,10 @@ class SplitRuns:
     search: dict | None
 
 
-def synthetic_folders(study: Study, data_key: str) -> tuple[str, dict[tuple[str, str], tuple[Path, str]], dict[str, str]]:
-    """The GAN(s), synthesis, QA and selection: the minority class, each (class, selection)'s synthetic folder and
-    key, and the grid's classes left out with why (another class's images that QA's gate stopped)."""
+def train_split_study(study: Study, data_key: str) -> SplitRuns:
+    """Every stage after the pre-flight check up to the comparison, on the split of `study.root` (whose content
+    `data_key` names): the GAN(s), synthesis, QA, selection, assembly, the fixed arms, the grid on validation and
+    the chosen arm."""
     config = study.config
     gan, gan_out, key = gan_stage(study, data_key)
     minority = gan.data.minority_class
@@ -98,23 +98,12 @@ def synthetic_folders(study: Study, data_key: str) -> tuple[str, dict[tuple[str,
         folders[(class_name, "off")] = pool, pool_key
         if config.search.enabled and "realism" in config.search.selection:
             folders[(class_name, "realism")] = selection_stage(study, class_name, pool, pool_key)
-    return minority, folders, excluded
-
-
-def train_split_study(study: Study, data_key: str) -> SplitRuns:
-    """Every stage after the pre-flight check up to the comparison, on the split of `study.root` (whose content
-    `data_key` names): the GAN(s), synthesis, QA, selection, assembly, the fixed arms, the grid on validation and
-    the chosen arm."""
-    config = study.config
-    with ArmRunner(study) as arms:
-        arms.start(real_arm_jobs(study, data_key))     # with workers > 1 these train beside the GAN
-        minority, folders, excluded = synthetic_folders(study, data_key)
-        pool, pool_key = folders[(minority, "off")]
-        augmented, augmented_key = assemble_stage(study, [pool], pool_key, f"{study.name}_augmented",
-                                                  num_synthetic=fixed_arm_count(study, minority))
-        fixed = fixed_arm_jobs(study, augmented, data_key, augmented_key)
-        grid = grid_jobs(study, folders, minority, excluded) if config.search.enabled else []
-        runs = arms.collect(fixed + [job for _, job, _, _ in grid])
+    pool, pool_key = folders[(minority, "off")]
+    augmented, augmented_key = assemble_stage(study, [pool], pool_key, f"{study.name}_augmented",
+                                              num_synthetic=fixed_arm_count(study, minority))
+    fixed = fixed_arm_jobs(study, augmented, data_key, augmented_key)
+    grid = grid_jobs(study, folders, minority, excluded) if config.search.enabled else []
+    runs = run_arms(study, fixed + [job for _, job, _, _ in grid])      # every arm at once when workers > 1
     run_dirs = runs[:len(fixed)]
     gan_runs = [run for arm, run in zip(config.classifiers.parsed(), run_dirs) if arm.data == "augmented"]
     search = None

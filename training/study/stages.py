@@ -27,7 +27,7 @@ import multiprocessing
 import shutil
 import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -393,94 +393,43 @@ def train_arm(job: ArmJob, log: Path) -> tuple[str, float]:
     return str(run), time.perf_counter() - start
 
 
-class ArmRunner:
-    """Classifier arms in flight: `start` queues jobs, `collect` returns their run folders once trained.
-
-    With `classifiers.workers` > 1 a job starts at once in a pool of that many processes, one thread each, so the
-    arms on the real images alone train while the GAN does: the GAN on two threads leaves most of a second core
-    idle and keeps its speed beside them (docs/benchmarks.md); the numbers are those of one thread either way.
-    With 1 worker, `collect` trains the jobs here, one after another. A job whose stage is up to date is not
-    trained again; one that finished is recorded even when the study stops on an error before collecting it."""
-
-    def __init__(self, study: Study):
-        self.study, self.workers = study, study.config.classifiers.workers
-        self.runs: dict[str, str] = {}                 # stage -> run folder, recorded
-        self.queued: dict[str, ArmJob] = {}            # one worker: trained here at `collect`
-        self.futures: dict[Future, ArmJob] = {}
-        self.pool: ProcessPoolExecutor | None = None
-
-    def __enter__(self) -> ArmRunner:
-        return self
-
-    def __exit__(self, *error) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)    # waits for the arms in training: their work is kept
-            for future in [f for f in self.futures if f.done() and not f.cancelled() and f.exception() is None]:
-                self._record(future)
-
-    @property
-    def logs(self) -> Path:
-        return self.study.results / "logs"
-
-    def start(self, jobs: list[ArmJob]) -> None:
-        known = {job.stage: job for job in [*self.queued.values(), *self.futures.values()]}
-        for job in jobs:
-            if job.stage in self.runs or job.stage in known:
-                assert known.get(job.stage, job).key == job.key, f"two jobs for {job.stage}"
-                continue
-            reused = self.study.stages.reusable(job.stage, job.key, job.done, summary_fingerprint)
-            if reused is not None:
-                self.runs[job.stage] = reused["run"]
-            elif self.workers == 1:
-                self.queued[job.stage] = job
-            else:
-                if self.pool is None:
-                    self.logs.mkdir(parents=True, exist_ok=True)
-                    self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-                self.futures[self.pool.submit(train_arm, job, self.logs / f"{job.config.output.name}.log")] = job
-            known[job.stage] = job
-
-    def collect(self, jobs: list[ArmJob]) -> list[str]:
-        """Each job's run folder, training those not yet started or finished."""
-        self.start(jobs)
-        for job in [self.queued.pop(job.stage) for job in jobs if job.stage in self.queued]:
-            start = time.perf_counter()
-            self.runs[job.stage] = str(train_classifier(job.config, score_test=job.score_test))
-            self.study.stages.record(job.stage, job.key, {"run": self.runs[job.stage]}, time.perf_counter() - start,
-                                     summary_fingerprint)
-        stages = {job.stage for job in jobs}
-        waiting = [f for f, job in self.futures.items() if job.stage in stages and job.stage not in self.runs]
-        for future in progress(as_completed(waiting), total=len(waiting), desc="classifier arms", unit="arm"):
-            self._record(future)           # an arm's error is raised here: the study stops with its one line
-        return [self.runs[job.stage] for job in jobs]
-
-    def _record(self, future: Future) -> None:
-        job = self.futures[future]
-        if job.stage in self.runs:
-            return
-        run, seconds = future.result()
-        self.runs[job.stage] = run
-        self.study.stages.record(job.stage, job.key, {"run": run}, seconds, summary_fingerprint)
-        print(f"{self.study.stages.tag(job.stage)} done in {seconds:.0f} s (log: {self.logs / f'{job.config.output.name}.log'})")
-
-
 def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
-    """Each job's run folder: a recorded one when its stage is up to date, else trained now (see ArmRunner)."""
-    with ArmRunner(study) as runner:
-        return runner.collect(jobs)
+    """Each job's run folder: a recorded one when its stage is up to date, else trained now; with
+    `classifiers.workers` > 1 that many at once, each in a process of its own on one thread (on 2 cores about
+    0.8x the time of one after another on two threads: docs/benchmarks.md)."""
+    runs = {job.stage: (study.stages.reusable(job.stage, job.key, job.done, summary_fingerprint) or {}).get("run")
+            for job in jobs}
+    pending = [job for job in jobs if runs[job.stage] is None]
+    workers = study.config.classifiers.workers
+    if workers == 1:
+        for job in pending:
+            start = time.perf_counter()
+            runs[job.stage] = str(train_classifier(job.config, score_test=job.score_test))
+            study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, time.perf_counter() - start,
+                                summary_fingerprint)
+    elif pending:
+        logs = study.results / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(train_arm, job, logs / f"{job.config.output.name}.log"): job for job in pending}
+            try:
+                for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):
+                    job = futures[future]
+                    runs[job.stage], seconds = future.result()
+                    study.stages.record(job.stage, job.key, {"run": runs[job.stage]}, seconds, summary_fingerprint)
+                    print(f"{study.stages.tag(job.stage)} done in {seconds:.0f} s (log: "
+                          f"{logs / f'{job.config.output.name}.log'})")
+            except BaseException:
+                pool.shutdown(cancel_futures=True)      # say why now, not after every queued arm has trained
+                raise
+    return [runs[job.stage] for job in jobs]
 
 
-def real_arm_jobs(study: Study, data_key: str) -> list[ArmJob]:
-    """The fixed arms on the real images alone: they need no GAN, so they can train beside it."""
-    return fixed_arm_jobs(study, None, data_key, "")
-
-
-def fixed_arm_jobs(study: Study, augmented: Path | None, data_key: str, augmented_key: str) -> list[ArmJob]:
-    """7. One classifier per fixed arm; baseline arms depend on the real data only (augmented ones, with
-    `augmented` None, are left out)."""
+def fixed_arm_jobs(study: Study, augmented: Path, data_key: str, augmented_key: str) -> list[ArmJob]:
+    """7. One classifier per fixed arm; baseline arms depend on the real data only."""
     return [arm_job(study, arm.config, augmented if arm.data == "augmented" else study.root,
                     f"{study.name}_{Path(arm.config).stem}", augmented_key if arm.data == "augmented" else data_key)
-            for arm in study.config.classifiers.parsed() if augmented is not None or arm.data != "augmented"]
+            for arm in study.config.classifiers.parsed()]
 
 
 @dataclass(frozen=True)

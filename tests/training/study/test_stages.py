@@ -49,67 +49,30 @@ def test_the_synthetic_pool_has_a_partner_for_every_real_image_of_its_class(tmp_
     assert pool_size(study, "healthy", "healthy") == 72
 
 
-def tiny_arm(tiny_demo: Path, name: str, results: Path, **train):
-    """A one-epoch classifier arm on the tiny demo set, as a stage."""
-    from training.classify.config import ClassifierConfig
-    from training.core.config import build
-    from training.study.stages import ArmJob
-
-    raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
-                    "test_dir": str(tiny_demo / "test"), "image_size": 32, "channels": 3, "positive_class": "malignant"},
-           "model": {"arch": "cnn", "width": 4}, "train": {"epochs": 1, "batch_size": 16, "seeds": [0], **train},
-           "output": {"name": name, "results_dir": str(results)}}
-    return ArmJob(f"classifier {name}", name, build(ClassifierConfig, raw, name), True)
-
-
-def two_worker_study(tmp_path: Path):
-    """What the arm runner reads of a study, with `classifiers.workers: 2`."""
-    from types import SimpleNamespace
-
-    from training.study.stage_record import Stages
-
-    return SimpleNamespace(stages=Stages(tmp_path / "stages.json"), results=tmp_path / "results",
-                           config=SimpleNamespace(classifiers=SimpleNamespace(workers=2)))
-
-
-def test_arms_started_early_train_in_the_background_and_are_kept_when_the_study_stops(tiny_demo, tmp_path, capsys):
-    """The pipeline starts the arms on real images before the GAN: they train while this process goes on, and
-    one that finished is recorded even if the study then stops on an error, so a re-run skips it."""
-    import time
-
-    import pytest
-
-    from training.study.stages import ArmRunner, run_arms
-
-    study, plain = two_worker_study(tmp_path), tiny_arm(tiny_demo, "plain", tmp_path / "results")
-    with pytest.raises(RuntimeError, match="the GAN failed"):
-        with ArmRunner(study) as arms:
-            arms.start([plain])
-            (future,) = arms.futures
-            deadline = time.monotonic() + 120
-            while not future.done() and time.monotonic() < deadline:     # nothing here waits on it
-                time.sleep(0.2)
-            assert future.done() and "classifier plain" not in study.stages.done
-            raise RuntimeError("the GAN failed")
-    recorded = study.stages.done["classifier plain"]["outputs"]["run"]
-    assert "done in" in capsys.readouterr().out
-    assert run_arms(study, [plain]) == [recorded] and "up to date, skipped" in capsys.readouterr().out
-
-
 def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resume(tiny_demo, tmp_path, capsys):
     """`classifiers.workers: 2`: each arm trains in a process of its own on one thread, which gives the numbers
     training on one thread in this process gives; every arm is recorded, and a re-run skips them."""
     import dataclasses
+    from types import SimpleNamespace
 
     import torch
 
+    from training.classify.config import ClassifierConfig
     from training.classify.loop import train_classifier
-    from training.study.stages import run_arms
+    from training.core.config import build
+    from training.study.stage_record import Stages
+    from training.study.stages import ArmJob, run_arms
 
-    def job(name: str, results: Path, **train):
-        return tiny_arm(tiny_demo, name, results, **train)
+    def job(name: str, results: Path, **train) -> ArmJob:
+        raw = {"data": {"train_dir": str(tiny_demo / "train"), "val_dir": str(tiny_demo / "val"),
+                        "test_dir": str(tiny_demo / "test"), "image_size": 32, "channels": 3,
+                        "positive_class": "malignant"},
+               "model": {"arch": "cnn", "width": 4}, "train": {"epochs": 1, "batch_size": 16, "seeds": [0], **train},
+               "output": {"name": name, "results_dir": str(results)}}
+        return ArmJob(f"classifier {name}", name, build(ClassifierConfig, raw, name), True)
 
-    study = two_worker_study(tmp_path)
+    study = SimpleNamespace(stages=Stages(tmp_path / "stages.json"), results=tmp_path / "results",
+                            config=SimpleNamespace(classifiers=SimpleNamespace(workers=2)))
     jobs = [job("plain", study.results), job("weighted", study.results, class_weights="balanced")]
     runs = run_arms(study, jobs)
     out = capsys.readouterr().out
