@@ -1,4 +1,5 @@
-"""Would a batched ensemble train an arm's seeds faster? One training step of S classifiers, three ways.
+"""Would a batched ensemble train an arm's seeds faster? One training step of S classifiers, three ways
+(four with --compile).
 
     python bench/bench_classifier_seeds.py                      # the demo pipeline's arms: cnn width 8, 32 px, 3 seeds
     python bench/bench_classifier_seeds.py --seeds 5 --width 16 --threads 2
@@ -11,9 +12,12 @@ same shape, random images (a step's time does not depend on what the pixels show
               S independent AdamWs); the field's way of training many small models at once
   bf16        sequential under CPU/CUDA bf16 autocast: faster where the CPU has AMX/AVX-512 bf16 units,
               but other numbers than the fp32 runs a study records, so listed for reference only
+  compiled    with --compile: sequential with each model under torch.compile (inductor's C++ kernels;
+              needs a C++ compiler); its first step, which compiles, is printed beside it
 Before timing, the ensemble's gradients are checked against the S models' own from the same weights and
 batch (the largest difference is printed), so the ways compare the same computation.
-The last line: `ensemble_speedup=<sequential / ensemble> bf16_speedup=<sequential / bf16>`.
+The last line: `ensemble_speedup=<sequential / ensemble> bf16_speedup=<sequential / bf16>`, and with
+--compile ` compile_speedup=<sequential / compiled>`.
 """
 
 from __future__ import annotations
@@ -44,9 +48,9 @@ def models(seeds: int, width: int, image_size: int, channels_last: bool) -> list
 class Sequential:
     """S models, S optimisers: one step each."""
 
-    def __init__(self, nets: list[torch.nn.Module], bf16: bool = False):
-        self.nets, self.bf16 = nets, bf16
+    def __init__(self, nets: list[torch.nn.Module], bf16: bool = False, compiled: bool = False):
         self.optimisers = [torch.optim.AdamW(n.parameters(), lr=1e-3) for n in nets]
+        self.nets, self.bf16 = [torch.compile(n) for n in nets] if compiled else nets, bf16
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         for net, optimiser, xs, ys in zip(self.nets, self.optimisers, x, y):
@@ -95,6 +99,9 @@ def gradient_difference(args, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def ms_per_step(way, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    start = time.perf_counter()
+    way.step(x, y)
+    way.first_step_s = time.perf_counter() - start    # torch.compile compiles here
     for _ in range(3):                                  # warm-up: allocator, oneDNN kernel choice
         way.step(x, y)
     start = time.perf_counter()
@@ -111,6 +118,7 @@ def main() -> None:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--threads", type=int, default=1, help="the pipeline trains each arm on one thread")
     p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--compile", action="store_true", help="also time the models under torch.compile")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     # vmap's note that adaptive_avg_pool2d takes a slower path: measured here, with the rest.
@@ -121,16 +129,19 @@ def main() -> None:
     difference = gradient_difference(args, x, y)
     x_cl = torch.stack([xs.contiguous(memory_format=torch.channels_last) for xs in x])
     new = lambda: models(args.seeds, args.width, args.image_size, True)
-    times = {"sequential": ms_per_step(Sequential(new()), x_cl, y, args.steps),
-             "ensemble": ms_per_step(Ensemble(new()), x, y, args.steps),
-             "bf16": ms_per_step(Sequential(new(), bf16=True), x_cl, y, args.steps)}
+    ways = {"sequential": Sequential(new()), "ensemble": Ensemble(new()), "bf16": Sequential(new(), bf16=True)}
+    if args.compile:
+        ways["compiled"] = Sequential(new(), compiled=True)
+    times = {name: ms_per_step(way, x if name == "ensemble" else x_cl, y, args.steps) for name, way in ways.items()}
     print(f"{args.seeds} cnn classifiers, width {args.width}, {args.image_size} px, batch {args.batch_size}, "
           f"{args.threads} thread(s), torch {torch.__version__}; the ensemble's gradients against the models' own: "
           f"largest difference {difference:.1e} of the largest gradient")
     for way, ms in times.items():
-        print(f"  {way:<11} {ms:7.1f} ms per step of all {args.seeds} models")
+        print(f"  {way:<11} {ms:7.1f} ms per step of all {args.seeds} models"
+              f" (the first step {ways[way].first_step_s:.1f} s)")
     print(f"ensemble_speedup={times['sequential'] / times['ensemble']:.2f} "
-          f"bf16_speedup={times['sequential'] / times['bf16']:.2f}")
+          f"bf16_speedup={times['sequential'] / times['bf16']:.2f}"
+          + (f" compile_speedup={times['sequential'] / times['compiled']:.2f}" if args.compile else ""))
 
 
 if __name__ == "__main__":
