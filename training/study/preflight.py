@@ -349,6 +349,7 @@ def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifier
     lines = [f"minimum detectable effect: {100 * mde:.1f} pp on {metric} ({100 * MDE_POWER:.0f} % power, Holm over "
              f"{arms} arms; {where})"]
     if mde > DETECTABLE_NOTE_ABOVE:
-        lines.append(f"warning: this study cannot detect a gain below {100 * DETECTABLE_NOTE_ABOVE:.0f} pp in {metric}; "
-                     "more seeds (train.seeds) or more positive test images would lower it")
+        lines.append(f"warning: this study would likely miss a real gain in {metric} smaller than {100 * mde:.1f} pp "
+                     f"(over {100 * DETECTABLE_NOTE_ABOVE:.0f} pp); more seeds (train.seeds) or more positive test "
+                     "images would lower it")
     return lines
