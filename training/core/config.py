@@ -32,6 +32,9 @@ from training.core.names import check_plain_name
 # optional key documents ("ema_decay: off"). Nothing else: a class really named `no` or `none` stays a name.
 _OFF = "off"
 _MAX_CONFIG_BYTES = 1_000_000        # a config is a page of text; anything far larger is not one
+# The folder that holds the shipped experiments/: a study YAML in a user's own folder names
+# `experiments/gan_own_data.yaml` and must find it wherever the command runs.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -250,11 +253,22 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return merged
 
 
+def find_config(path: str | Path) -> Path:
+    """`path` itself when it exists; a relative path that does not is looked up in the project's folder,
+    so that the shipped configs (`experiments/...`) are found from any working directory."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = PROJECT_ROOT / path
+    if not path.is_absolute() and shipped.is_file():
+        return shipped
+    where = "" if path.is_absolute() else f" (looked in {Path.cwd()} and in {PROJECT_ROOT})"
+    raise ConfigError(f"config file not found: {path}{where}")
+
+
 def read_yaml(path: str | Path) -> dict:
     """Read a YAML mapping, with one-line errors for a missing file or bad syntax."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    path = find_config(path)
     if path.stat().st_size > _MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large to be a config")
     try:

@@ -158,3 +158,22 @@ def format_resize(scan: SourceScan, policy: str, image_size: int | None) -> str:
               else "each keeps its own scale (no --image_size)")
     shaped = f"{not_square} non-square image(s) {what}" if not_square else "every image is square already"
     return f"resize: --resize {policy}: {shaped}; {target}"
+
+
+GAN_SIZES = (32, 64, 128)            # the resolutions the DCGAN family is built for (gan/config.py checks)
+
+
+def upsampling_warnings(scan: SourceScan, image_size: int | None) -> list[str]:
+    """A warning line when --image_size is larger than every source image: upsampling adds no detail, and
+    the GAN and every classifier pay for each added pixel (64 px costs about 4x the compute of 32 px)."""
+    sides = [max(w, h) for _, w, h in scan.sizes]
+    if not image_size or not sides or image_size <= max(sides):
+        return []
+    largest = max(sides)
+    fits = next((size for size in GAN_SIZES if size >= largest), None)
+    if fits == image_size:           # 28 px scans at 32 px: the smallest size a GAN here works at
+        return []
+    hint = f"; --image_size {fits} is the smallest GAN size that keeps every pixel" if fits else ""
+    return [f"warning: every image is at most {largest} px, and --image_size {image_size} upsamples them "
+            f"(no detail is added; the GAN and classifiers cost about {(image_size / largest) ** 2:.0f}x the "
+            f"compute per image){hint}"]

@@ -292,6 +292,11 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     if sides and gan.data.image_size > max(sides):
         lines.append(f"  note: the GAN works above the largest training image ({max(sides)} px), so it learns upsampled "
                      f"images; prepare at data.image_size: {gan.data.image_size}, or set the GAN's data.image_size lower")
+    above = sorted({c.data.image_size for c in classifiers.values() if sides and c.data.image_size > max(sides)})
+    if above:
+        lines.append(f"  note: the classifiers at {', '.join(f'{n} px' for n in above)} work above the largest training "
+                     f"image ({max(sides)} px): every image is upsampled alike, which adds compute and no detail; "
+                     f"classifiers.overrides: [data.image_size={max(sides)}] keeps their own scale")
     if val.get(positive, 0) < VAL_POSITIVES_FLOOR:
         lines.append(f"warning: validation holds {val.get(positive, 0)} '{positive}' image(s), fewer than "
                      f"{VAL_POSITIVES_FLOOR}: every threshold chosen on validation (and the primary metric's "

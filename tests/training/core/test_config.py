@@ -77,6 +77,18 @@ def test_bad_yaml_and_missing_file(tmp_path):
         load_config(GANConfig, tmp_path / "missing.yaml")
 
 
+def test_a_shipped_config_is_found_from_any_folder_and_a_local_file_comes_first(tmp_path, monkeypatch):
+    """A study YAML in a user's own folder names `experiments/gan_own_data.yaml`: found in the project's
+    folder when the working directory has none, the user's own copy when it has."""
+    monkeypatch.chdir(tmp_path)
+    assert load_config(GANConfig, "experiments/demo_gan.yaml").output.name == "demo_gan"
+    (tmp_path / "experiments").mkdir()
+    own = write_yaml(tmp_path / "experiments" / "demo_gan.yaml", {"output": {"name": "mine"}})
+    assert load_config(GANConfig, "experiments/demo_gan.yaml").output.name == "mine" and own.is_file()
+    with pytest.raises(ConfigError, match=f"not found: experiments/nope.yaml \\(looked in {tmp_path} and in "):
+        load_config(GANConfig, "experiments/nope.yaml")
+
+
 def test_shipped_experiments_load():
 
     root = REPO_ROOT / "experiments"

@@ -110,6 +110,26 @@ def test_image_size_and_resize_flag_said_once(tmp_path, capsys):
     assert "cropped to their central square" in out and "then resized to 16x16 px" in out
     sizes = {Image.open(f).size for f in (tmp_path / "processed" / "folder").rglob("*.png")}
     assert sizes == {(16, 16)}
+    assert "upsamples" not in out                                       # a downsizing: nothing to warn about
+
+
+@pytest.mark.parametrize("image_size, warned", [(32, False), (64, True)])
+def test_upsampling_past_the_smallest_gan_size_that_holds_the_images_is_warned(tmp_path, capsys, image_size, warned):
+    """28 px scans (BreastMNIST's size): 32 px is the smallest GAN size and says nothing; 64 px adds no
+    detail and costs about 5x the compute, and the warning names 32."""
+    src = tmp_path / "small"
+    rng = np.random.default_rng(0)
+    for name in ("healthy", "tumour"):
+        (src / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (28, 20), dtype=np.uint8)).save(src / name / f"{i}.png")
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src), "--image_size", str(image_size))
+    assert code == 0, err
+    lines = [line for line in out.splitlines() if "upsamples" in line]
+    assert len(lines) == int(warned)
+    if warned:
+        assert lines[0].startswith("warning: every image is at most 28 px") and "about 5x" in lines[0]
+        assert lines[0].endswith("--image_size 32 is the smallest GAN size that keeps every pixel")
 
 
 def split_folder(root, rng):

@@ -76,6 +76,7 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     assert "positive class (sensitivity, and the primary metric sensitivity_at_spec90, are for it): 'tumour'" in out
     assert "note: the GAN adds 'healthy' images, not 'tumour' ones" in out
     assert "note: the GAN works above the largest training image (32 px)" in out        # gan_own_data.yaml: 64 px
+    assert "note: the classifiers at" not in out
     assert "warning: validation holds 2 'tumour' image(s), fewer than 20" in out
     # 19 tumour : 12 healthy in train; a ratio of 1.4 means ceil(19 / 1.4) - 12 = 2 synthetic images
     assert "warning: synthesis.target_ratio = 1.4 adds 2 synthetic 'healthy' image(s) beside 12 real ones" in out
@@ -85,6 +86,11 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
             "from bad (statistics 123, detectability 109 per set): QA will say insufficient at best, and "
             "synthesis.qa_gate: fail stops the study there") in out
     assert not (tmp_path / "processed").exists()
+    code, out, err = dry_run(capsys, config, "classifiers.overrides=[data.image_size=64]",
+                             "gan.overrides=[data.image_size=32]")
+    assert code == 0, err
+    assert ("note: the classifiers at 64 px work above the largest training image (32 px): every image "
+                          "is upsampled alike") in out
 
     # Prepared: processed images are grey, and every stage config resolves to one channel.
     assert prepare_main(["--source", str(brain), "--output_dir", str(tmp_path / "processed"), "--image_size", "32"]) == 0
