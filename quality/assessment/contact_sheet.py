@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torchvision.utils import make_grid
 
 from training.core import atomic
 
@@ -27,6 +26,8 @@ def sample_indices(num_images: int, count: int, rng: np.random.Generator) -> np.
 
 def grid_pixels(images: torch.Tensor) -> np.ndarray:
     """uint8 (N, C, H, W) -> one uint8 (H', W', 3) grid, about square."""
+    from torchvision.utils import make_grid  # here: importing torchvision costs about a second per process
+
     nrow = max(1, math.ceil(math.sqrt(len(images))))
     images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
     return make_grid(images, nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()

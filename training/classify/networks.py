@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
-from torchvision.models import resnet18 as torchvision_resnet18
 
 from training.core.checkpoint_io import load_checkpoint
 from training.core.errors import ConfigError, DataError
@@ -44,6 +43,8 @@ def cnn(model, channels: int, image_size: int, num_classes: int, load_pretrained
 
 @CLASSIFIERS.register("resnet18")
 def resnet18(model, channels: int, image_size: int, num_classes: int, load_pretrained: bool = True) -> nn.Module:
+    from torchvision.models import resnet18 as torchvision_resnet18  # here: about a second per process to import
+
     net = torchvision_resnet18(weights=None)
     if model.pretrained:        # the ImageNet architecture; its weights unless rebuilding a saved classifier
         if load_pretrained:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
 from training.core import atomic
 from training.core.plotting import subplots
@@ -13,6 +12,8 @@ from training.core.plotting import subplots
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> None:
     """Save float images in [-1, 1], (N, C, H, W), as one PNG grid."""
+    from torchvision.utils import save_image  # here: importing torchvision costs about a second per process
+
     with atomic.atomic_path(path) as tmp:
         save_image(images.detach().cpu(), tmp, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2,
                    format="png")
