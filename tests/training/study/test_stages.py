@@ -88,8 +88,10 @@ def test_arms_trained_at_once_in_worker_processes_match_one_thread_here_and_resu
     assert scores[0] == scores[1]
     assert run_arms(study, jobs) == runs and capsys.readouterr().out.count("up to date, skipped") == 2
     (Path(runs[0]) / "seed_0" / "best_model.pth").unlink()        # a grid's chosen arm would read it: trained again
+    study.config.classifiers.workers = 1                           # (here, in this process: one spawn fewer)
     again = run_arms(study, jobs)
     assert again[1] == runs[1] and again[0] != runs[0] and "its outputs are missing" in capsys.readouterr().out
+    study.config.classifiers.workers = 2
 
     # An arm that fails in its worker stops the study with its own one-line error, nothing recorded for it.
     import pytest
