@@ -11,42 +11,74 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from training.core.errors import DataError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")        # grey stored with more than 8 bits per pixel
 
 
 def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to uint8 (H, W) grey or (H, W, 3) RGB; alpha is dropped."""
-    return read_image_and_mode(path)[0]
+def read_image(path: str | Path, high_bit_top: int | None = None) -> np.ndarray:
+    """Decode an image file to uint8 (H, W) grey or (H, W, 3) RGB (see `read_image_and_mode`)."""
+    return read_image_and_mode(path, high_bit_top)[0]
 
 
-def read_image_and_mode(path: str | Path) -> tuple[np.ndarray, str]:
+def read_image_and_mode(path: str | Path, high_bit_top: int | None = None) -> tuple[np.ndarray, str]:
     """`read_image`'s pixels and the file's own colour mode as Pillow names it ('L', 'RGB', 'P', 'RGBA', ...):
-    what prepare_data.py reports, since a grey scan saved as RGB is grey in content but RGB on disk."""
+    what prepare_data.py reports, since a grey scan saved as RGB is grey in content but RGB on disk.
+
+    A grey image of more than 8 bits is scaled to 0-255 by `high_bit_top`, the largest value of its data
+    set's bit depth (prepare_data.py finds it over every file, so that a 12-bit scan stored in a 16-bit PNG
+    neither turns black nor gets a brightness of its own), else by 65,535."""
+    pixels, mode = read_stored(path)
+    if mode in HIGH_BIT_MODES:
+        top = float(high_bit_top or 65535)
+        pixels = np.clip(pixels.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return pixels, mode
+
+
+def read_stored(path: str | Path) -> tuple[np.ndarray, str]:
+    """The pixels as stored, upright (the EXIF orientation a camera records is applied) and with transparent
+    pixels black (as padding is): uint8 (H, W) or (H, W, 3), or the integer values of a grey image of more
+    than 8 bits (HIGH_BIT_MODES); and the file's colour mode."""
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                top = 65535.0 if arr.max() > 255 else 255.0
-                return np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), img.mode
+            mode = img.mode
+            img = ImageOps.exif_transpose(img)
+            if mode in HIGH_BIT_MODES:
+                return np.asarray(img, dtype=np.int64), mode
+            if "A" in img.mode or "transparency" in img.info:
+                rgba = img.convert("LA" if img.mode in ("LA", "L") else "RGBA")
+                base = Image.new(rgba.mode, rgba.size, 0)
+                img = Image.alpha_composite(base, rgba) if rgba.mode == "RGBA" else _composite_grey(rgba)
             if img.mode in ("L", "LA", "1"):
-                return np.asarray(img.convert("L")), img.mode
-            return np.asarray(img.convert("RGB")), img.mode
+                return np.asarray(img.convert("L")), mode
+            return np.asarray(img.convert("RGB")), mode
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
     except Image.DecompressionBombError:
         raise DataError(f"refusing to decode {path}: its size would exceed Pillow's decompression-bomb limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"cannot read image {path}: {err}") from None
+
+
+def _composite_grey(la: Image.Image) -> Image.Image:
+    """An 'LA' image over black: each pixel's grey value times its opacity."""
+    grey, alpha = (np.asarray(band, dtype=np.uint16) for band in la.split())
+    return Image.fromarray(((grey * alpha + 127) // 255).astype(np.uint8), "L")
+
+
+def high_bit_top(peak: int) -> int:
+    """The largest value of the smallest bit depth (8 to 32 bits) that holds `peak`: 3,632 -> 4,095 (12 bits)."""
+    bits = max(8, int(peak).bit_length())
+    return (1 << bits) - 1
 
 
 def encode_png(pixels: np.ndarray, compress_level: int = 6) -> bytes:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.core.errors import DataError
+from training.data.images import high_bit_top
 
 CHANNEL_CHOICES = ("auto", "1", "3")
 _CHUNK = 1024               # images per vectorised colour check, so a large array needs no N x H x W temporary
@@ -30,6 +31,8 @@ class SourceScan:
         colour: images whose content is colour (an RGB image whose R, G and B differ somewhere).
         sizes: (class, width, height) -> images, as stored in the source.
         first_colour: where the first colour image is, for messages ('' when there is none).
+        high_bit: grey images stored with more than 8 bits per pixel (16-bit PNG or TIFF).
+        high_bit_peak: their largest value; every one of them is scaled to 8 bits by one factor from it.
     """
 
     counts: dict[str, dict[str, int]]
@@ -37,6 +40,8 @@ class SourceScan:
     colour: int
     sizes: dict[tuple[str, int, int], int] = field(default_factory=dict)
     first_colour: str = ""
+    high_bit: int = 0
+    high_bit_peak: int = 0
 
     @property
     def classes(self) -> list[str]:
@@ -111,7 +116,12 @@ def resolve_channels(requested: int | None, scan: SourceScan) -> tuple[int, str]
 def format_modes(scan: SourceScan) -> str:
     """'colour modes: RGB 133, L 120 (grey in content: 253 of 253)'."""
     modes = ", ".join(f"{m} {n}" for m, n in sorted(scan.modes.items(), key=lambda kv: (-kv[1], kv[0])))
-    return f"colour modes: {modes or 'none'} (grey in content: {scan.total - scan.colour} of {scan.total})"
+    line = f"colour modes: {modes or 'none'} (grey in content: {scan.total - scan.colour} of {scan.total})"
+    if scan.high_bit:
+        top = high_bit_top(scan.high_bit_peak)
+        line += (f"; {scan.high_bit} image(s) of more than 8 bits, largest value {scan.high_bit_peak:,}: each "
+                 f"scaled by 255 / {top:,} ({top.bit_length()} bits), one factor for all, so brightness stays comparable")
+    return line
 
 
 def size_summary(scan: SourceScan) -> dict:

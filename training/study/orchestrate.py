@@ -54,6 +54,8 @@ def check_study(config: PipelineConfig, pipeline: str = "the pipeline config") -
     preflight.load_stage_configs(config)
     study = Study.of(config)
     made = study.stages.done.get("prepare", {}).get("key")
+    if made is None:
+        preflight.check_prepared_settings(config, study.root, pipeline)
     facts = preflight.prepared_facts(study.root) if made in (None, prepare_key(study)) else None
     if config.evaluation.folds:
         return folds.dry_run_plan(config, study.root if facts else None, facts or preflight.source_facts(config), pipeline)
@@ -126,6 +128,8 @@ def run_pipeline(config: PipelineConfig, pipeline: str = "the pipeline config") 
     of each stage (stages.json's content; a cross-validated study's fold stages named 'fold <k> <stage>')."""
     preflight.load_stage_configs(config)       # a typo in any stage config fails now, before the data are read
     study = Study.of(config)
+    if "prepare" not in study.stages.done:          # a dataset prepared by hand is used as it is: does it match?
+        preflight.check_prepared_settings(config, study.root, pipeline)
     data_key = prepare_stage(study)
     if config.evaluation.folds:
         return run_cross_validated(study, data_key, pipeline)

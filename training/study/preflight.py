@@ -38,8 +38,13 @@ from training.core.errors import ConfigError, DataError
 from training.data.augmented_set import few_synthetic_note
 from training.data.prepare import SourceOptions, open_prepared_source
 from training.data.processed import DATASET_INFO, SPLITS, SPLITS_MANIFEST, read_splits_manifest
+from training.data.scan import GAN_SIZES
 from training.gan.config import GANConfig
 from training.study.config import PipelineConfig
+
+# The fewest validation minority images the usefulness check has needed for a verdict: 58 for a real-vs-real draw
+# of the demo data (docs/user_guide.md, Quality assurance); a generator's images need more (101-117 measured).
+USEFULNESS_LEAST_NEED = 58
 
 # Fewer validation images of the positive class than this, and the thresholds chosen on validation (Youden's J,
 # the 90 %-specificity cut) move by whole images' worth of sensitivity: 1 of 9 is 11 points. A rule of thumb.
@@ -114,6 +119,26 @@ def source_facts(config: PipelineConfig) -> DataFacts:
         sides = tuple(sorted({pick(w, h) for _, w, h in scan.sizes}))
     return DataFacts(f"{config.data.source} (not prepared yet: as prepare_data.py would split it)", False,
                      scan.counts, opened.channels, sides)
+
+
+def check_prepared_settings(config: PipelineConfig, root: Path, pipeline: str) -> None:
+    """A dataset prepared by hand (prepare_data.py) is used as it is, so refuse one whose recorded options
+    contradict the pipeline's `data:` section, rather than train on images the YAML does not describe."""
+    info_path = root / DATASET_INFO
+    if not info_path.is_file():
+        return
+    info, d = json.loads(info_path.read_text()), config.data
+    asked = {"image_size": d.image_size, "channels": d.channels, "resize": d.resize}
+    recorded_as = {"image_size": "image_size", "channels": "channels_requested", "resize": "resize"}
+    differ = [key for key, value in asked.items()
+              if recorded_as[key] in info and str(info[recorded_as[key]]) != str(value)]
+    if differ:
+        shown = lambda value: "unset" if value is None else value
+        made = ", ".join(f"{key} {shown(info[recorded_as[key]])}" for key in differ)
+        says = ", ".join(f"{key} {shown(asked[key])}" for key in differ)
+        raise ConfigError(f"{root} was prepared with {made}, where {pipeline}'s data: says {says}; a study uses a "
+                          "prepared dataset as it is: set data: to match, or prepare it again with "
+                          "prepare_data.py --overwrite")
 
 
 def data_facts(config: PipelineConfig, root: Path) -> DataFacts:
@@ -234,6 +259,12 @@ def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipelin
             raise DataError(f"{pipeline}: the {split} split of {facts.where} needs images of '{positive}' (the positive "
                             f"class) and of another class, or AUC and the decision threshold are undefined; it holds "
                             f"{_counts(held)}")
+    missing = {split: sorted(set(classes) - {c for c, n in counts.get(split, {}).items() if n})
+               for split in ("val", "test")}
+    if any(missing.values()):
+        said = "; ".join(f"{split} has no {', '.join(names)}" for split, names in missing.items() if names)
+        raise DataError(f"{pipeline}: the classifiers need every class in train, val and test, and in {facts.where} "
+                        f"{said}: add images of it, or leave the class out of the source")
 
     _check_image_sizes(config, facts, gan, classifiers, pipeline)
     lines = _report(config, facts, gan, classifiers, minority, positive, pooled_test)
@@ -290,8 +321,11 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     lines.append(f"  the GAN works at {gan.data.image_size} px, the classifiers at "
                  + ", ".join(f"{n} px" for n in sorted({c.data.image_size for c in classifiers.values()})))
     if sides and gan.data.image_size > max(sides):
+        fits = [size for size in GAN_SIZES if size <= max(sides)]
+        fix = (f"; gan.overrides: [data.image_size={fits[-1]}] keeps their own scale" if fits else
+               f" (the smallest size a GAN here works at is {GAN_SIZES[0]} px)")
         lines.append(f"  note: the GAN works above the largest training image ({max(sides)} px), so it learns upsampled "
-                     f"images; prepare at data.image_size: {gan.data.image_size}, or set the GAN's data.image_size lower")
+                     f"images{fix}")
     above = sorted({c.data.image_size for c in classifiers.values() if sides and c.data.image_size > max(sides)})
     if above:
         lines.append(f"  note: the classifiers at {', '.join(f'{n} px' for n in above)} work above the largest training "
@@ -302,7 +336,7 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                      f"{VAL_POSITIVES_FLOOR}: every threshold chosen on validation (and the primary metric's "
                      "90 %-specificity cut) moves by whole images, so it is mostly noise; raise data.val_fraction or "
                      "add data")
-    lines += qa_evidence_lines(config, train.get(minority, 0), minority)
+    lines += qa_evidence_lines(config, train.get(minority, 0), minority, val.get(minority, 0))
     lines += detectable_effect_lines(config, facts, classifiers, positive, pooled_test)
     added = fixed_arm_count(config, train, minority)
     note = few_synthetic_note(minority, added, train.get(minority, 0))
@@ -315,19 +349,22 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     return lines
 
 
-def qa_evidence_lines(config: PipelineConfig, real: int, minority: str) -> list[str]:
-    """A warning, before hours of training, when the minority class has fewer real training images than QA's
-    checks need for a verdict (the fixed needs; others depend on the images and show in the QA report)."""
+def qa_evidence_lines(config: PipelineConfig, real: int, minority: str, val: int | None = None) -> list[str]:
+    """A warning, before hours of training, when the minority class has fewer real images than QA's checks need
+    for a verdict: the fixed needs on training images, and on validation images the least the usefulness check
+    has needed in calibration (its need depends on the images and shows in the QA report)."""
     needs = {"statistics": STATISTICS_NEED, "detectability": DETECTABILITY_NEED}
-    short = {name: need for name, need in needs.items() if real < need}
+    per_set = [f"{name} {need}" for name, need in needs.items() if real < need]
+    short = [f"{', '.join(per_set)} per set"] if per_set else []
+    if val is not None and val < USEFULNESS_LEAST_NEED:
+        short.append(f"usefulness at least {USEFULNESS_LEAST_NEED} validation images, where it has {val}")
     if not short:
         return []
     gate = config.synthesis.qa_gate
     then = ("synthesis.qa_gate: off lets the study go on anyway" if gate == "off" else
             f"synthesis.qa_gate: {gate} stops the study there; add real images, or set qa_gate: off to study them anyway")
     return [f"warning: '{minority}' has {real} real training image(s), fewer than QA needs to tell good synthetic "
-            f"images from bad ({', '.join(f'{name} {need}' for name, need in short.items())} per set): QA will say "
-            f"insufficient at best, and {then}"]
+            f"images from bad ({'; '.join(short)}): QA will say insufficient at best, and {then}"]
 
 
 def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifiers: dict[str, ClassifierConfig],

@@ -180,3 +180,63 @@ def test_bad_channels_flag_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit):
         prepare_main(["--source", "demo", "--channels", "2"])
     assert "invalid choice: '2'" in capsys.readouterr().err
+
+
+def test_scans_of_more_than_8_bits_share_one_scale_photos_stand_upright_and_transparency_is_black(tmp_path, capsys):
+    """A 12-bit scan in a 16-bit PNG keeps its brightness relative to the others (one factor, 255 / 4,095, for
+    every such file, not each file's own); a phone photo stored sideways with an EXIF orientation is written
+    as it is seen; a transparent border becomes black, as padding is, not the white stored under it."""
+    src = tmp_path / "mixed"
+    for name in ("healthy", "tumour"):
+        (src / name).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, peak in enumerate((4000, 1000, 3000, 2000, 500)):                     # 12-bit values, 16-bit files
+        scan = (rng.random((16, 16)) * peak).astype(np.uint16)
+        scan[0, 0] = peak
+        Image.fromarray(scan).save(src / "healthy" / f"scan_{i}.png")
+    photo = np.zeros((16, 24, 3), np.uint8)
+    photo[:, :8] = 200                                                          # bright on the left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6                                                            # shown rotated 90 degrees clockwise
+    Image.fromarray(photo).save(src / "tumour" / "photo.jpg", exif=exif, quality=95)
+    rgba = np.full((16, 16, 4), 255, np.uint8)
+    rgba[:, :4, 3] = 0                                                          # a transparent white band
+    Image.fromarray(rgba, "RGBA").save(src / "tumour" / "cut.png")
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(src / "tumour" / f"t_{i}.png")
+
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src), "--val_fraction", "0", "--test_fraction", "0")
+    assert code == 0, err
+    assert ("5 image(s) of more than 8 bits, largest value 4,000: each scaled by 255 / 4,095 (12 bits), one factor "
+            "for all") in out
+    written = tmp_path / "processed" / "mixed" / "train"
+    peaks = [int(np.asarray(Image.open(written / "healthy" / f"scan_{i}.png")).max()) for i in range(5)]
+    assert peaks == [round(p / 4095 * 255) for p in (4000, 1000, 3000, 2000, 500)]
+    upright = np.asarray(Image.open(written / "tumour" / "photo.png").convert("L"), dtype=float)
+    assert upright.shape == (24, 24)                                            # 24 tall x 16 wide, padded square
+    assert upright[:8, 4:20].mean() > 150 and upright[-8:, 4:20].mean() < 50    # the bright band is now on top
+    cut = np.asarray(Image.open(written / "tumour" / "cut.png"))
+    assert (cut[:, :4] == 0).all() and (cut[:, 4:] == 255).all()
+
+
+def test_a_valid_folder_is_the_val_split_and_skipped_files_are_counted(tmp_path, capsys):
+    src = tmp_path / "splits"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 6), ("valid", 2), ("test", 2)):
+        for name in ("healthy", "tumour"):
+            (src / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(src / split / name / f"{i}.png")
+    (src / "train" / "tumour" / "notes.txt").write_text("scanner settings")
+    (src / "train" / "tumour" / "IM-0001.dcm").write_bytes(b"DICM")
+    (src / "train" / "tumour" / "Thumbs.db").write_bytes(b"")
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src))
+    assert code == 0, err
+    assert "  valid/ is the val split" in out
+    assert ("  skipped 2 file(s) that are not images of a known format (.dcm 1, .txt 1); DICOM needs converting "
+            "to PNG first") in out
+    counts = Counter((r["split"], r["class"]) for r in read_splits_manifest(tmp_path / "processed" / "splits"))
+    assert counts[("val", "healthy")] == 2 and counts[("val", "tumour")] == 2
+    (src / "validation").mkdir()
+    code, _, err = prepare(tmp_path, capsys, "--source", str(src), "--name", "again")
+    assert code == 2 and "has valid/ and validation/: keep one val folder" in err

@@ -83,7 +83,8 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     assert "; target_ratio 1.0 would add 7" in out
     # 12 real healthy images: QA cannot tell good synthetic ones from bad, and the default gate would stop there.
     assert ("warning: 'healthy' has 12 real training image(s), fewer than QA needs to tell good synthetic images "
-            "from bad (statistics 123, detectability 109 per set): QA will say insufficient at best, and "
+            "from bad (statistics 123, detectability 109 per set; usefulness at least 58 validation images, "
+            "where it has 1): QA will say insufficient at best, and "
             "synthesis.qa_gate: fail stops the study there") in out
     assert not (tmp_path / "processed").exists()
     code, out, err = dry_run(capsys, config, "classifiers.overrides=[data.image_size=64]",
@@ -102,6 +103,29 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     assert plan.gan.data.channels == 1 and plan.gan.data.minority_class == "healthy"
     assert {c.data.channels for c in plan.classifiers.values()} == {1}
     assert {c.data.positive_class for c in plan.classifiers.values()} == {"tumour"}
+
+    # Prepared by hand at 32 px, so a data: section that says otherwise is refused, not silently overruled.
+    for run in (["--dry_run"], []):
+        code = run_cli(pipeline_main, ["--config", str(config), *run, "data.image_size=64", "data.resize=squash"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1
+        assert (f"{tmp_path / 'processed' / 'brain_mri'} was prepared with image_size 32, resize pad, where {config}'s "
+                "data: says image_size 64, resize squash") in err[0] and "prepare_data.py --overwrite" in err[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_class_missing_from_val_is_refused_before_anything_trains(tmp_path, capsys):
+    src = tmp_path / "three"
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", {"healthy": 6, "tumour": 6, "artefact": 3}), ("val", {"healthy": 3, "tumour": 3}),
+                             ("test", {"healthy": 3, "tumour": 3, "artefact": 1})):
+        for name, n in per_class.items():
+            (src / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(src / split / name / f"{i}.png")
+    code, _, err = dry_run(capsys, own_study(tmp_path, src, positive_class="tumour"))
+    assert code == 2 and len(err) == 1
+    assert "the classifiers need every class in train, val and test" in err[0] and "val has no artefact" in err[0]
 
 
 def test_a_real_run_stops_on_a_wrong_positive_class_after_prepare_and_before_the_gan(brain, tmp_path, capsys):

@@ -18,37 +18,70 @@ import numpy as np
 
 from training.core.errors import DataError
 from training.core.progress import progress
-from training.data.images import is_grey_content, is_image_file, pixel_sha256, read_image, read_image_and_mode
+from training.data.images import (
+    HIGH_BIT_MODES,
+    IMAGE_SUFFIXES,
+    high_bit_top,
+    is_grey_content,
+    is_image_file,
+    pixel_sha256,
+    read_image,
+    read_stored,
+)
 from training.data.processed import SPLITS, Record
 from training.data.scan import SourceScan
 
+_NOT_DATA = {"thumbs.db", "desktop.ini"}          # what file managers leave in folders
+_SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
-def _class_files(folder: Path) -> dict[str, list[Path]]:
+
+def _class_files(folder: Path, skipped: Counter) -> dict[str, list[Path]]:
+    """Class name -> its image files (sub-folders included); what is not an image is counted in `skipped`."""
     classes = {}
     for class_dir in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in class_dir.rglob("*") if is_image_file(p))
+        found = [p for p in class_dir.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        files = sorted(p for p in found if is_image_file(p))
+        skipped.update(p.suffix.lower() or p.name for p in found
+                       if not is_image_file(p) and p.name.lower() not in _NOT_DATA)
         if not files:
-            raise DataError(f"class folder {class_dir} holds no images (png/jpg/bmp/tif)")
+            raise DataError(f"class folder {class_dir} holds no images ({'/'.join(s[1:] for s in IMAGE_SUFFIXES)})")
         classes[class_dir.name] = files
     if not classes:
         raise DataError(f"{folder} has no class sub-folders")
     return classes
 
 
+def _split_folders(root: Path) -> dict[str, Path]:
+    """The split folders present: split -> its folder (`valid/` or `validation/` serve as val/)."""
+    found = {}
+    for split, names in _SPLIT_FOLDERS.items():
+        folders = [root / name for name in names if (root / name).is_dir()]
+        if len(folders) > 1:
+            raise DataError(f"{root} has {' and '.join(f.name + '/' for f in folders)}: keep one {split} folder")
+        if folders:
+            found[split] = folders[0]
+    return found
+
+
 @dataclass(frozen=True)
 class FileFacts:
-    """What one decoding of a file tells: its stored mode and size, whether it holds colour, and the hash
-    of its content with grey saved as RGB counted as grey (so the two copies of one scan match)."""
+    """What one decoding of a file tells: its stored mode and size, whether it holds colour, the hash of its
+    content with grey saved as RGB counted as grey (so the two copies of one scan match), and the largest
+    value of an image of more than 8 bits (0 otherwise)."""
 
     mode: str
     width: int
     height: int
     colour: bool
     sha256: str
+    peak: int = 0
 
 
 def file_facts(path: Path) -> FileFacts:
-    pixels, mode = read_image_and_mode(path)
+    pixels, mode = read_stored(path)
+    if mode in HIGH_BIT_MODES:          # grey; hashed at full depth, scaled to 8 bits once the set's depth is known
+        return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), False, pixel_sha256(pixels),
+                         int(pixels.max(initial=0)))
     grey = is_grey_content(pixels)
     canonical = pixels[..., 0] if grey and pixels.ndim == 3 else pixels
     return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), not grey, pixel_sha256(canonical))
@@ -84,15 +117,22 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"source folder not found: {root}")
-    present = [s for s in SPLITS if (root / s).is_dir()]
+    present = _split_folders(root)
+    skipped: Counter = Counter()
     if present:
         if "train" not in present:
-            raise DataError(f"{root} has {', '.join(present)} folders but no train/")
-        listed = {s: _class_files(root / s) if s in present else {} for s in SPLITS}
+            raise DataError(f"{root} has {', '.join(f.name + '/' for f in present.values())} but no train/")
+        listed = {s: _class_files(present[s], skipped) if s in present else {} for s in SPLITS}
     else:
-        listed = {"train": _class_files(root)}
+        listed = {"train": _class_files(root, skipped)}
     files = [p for per_class in listed.values() for paths in per_class.values() for p in paths]
     print(f"reading {len(files)} images in {root} (each decoded once for its mode, size and content)")
+    if "val" in present and present["val"].name != "val":
+        print(f"  {present['val'].name}/ is the val split")
+    if skipped:
+        dicom = "; DICOM needs converting to PNG first" if ".dcm" in skipped else ""
+        print(f"  skipped {sum(skipped.values())} file(s) that are not images of a known format "
+              f"({', '.join(f'{k} {n}' for k, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))}){dicom}")
     facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
     splits = listed if present else _split_stratified(listed["train"], facts, val_fraction, test_fraction, seed)
     total = sum(len(f) for per_class in splits.values() for f in per_class.values())
@@ -102,15 +142,18 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
         for class_name, paths in per_class.items():
             sizes.update((class_name, facts[p].width, facts[p].height) for p in paths)
     colour = [p for p in files if facts[p].colour]
+    peaks = [f.peak for f in facts.values() if f.mode in HIGH_BIT_MODES]
+    top = high_bit_top(max(peaks)) if peaks else None       # one scale for every file: brightness stays comparable
     scan = SourceScan(counts={s: {c: len(paths) for c, paths in sorted(per_class.items())}
                               for s, per_class in splits.items()},
                       modes=dict(Counter(f.mode for f in facts.values())), colour=len(colour), sizes=dict(sizes),
-                      first_colour=str(colour[0]) if colour else "")
+                      first_colour=str(colour[0]) if colour else "", high_bit=len(peaks),
+                      high_bit_peak=max(peaks, default=0))
 
     def generate() -> Iterator[Record]:
         for split, per_class in splits.items():
             for class_name, paths in per_class.items():
                 for path in paths:
-                    yield Record(split, class_name, path.stem, read_image(path), origin=str(path))
+                    yield Record(split, class_name, path.stem, read_image(path, top), origin=str(path))
 
     return generate(), total, scan
