@@ -21,6 +21,7 @@ from training.core.errors import run_cli
 from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.prepare import SourceOptions, prepare_dataset
 from training.data.processed import format_summary
+from training.data.sources.imagefolder import GROUPINGS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,13 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resize", choices=RESIZE_POLICIES, default=DEFAULT_RESIZE,
                    help="how a non-square image becomes square: pad (default: black bands, every pixel and shape "
                         "kept), center_crop (edges cut off) or squash (shapes distorted)")
+    p.add_argument("--group_by", choices=GROUPINGS, default="image",
+                   help="a folder without splits: subfolder keeps every image under one sub-folder of a class (one "
+                        "patient's, say) in one split; image (default) splits image by image, identical ones together")
     p.add_argument("--keep_duplicates", action="store_true",
                    help="keep every copy of identical images in val/test (default: one copy per group)")
     p.add_argument("--overwrite", action="store_true", help="rebuild an existing processed dataset")
     args = p.parse_args(argv)
     options = SourceOptions(args.class_names, args.image_size, args.val_fraction, args.test_fraction, args.seed,
                             args.demo_num_train, args.demo_imbalance, demo_test_malignant=args.demo_test_malignant,
-                            channels=None if args.channels == "auto" else int(args.channels), resize=args.resize)
+                            channels=None if args.channels == "auto" else int(args.channels), resize=args.resize,
+                            group_by=args.group_by)
     prepared = prepare_dataset(args.source, args.output_dir, args.name, options, drop_leaked=args.drop_leaked,
                                keep_duplicates=args.keep_duplicates, overwrite=args.overwrite)
     if prepared.summary is None:

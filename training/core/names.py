@@ -18,6 +18,6 @@ def check_plain_name(name: str, what: str) -> str:
     """`name` if it is a plain folder name (letters, digits, _ . + = - and inner spaces, not starting with a dot,
     at most 128 characters); else UserError."""
     if not isinstance(name, str) or not _PLAIN.fullmatch(name) or name in (".", ".."):
-        raise UserError(f"{what} must be a plain name (letters, digits, _ . + = -; no '/', no '..', not starting "
+        raise UserError(f"{what} must be a plain name (letters, digits, _ . + = -, inner spaces; no '/', no '..', not starting "
                         f"with '.'), got {short_repr(name, 60)}")
     return name

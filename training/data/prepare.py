@@ -13,6 +13,7 @@ from training.data.processed import DUPLICATES, SPLITS_MANIFEST, Written, format
 from training.data.scan import format_modes, format_resize, format_sizes, size_summary, upsampling_warnings
 from training.data.sources import Source, default_name, read_source
 from training.data.sources.demo import MAX_TEST_MALIGNANT
+from training.data.sources.imagefolder import GROUPINGS
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class SourceOptions:
     demo_test_malignant: int | None = None    # None: a balanced test split (the pipeline's demo gets it too)
     channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
     resize: str = DEFAULT_RESIZE        # pad | center_crop | squash: how a non-square image becomes square
+    group_by: str = "image"             # image | subfolder: what a folder without splits keeps in one split
 
     def check(self) -> None:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
@@ -42,6 +44,8 @@ class SourceOptions:
             raise DataError(f"--channels must be 1, 3 or auto, got {self.channels!r}")
         if self.resize not in RESIZE_POLICIES:
             raise DataError(f"--resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.resize!r}")
+        if self.group_by not in GROUPINGS:
+            raise DataError(f"--group_by must be one of {', '.join(GROUPINGS)}, got {self.group_by!r}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def open_prepared_source(source: str, options: SourceOptions = SourceOptions()) 
                        val_fraction=options.val_fraction, test_fraction=options.test_fraction,
                        demo_num_train=options.demo_num_train, demo_imbalance=options.demo_imbalance,
                        demo_test_malignant=options.demo_test_malignant,
-                       channels=options.channels, resize=options.resize)
+                       channels=options.channels, resize=options.resize, group_by=options.group_by)
 
 
 def source_report(opened: Source, options: SourceOptions) -> list[str]:
@@ -100,7 +104,7 @@ def prepare_dataset(source: str, out_root: str | Path, name: str | None = None,
     for line in source_report(opened, options):
         print(line)
     info = {"source": source, "channels_requested": "auto" if options.channels is None else options.channels,
-            "resize": options.resize, "image_size": options.image_size, "seed": options.seed,
+            "resize": options.resize, "image_size": options.image_size, "seed": options.seed, "group_by": options.group_by,
             "val_fraction": options.val_fraction, "test_fraction": options.test_fraction,
             "keep_duplicates": keep_duplicates, "colour_modes_found": opened.scan.modes,
             "colour_images_found": opened.scan.colour, "sizes_found": size_summary(opened.scan)}

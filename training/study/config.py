@@ -35,6 +35,8 @@ class PipelineDataConfig:
     resize: Literal["pad", "center_crop", "squash"] = field("pad", help="as --resize: how a non-square image becomes "
                                                                         "square")
     keep_duplicates: bool = field(False, help="as --keep_duplicates: keep every copy of identical images in val/test")
+    group_by: Literal["image", "subfolder"] = field("image", help="as --group_by: subfolder keeps every image under one "
+                                                                  "sub-folder of a class (a patient's) in one split")
     minority_class: Optional[str] = field(None, plain_name=True, help="the class the GAN learns and adds images of "
                                                                       "(off: the GAN config's data.minority_class)")
     positive_class: Optional[str] = field(None, plain_name=True, help="the class whose sensitivity the classifiers "

@@ -79,7 +79,8 @@ def source_options(config: PipelineConfig) -> SourceOptions:
     d = config.data
     return SourceOptions(class_names=d.class_names, image_size=d.image_size, val_fraction=d.val_fraction,
                          test_fraction=d.test_fraction, seed=d.seed,
-                         channels=None if d.channels == "auto" else int(d.channels), resize=d.resize)
+                         channels=None if d.channels == "auto" else int(d.channels), resize=d.resize,
+                         group_by=d.group_by)
 
 
 def prepared_facts(root: Path) -> DataFacts | None:
@@ -128,8 +129,9 @@ def check_prepared_settings(config: PipelineConfig, root: Path, pipeline: str) -
     if not info_path.is_file():
         return
     info, d = json.loads(info_path.read_text()), config.data
-    asked = {"image_size": d.image_size, "channels": d.channels, "resize": d.resize}
-    recorded_as = {"image_size": "image_size", "channels": "channels_requested", "resize": "resize"}
+    asked = {"image_size": d.image_size, "channels": d.channels, "resize": d.resize, "group_by": d.group_by}
+    recorded_as = {"image_size": "image_size", "channels": "channels_requested", "resize": "resize",
+                   "group_by": "group_by"}
     differ = [key for key, value in asked.items()
               if recorded_as[key] in info and str(info[recorded_as[key]]) != str(value)]
     if differ:

@@ -109,6 +109,8 @@ def prepare_key(study: Study) -> str:
                       "class_names": d.class_names, "drop_leaked": d.drop_leaked, "val_fraction": d.val_fraction,
                       "test_fraction": d.test_fraction, "seed": d.seed, "image_size": d.image_size,
                       "channels": d.channels, "resize": d.resize, "keep_duplicates": d.keep_duplicates,
+                      # named only when set, so that the datasets prepared before the option keep their key
+                      **({"group_by": d.group_by} if d.group_by != "image" else {}),
                       "demo_layout": DEMO_LAYOUT if d.source == "demo" else None})
 
 

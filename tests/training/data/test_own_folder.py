@@ -240,3 +240,32 @@ def test_a_valid_folder_is_the_val_split_and_skipped_files_are_counted(tmp_path,
     (src / "validation").mkdir()
     code, _, err = prepare(tmp_path, capsys, "--source", str(src), "--name", "again")
     assert code == 2 and "has valid/ and validation/: keep one val folder" in err
+
+
+def test_group_by_subfolder_keeps_each_patient_in_one_split_and_names_say_whose(tmp_path, capsys):
+    """Slices in one sub-folder per patient: split image by image (the default, with a note) most patients
+    land in two splits; --group_by subfolder puts each patient in exactly one, and every file name keeps it."""
+    src = tmp_path / "patients"
+    rng = np.random.default_rng(3)
+    for name, patients in (("healthy", 10), ("tumour", 10)):
+        for k in range(patients):
+            (src / name / f"p{k:02d}").mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(src / name / f"p{k:02d}" / f"IM-{i}.png")
+
+    def patients_in_two_splits(dataset: str) -> int:
+        splits: dict = {}
+        for r in read_splits_manifest(tmp_path / "processed" / dataset):
+            splits.setdefault((r["class"], r["path"].split("/")[-1].split("_")[0]), set()).add(r["split"])
+        assert len(splits) == 20                                    # p07_IM-2.png: whose image it is
+        return sum(len(s) > 1 for s in splits.values())
+
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src), "--name", "by_image")
+    assert code == 0, err
+    assert "note: 80 image(s) lie in sub-folders of their class and are split image by image" in out
+    assert patients_in_two_splits("by_image") > 10
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src), "--name", "by_patient", "--group_by", "subfolder")
+    assert code == 0, err
+    assert "sub-folders of their class" not in out and patients_in_two_splits("by_patient") == 0
+    info = json.loads((tmp_path / "processed" / "by_patient" / "dataset.json").read_text())
+    assert info["group_by"] == "subfolder"

@@ -171,7 +171,8 @@ def test_the_prepare_key_follows_every_data_option_and_nothing_else(tmp_path):
     """A changed data option rebuilds the prepared dataset; the study's other sections do not."""
     path = write_yaml(tmp_path / "p.yaml", {"data": {"source": "demo"}})
     key = prepare_key(Study.of(load_config(PipelineConfig, path)))
-    for override in ("data.channels=1", "data.seed=1", "data.resize=squash", "data.keep_duplicates=true"):
+    for override in ("data.channels=1", "data.seed=1", "data.resize=squash", "data.keep_duplicates=true",
+                     "data.group_by=subfolder"):
         assert prepare_key(Study.of(load_config(PipelineConfig, path, [override]))) != key, override
     assert prepare_key(Study.of(load_config(PipelineConfig, path, ["synthesis.seed=3", "classifiers.workers=2"]))) == key
 

@@ -40,6 +40,7 @@ class SourceRequest:
     demo_test_malignant: int | None = None    # demo: malignant test images; None: as many as benign ones
     channels: int | None = None         # 1, 3, or None: auto (grey when every image is grey in content)
     resize: str = DEFAULT_RESIZE        # how a non-square image becomes square (training.data.images.make_square)
+    group_by: str = "image"             # an image folder without splits: image, or subfolder (a patient's images)
 
     @property
     def path(self) -> Path:
@@ -122,7 +123,7 @@ SOURCES.register("mnist-idx")(SourceKind(
     lambda r: r.path.resolve().name, takes_class_names=True))
 SOURCES.register("imagefolder")(SourceKind(
     lambda r: not _npz(r) and r.path.is_dir(),
-    lambda r: imagefolder_records(r.path, r.val_fraction, r.test_fraction, r.seed),
+    lambda r: imagefolder_records(r.path, r.val_fraction, r.test_fraction, r.seed, r.group_by),
     lambda r: r.path.resolve().name))
 
 

@@ -31,6 +31,7 @@ from training.data.images import (
 from training.data.processed import SPLITS, Record
 from training.data.scan import SourceScan
 
+GROUPINGS = ("image", "subfolder")                # what a folder without splits keeps together in one split
 _NOT_DATA = {"thumbs.db", "desktop.ini"}          # what file managers leave in folders
 _SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 
@@ -87,32 +88,58 @@ def file_facts(path: Path) -> FileFacts:
     return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), not grey, pixel_sha256(canonical))
 
 
-def _split_stratified(classes: dict[str, list[Path]], facts: dict[Path, FileFacts], val_fraction: float,
-                      test_fraction: float, seed: int) -> dict[str, dict[str, list[Path]]]:
-    """Per class, shuffle groups of identical images with `seed` and cut them into splits."""
+def _groups(files: list[Path], facts: dict[Path, FileFacts], class_dir: Path, by_subfolder: bool) -> list[list[Path]]:
+    """The files that must share a split: identical images always; with `by_subfolder`, every image under one
+    sub-folder of the class (one patient's, say). Each group is ordered by its smallest content hash."""
+    parent = {path: path for path in files}
+
+    def root_of(path: Path) -> Path:
+        while parent[path] != path:
+            path = parent[path]
+        return path
+
+    first: dict[tuple[str, str], Path] = {}
+    for path in files:
+        relative = path.relative_to(class_dir).parts
+        keys = [("content", facts[path].sha256)] + ([("folder", relative[0])] if by_subfolder and len(relative) > 1 else [])
+        for key in keys:
+            if key in first:
+                parent[root_of(path)] = root_of(first[key])
+            else:
+                first[key] = path
+    members: dict[Path, list[Path]] = defaultdict(list)
+    for path in files:
+        members[root_of(path)].append(path)
+    return sorted((sorted(group) for group in members.values()), key=lambda g: min(facts[p].sha256 for p in g))
+
+
+def _split_stratified(classes: dict[str, list[Path]], facts: dict[Path, FileFacts], root: Path, val_fraction: float,
+                      test_fraction: float, seed: int, by_subfolder: bool) -> dict[str, dict[str, list[Path]]]:
+    """Per class, shuffle the groups of files that must stay together (`_groups`) with `seed` and cut them
+    into splits."""
     splits: dict[str, dict[str, list[Path]]] = {s: {} for s in SPLITS}
     for class_id, (class_name, files) in enumerate(classes.items()):
-        groups: dict[str, list[Path]] = defaultdict(list)
-        for path in files:
-            groups[facts[path].sha256].append(path)
-        keys = sorted(groups)
-        np.random.default_rng([seed, class_id]).shuffle(keys)
-        n_val, n_test = round(len(keys) * val_fraction), round(len(keys) * test_fraction)
-        if len(keys) - n_val - n_test < 1:
-            raise DataError(f"class '{class_name}' has {len(keys)} distinct images: too few to split")
-        parts = {"val": keys[:n_val], "test": keys[n_val:n_val + n_test], "train": keys[n_val + n_test:]}
-        for split, split_keys in parts.items():
-            splits[split][class_name] = sorted(p for k in split_keys for p in groups[k])
+        groups = _groups(files, facts, root / class_name, by_subfolder)
+        order = np.arange(len(groups))
+        np.random.default_rng([seed, class_id]).shuffle(order)
+        n_val, n_test = round(len(groups) * val_fraction), round(len(groups) * test_fraction)
+        if len(groups) - n_val - n_test < 1:
+            what = "sub-folders (--group_by subfolder)" if by_subfolder else "distinct images"
+            raise DataError(f"class '{class_name}' has {len(groups)} {what}: too few to split")
+        parts = {"val": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+        for split, chosen in parts.items():
+            splits[split][class_name] = sorted(p for i in chosen for p in groups[i])
     return splits
 
 
-def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2,
-                        seed: int = 0) -> tuple[Iterator[Record], int, SourceScan]:
+def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
+                        group_by: str = "image") -> tuple[Iterator[Record], int, SourceScan]:
     """Records of the folder's images as stored (grey or RGB each), their count, and the folder's scan.
 
     Every file is decoded once here, with a progress bar, to learn its mode, size, colour and content
-    hash (the split keeps identical images together); the records decode each file again as they are
-    written, so no more than one image is held in memory.
+    hash (the split keeps identical images together, and with `group_by` 'subfolder' every image under one
+    sub-folder of a class); the records decode each file again as they are written, so no more than one
+    image is held in memory.
     """
     root = Path(root)
     if not root.is_dir():
@@ -134,7 +161,14 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
         print(f"  skipped {sum(skipped.values())} file(s) that are not images of a known format "
               f"({', '.join(f'{k} {n}' for k, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))}){dicom}")
     facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
-    splits = listed if present else _split_stratified(listed["train"], facts, val_fraction, test_fraction, seed)
+    nested = 0 if present else sum(len(path.relative_to(root).parts) > 2 for paths in listed["train"].values()
+                                   for path in paths)
+    if nested and group_by == "image":
+        print(f"  note: {nested} image(s) lie in sub-folders of their class and are split image by image; if a "
+              "sub-folder holds one patient's images, --group_by subfolder keeps each patient in one split (one "
+              "patient's images in train and test inflate every score)")
+    splits = listed if present else _split_stratified(listed["train"], facts, root, val_fraction, test_fraction, seed,
+                                                      group_by == "subfolder")
     total = sum(len(f) for per_class in splits.values() for f in per_class.values())
 
     sizes: Counter = Counter()
@@ -153,7 +187,9 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
     def generate() -> Iterator[Record]:
         for split, per_class in splits.items():
             for class_name, paths in per_class.items():
-                for path in paths:
-                    yield Record(split, class_name, path.stem, read_image(path, top), origin=str(path))
+                class_dir = (present[split] if present else root) / class_name
+                for path in paths:      # patient_07/IM-0001.png -> patient_07_IM-0001: whose image it is stays visible
+                    stem = "_".join(path.relative_to(class_dir).with_suffix("").parts)
+                    yield Record(split, class_name, stem, read_image(path, top), origin=str(path))
 
     return generate(), total, scan
