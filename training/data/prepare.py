@@ -10,7 +10,7 @@ from training.core.names import check_plain_name
 from training.core.outputs import refuse_output_inside_dataset
 from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.processed import DUPLICATES, SPLITS_MANIFEST, Written, format_duplicates, write_dataset
-from training.data.scan import format_modes, format_resize, format_sizes, size_summary, upsampling_warnings
+from training.data.scan import band_warnings, format_modes, format_resize, format_sizes, size_summary, upsampling_warnings
 from training.data.sources import Source, default_name, read_source
 from training.data.sources.demo import MAX_TEST_MALIGNANT
 from training.data.sources.imagefolder import GROUPINGS
@@ -76,7 +76,7 @@ def source_report(opened: Source, options: SourceOptions) -> list[str]:
     classes = ", ".join(f"{c} {sum(per.get(c, 0) for per in scan.counts.values())}" for c in scan.classes)
     return [f"source: {opened.total} images, {len(scan.classes)} classes ({classes})", format_modes(scan),
             opened.channels_note, format_sizes(scan), format_resize(scan, options.resize, options.image_size),
-            *upsampling_warnings(scan, options.image_size)]
+            *band_warnings(scan, options.resize), *upsampling_warnings(scan, options.image_size)]
 
 
 def prepare_dataset(source: str, out_root: str | Path, name: str | None = None,

@@ -18,6 +18,7 @@ from training.core.errors import DataError
 from training.data.images import high_bit_top
 
 CHANNEL_CHOICES = ("auto", "1", "3")
+FAINT_COLOUR = 8            # channel differences of at most this many levels: a tint, not a colour image (rule of thumb)
 _CHUNK = 1024               # images per vectorised colour check, so a large array needs no N x H x W temporary
 
 
@@ -33,6 +34,7 @@ class SourceScan:
         first_colour: where the first colour image is, for messages ('' when there is none).
         high_bit: grey images stored with more than 8 bits per pixel (16-bit PNG or TIFF).
         high_bit_peak: their largest value; every one of them is scaled to 8 bits by one factor from it.
+        faint_colour: colour images whose channels differ by at most FAINT_COLOUR levels anywhere (a tint).
     """
 
     counts: dict[str, dict[str, int]]
@@ -42,6 +44,7 @@ class SourceScan:
     first_colour: str = ""
     high_bit: int = 0
     high_bit_peak: int = 0
+    faint_colour: int = 0
 
     @property
     def classes(self) -> list[str]:
@@ -103,8 +106,11 @@ def resolve_channels(requested: int | None, scan: SourceScan) -> tuple[int, str]
         if scan.colour == 0:
             return 1, ("channels: 1 (grey): every image is grey in content (R = G = B), whatever its file mode "
                        "(--channels auto)")
+        faint = (f"; {scan.faint_colour} of them only faintly (channels within {FAINT_COLOUR} of 255 levels "
+                 "everywhere): a grey modality with a scanner's tint? --channels 1 keeps it grey"
+                 if scan.faint_colour else "")
         return 3, (f"channels: 3 (RGB): {scan.colour} of {n} image(s) hold colour (first: {scan.first_colour}) "
-                   "(--channels auto; --channels 1 makes them grey)")
+                   f"(--channels auto; --channels 1 makes them grey){faint}")
     if requested == 1:
         lost = f"; {scan.colour} colour image(s) made grey by luma (ITU-R 601)" if scan.colour else ""
         return 1, f"channels: 1 (grey), as --channels 1 asks{lost}"
@@ -167,9 +173,27 @@ def format_resize(scan: SourceScan, policy: str, image_size: int | None) -> str:
     target = (f"then resized to {image_size}x{image_size} px" if image_size
               else "each keeps its own scale (no --image_size)")
     shaped = f"{not_square} non-square image(s) {what}" if not_square else "every image is square already"
+    if image_size and {(w, h) for _, w, h in scan.sizes} == {(image_size, image_size)}:
+        target = f"already {image_size}x{image_size} px"
     return f"resize: --resize {policy}: {shaped}; {target}"
 
 
+def band_warnings(scan: SourceScan, policy: str) -> list[str]:
+    """A warning when `pad` gives one class's images black bands far more often than another's: a classifier
+    can then tell the classes by the bands (the frame) instead of the anatomy."""
+    if policy != "pad":
+        return []
+    totals = {c: sum(per.get(c, 0) for per in scan.counts.values()) for c in scan.classes}
+    banded = size_summary(scan)["not_square"]
+    share = {c: banded.get(c, 0) / n for c, n in totals.items() if n}
+    if len(share) < 2 or max(share.values()) - min(share.values()) < BAND_SHARE_GAP:
+        return []
+    said = ", ".join(f"{c} {share[c]:.0%}" for c in sorted(share, key=share.get, reverse=True))
+    return [f"warning: --resize pad gives black bands to {said} of each class's images: a classifier can tell the "
+            "classes by the bands; --resize center_crop or squash gives every class the same frame"]
+
+
+BAND_SHARE_GAP = 0.2        # classes whose shares of padded images differ this much get a warning (rule of thumb)
 GAN_SIZES = (32, 64, 128)            # the resolutions the DCGAN family is built for (gan/config.py checks)
 
 

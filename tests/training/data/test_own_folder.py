@@ -269,3 +269,24 @@ def test_group_by_subfolder_keeps_each_patient_in_one_split_and_names_say_whose(
     assert "sub-folders of their class" not in out and patients_in_two_splits("by_patient") == 0
     info = json.loads((tmp_path / "processed" / "by_patient" / "dataset.json").read_text())
     assert info["group_by"] == "subfolder"
+
+
+def test_bands_in_one_class_only_and_a_faint_tint_are_warned(tmp_path, capsys):
+    """Padding only the tumour scans (they are the non-square ones) hands a classifier the label as a frame;
+    grey scans with a one-level tint are RGB by content, and the report says the colour is only a tint."""
+    src = tmp_path / "tinted"
+    rng = np.random.default_rng(4)
+    for name, shape in (("healthy", (16, 16)), ("tumour", (16, 24))):
+        (src / name).mkdir(parents=True)
+        for i in range(6):
+            grey = rng.integers(10, 240, shape, dtype=np.uint8)
+            rgb = np.stack([grey, grey, grey + (i % 2)], axis=-1)        # every other scan: blue one level up
+            Image.fromarray(rgb).save(src / name / f"{i}.png")
+    code, out, err = prepare(tmp_path, capsys, "--source", str(src))
+    assert code == 0, err
+    assert ("warning: --resize pad gives black bands to tumour 100%, healthy 0% of each class's images: a "
+            "classifier can tell the classes by the bands") in out
+    assert "channels: 3 (RGB): 6 of 12 image(s) hold colour" in out
+    assert "6 of them only faintly (channels within 8 of 255 levels everywhere): a grey modality with a scanner's tint?" in out
+    code, out, _ = prepare(tmp_path, capsys, "--source", str(src), "--name", "cropped", "--resize", "center_crop")
+    assert code == 0 and "black bands" not in out

@@ -200,7 +200,7 @@ def test_corrupt_image_in_source_is_named(tmp_path):
     src = tmp_path / "corrupt"
     make_folder(src, ["a"], np.random.default_rng(6), n=3)
     (src / "a" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=r"cannot read image .*bad\.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.png.*; move it out of .*corrupt or replace it"):
         prepare(tmp_path, "--source", str(src))
 
 

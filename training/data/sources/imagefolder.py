@@ -29,7 +29,7 @@ from training.data.images import (
     read_stored,
 )
 from training.data.processed import SPLITS, Record
-from training.data.scan import SourceScan
+from training.data.scan import FAINT_COLOUR, SourceScan
 
 GROUPINGS = ("image", "subfolder")                # what a folder without splits keeps together in one split
 _NOT_DATA = {"thumbs.db", "desktop.ini"}          # what file managers leave in folders
@@ -76,6 +76,7 @@ class FileFacts:
     colour: bool
     sha256: str
     peak: int = 0
+    spread: int = 0         # the largest difference between two channels of one pixel
 
 
 def file_facts(path: Path) -> FileFacts:
@@ -85,7 +86,8 @@ def file_facts(path: Path) -> FileFacts:
                          int(pixels.max(initial=0)))
     grey = is_grey_content(pixels)
     canonical = pixels[..., 0] if grey and pixels.ndim == 3 else pixels
-    return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), not grey, pixel_sha256(canonical))
+    spread = 0 if grey else int((pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)).max())
+    return FileFacts(mode, int(pixels.shape[1]), int(pixels.shape[0]), not grey, pixel_sha256(canonical), spread=spread)
 
 
 def _groups(files: list[Path], facts: dict[Path, FileFacts], class_dir: Path, by_subfolder: bool) -> list[list[Path]]:
@@ -160,7 +162,10 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
         dicom = "; DICOM needs converting to PNG first" if ".dcm" in skipped else ""
         print(f"  skipped {sum(skipped.values())} file(s) that are not images of a known format "
               f"({', '.join(f'{k} {n}' for k, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))}){dicom}")
-    facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
+    try:
+        facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
+    except DataError as err:            # a damaged or truncated file: say what to do with it
+        raise DataError(f"{err}; move it out of {root} or replace it, then run again") from None
     nested = 0 if present else sum(len(path.relative_to(root).parts) > 2 for paths in listed["train"].values()
                                    for path in paths)
     if nested and group_by == "image":
@@ -182,7 +187,8 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
                               for s, per_class in splits.items()},
                       modes=dict(Counter(f.mode for f in facts.values())), colour=len(colour), sizes=dict(sizes),
                       first_colour=str(colour[0]) if colour else "", high_bit=len(peaks),
-                      high_bit_peak=max(peaks, default=0))
+                      high_bit_peak=max(peaks, default=0),
+                      faint_colour=sum(0 < f.spread <= FAINT_COLOUR for f in facts.values()))
 
     def generate() -> Iterator[Record]:
         for split, per_class in splits.items():
