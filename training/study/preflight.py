@@ -328,6 +328,7 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                f" (the smallest size a GAN here works at is {GAN_SIZES[0]} px)")
         lines.append(f"  note: the GAN works above the largest training image ({max(sides)} px), so it learns upsampled "
                      f"images{fix}")
+    lines += gan_step_lines(config, gan, facts.counts.get("train", {}), minority)
     above = sorted({c.data.image_size for c in classifiers.values() if sides and c.data.image_size > max(sides)})
     if above:
         lines.append(f"  note: the classifiers at {', '.join(f'{n} px' for n in above)} work above the largest training "
@@ -351,22 +352,39 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     return lines
 
 
+def gan_step_lines(config: PipelineConfig, gan: GANConfig, train: dict[str, int], minority: str) -> list[str]:
+    """The GAN's training steps (an epoch is n // batch steps, the ragged batch dropped), which the user guide's
+    epoch rules are written in: a small class makes few steps of many epochs."""
+    batch = gan.train.batch_size
+    steps = lambda images, epochs: epochs * max(1, images // batch)
+    lines = []
+    g = config.gan
+    if g.pretrain_class is not None:
+        source = max(train, key=train.get) if g.pretrain_class == "largest" else g.pretrain_class
+        lines.append(f"  GAN pretraining: {g.pretrain_epochs} epochs of {train.get(source, 0)} '{source}' images in "
+                     f"batches of {batch}: {steps(train.get(source, 0), g.pretrain_epochs):,} steps")
+    lines.append(f"  GAN {'fine-tuning' if g.pretrain_class is not None else 'training'}: {gan.train.epochs} epochs "
+                 f"of {train.get(minority, 0)} '{minority}' images in batches of {batch}: "
+                 f"{steps(train.get(minority, 0), gan.train.epochs):,} steps")
+    return lines
+
+
 def qa_evidence_lines(config: PipelineConfig, real: int, minority: str, val: int | None = None) -> list[str]:
     """A warning, before hours of training, when the minority class has fewer real images than QA's checks need
     for a verdict: the fixed needs on training images, and on validation images the least the usefulness check
     has needed in calibration (its need depends on the images and shows in the QA report)."""
     needs = {"statistics": STATISTICS_NEED, "detectability": DETECTABILITY_NEED}
     per_set = [f"{name} {need}" for name, need in needs.items() if real < need]
-    short = [f"{', '.join(per_set)} per set"] if per_set else []
+    short = [f"{real} training image(s), where {' and '.join(per_set)} per set"] if per_set else []
     if val is not None and val < USEFULNESS_LEAST_NEED:
-        short.append(f"usefulness at least {USEFULNESS_LEAST_NEED} validation images, where it has {val}")
+        short.append(f"{val} validation image(s), where usefulness has needed at least {USEFULNESS_LEAST_NEED}")
     if not short:
         return []
     gate = config.synthesis.qa_gate
     then = ("synthesis.qa_gate: off lets the study go on anyway" if gate == "off" else
             f"synthesis.qa_gate: {gate} stops the study there; add real images, or set qa_gate: off to study them anyway")
-    return [f"warning: '{minority}' has {real} real training image(s), fewer than QA needs to tell good synthetic "
-            f"images from bad ({'; '.join(short)}): QA will say insufficient at best, and {then}"]
+    return [f"warning: '{minority}' has too few real images for QA to tell good synthetic images from bad "
+            f"({'; '.join(short)}): QA will say insufficient at best, and {then}"]
 
 
 def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifiers: dict[str, ClassifierConfig],

@@ -82,10 +82,12 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     assert "warning: synthesis.target_ratio = 1.4 adds 2 synthetic 'healthy' image(s) beside 12 real ones" in out
     assert "; target_ratio 1.0 would add 7" in out
     # 12 real healthy images: QA cannot tell good synthetic ones from bad, and the default gate would stop there.
-    assert ("warning: 'healthy' has 12 real training image(s), fewer than QA needs to tell good synthetic images "
-            "from bad (statistics 123, detectability 109 per set; usefulness at least 58 validation images, "
-            "where it has 1): QA will say insufficient at best, and "
-            "synthesis.qa_gate: fail stops the study there") in out
+    assert ("warning: 'healthy' has too few real images for QA to tell good synthetic images from bad (12 training "
+            "image(s), where statistics 123 and detectability 109 per set; 1 validation image(s), where usefulness "
+            "has needed at least 58): QA will say insufficient at best, and synthesis.qa_gate: fail stops the study "
+            "there") in out
+    # 12 images in batches of 32: one step an epoch (the batch is the whole class)
+    assert "GAN training: 800 epochs of 12 'healthy' images in batches of 32: 800 steps" in out
     assert not (tmp_path / "processed").exists()
     code, out, err = dry_run(capsys, config, "classifiers.overrides=[data.image_size=64]",
                              "gan.overrides=[data.image_size=32]")
@@ -183,8 +185,10 @@ def test_a_pretrain_class_must_be_another_class_of_the_data(brain, tmp_path, cap
     assert code == 2 and len(err) == 1 and "'gan.pretrain_class' = tumor is not a class of" in err[0]
     code, _, err = dry_run(capsys, config, "gan.pretrain_class=healthy")
     assert code == 2 and len(err) == 1 and "is the minority class itself" in err[0]
-    code, out, _ = dry_run(capsys, config, "gan.pretrain_class=tumour")
+    code, out, _ = dry_run(capsys, config, "gan.pretrain_class=tumour", "gan.pretrain_epochs=40")
     assert code == 0 and "pre-flight check passed" in out
+    assert "GAN pretraining: 40 epochs of 19 'tumour' images in batches of 32: 40 steps" in out
+    assert "GAN fine-tuning: 800 epochs of 12 'healthy' images" in out
 
 
 def test_the_plan_says_the_minimum_detectable_effect_and_warns_above_10_pp(brain, tmp_path, capsys):
