@@ -164,10 +164,18 @@ class Plan:
         return self.facts.channels
 
 
+# With gan.pretrain_class the minority's GAN starts from the pretraining run's last checkpoint (stages.gan_stage
+# names it); until that run exists the config is checked with this in its place.
+PRETRAINED = "<the pretraining run's last checkpoint>"
+# A GAN that starts from nothing (the pretraining run, another class's GAN) has no pretrained D blocks to keep.
+FROM_SCRATCH = ("train.init_from=off", "model.freeze_d_blocks=0")
+
+
 def gan_overrides(config: PipelineConfig, channels: int | None = None) -> list[str]:
-    """The GAN config's overrides: the pipeline's gan.overrides, then what the pipeline itself decides."""
+    """The minority GAN's overrides: the pipeline's gan.overrides, then what the pipeline itself decides."""
     extra = [f"data.minority_class={config.data.minority_class}"] if config.data.minority_class else []
-    return [*config.gan.overrides, *extra, *([f"data.channels={channels}"] if channels else [])]
+    pretrained = [f"train.init_from={PRETRAINED}"] if config.gan.pretrain_class is not None else []
+    return [*config.gan.overrides, *extra, *pretrained, *([f"data.channels={channels}"] if channels else [])]
 
 
 def classifier_overrides(config: PipelineConfig, channels: int | None = None) -> list[str]:
@@ -237,7 +245,7 @@ def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipelin
                               "pretrain on a plentiful class")
     if config.search.enabled and "all" in config.search.classes:     # the grid's GANs of the other classes
         for other in sorted(set(classes) - {minority}):
-            load_config(GANConfig, config.gan.config, [*gan_overrides(config, facts.channels),
+            load_config(GANConfig, config.gan.config, [*gan_overrides(config, facts.channels), *FROM_SCRATCH,
                                                        f"data.minority_class={other}", *config.gan.other_class_overrides])
 
     classifiers, positives = {}, {}

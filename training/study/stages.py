@@ -146,7 +146,7 @@ def pretrain_stage(study: Study, key: str, overrides: list[str]) -> tuple[str, s
     g = study.config.gan
     source = max(study.real_train, key=study.real_train.get) if g.pretrain_class == "largest" else g.pretrain_class
     run_name = f"{study.name}_gan_pretrain"
-    config = load_config(GANConfig, g.config, [*overrides, f"data.minority_class={source}",
+    config = load_config(GANConfig, g.config, [*overrides, *preflight.FROM_SCRATCH, f"data.minority_class={source}",
                                                f"train.epochs={g.pretrain_epochs}", f"output.name={run_name}"])
     key = stage_key(key, to_dict(config))
     run = GANRun.of(config)
@@ -179,6 +179,7 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
         overrides += [f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
                       f"train.checkpoint_every={scaled(base.train.checkpoint_every)}",
                       f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}",
+                      *preflight.FROM_SCRATCH,
                       *study.config.gan.other_class_overrides]
         run_name = f"{study.name}_gan_{class_name}"
     if study.config.gan.pretrain_class and run_name == f"{study.name}_gan":     # the minority's GAN only

@@ -13,14 +13,15 @@ from training.pipeline import main as pipeline_main
 
 
 def tiny_study(path, source, tmp_path, search=None, arms=("baseline:baseline", "gan_augmented:augmented"), gan=None,
-               **synthesis):
+               gan_overrides=(), **synthesis):
     """A pipeline config for a 1-epoch GAN and 1-epoch classifiers on tiny data (no grid unless `search`)."""
     return write_yaml(path, {
         "data": {"source": str(source), "name": "tiny", "processed_dir": str(tmp_path / "processed")},
         "gan": {"config": "experiments/demo_gan.yaml",
                 "overrides": ["train.epochs=1", "train.batch_size=8", "model.g_channels=8", "model.d_channels=8",
                               "metrics.num_samples=16", "metrics.domain_encoder_epochs=1",
-                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}"],
+                              "metrics.feature_extractor=domain", f"output.synthetic_dir={tmp_path / 'synthetic'}",
+                              *gan_overrides],
                 **(gan or {})},
         "synthesis": {"target_ratio": 1.0, **synthesis},
         "classifiers": {"arms": [f"experiments/classifier_{arm}".replace(":", ".yaml:") for arm in arms],
@@ -69,9 +70,10 @@ def test_pipeline_runs_every_stage_then_resumes(tiny_demo, tmp_path, capsys):
 
 
 def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_it(tiny_demo, tmp_path, capsys):
-    # Transfer on: the minority's GAN starts from a GAN pretrained on the largest class (benign).
+    # Transfer on: the minority's GAN starts from a GAN pretrained on the largest class (benign), with FreezeD,
+    # which applies to the fine-tuning only (the pretraining run has nothing pretrained to keep).
     config = tiny_study(tmp_path / "gated.yaml", tiny_demo, tmp_path,              # the default gate: fail
-                        gan={"pretrain_class": "largest", "pretrain_epochs": 1})
+                        gan={"pretrain_class": "largest", "pretrain_epochs": 1}, gan_overrides=["model.freeze_d_blocks=1"])
     assert run_cli(pipeline_main, ["--config", str(config)]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
@@ -81,8 +83,9 @@ def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_
     assert (tmp_path / "results" / "qa" / "gated" / "report.html").is_file()
     runs = tmp_path / "results" / "gan"
     assert "[gan pretrain] running" in captured.out and "30 images of benign" in captured.out
-    assert f"init_from: {runs / 'gated_gan_pretrain' / 'checkpoints' / 'checkpoint_epoch_0001.pth'}" in \
-        (runs / "gated_gan" / "config.yaml").read_text()
+    fine_tuned, pretrained = ((runs / name / "config.yaml").read_text() for name in ("gated_gan", "gated_gan_pretrain"))
+    assert f"init_from: {runs / 'gated_gan_pretrain' / 'checkpoints' / 'checkpoint_epoch_0001.pth'}" in fine_tuned
+    assert "freeze_d_blocks: 1" in fine_tuned and "freeze_d_blocks: 0" in pretrained and "init_from: null" in pretrained
 
 
 TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
