@@ -240,13 +240,12 @@ def test_every_config_in_the_docs_loads_with_its_schema(where, script, path, ove
 
 def check_pipeline_stages(config) -> None:
     """The stage configs a pipeline names load with its overrides (and its class roles, when it sets them)."""
-    minority, positive = (getattr(config.data, key, None) for key in ("minority_class", "positive_class"))
-    gan_overrides = [*config.gan.overrides, *([f"data.minority_class={minority}"] if minority else [])]
-    load_config(schema("training/train_dcgan.py"), REPO_ROOT / config.gan.config, gan_overrides)
-    classifier_overrides = [*config.classifiers.overrides, *([f"data.positive_class={positive}"] if positive else [])]
+    from training.study.preflight import classifier_overrides, gan_overrides
+
+    load_config(schema("training/train_dcgan.py"), REPO_ROOT / config.gan.config, gan_overrides(config))
     arms = [arm.config for arm in config.classifiers.parsed()] + ([config.search.arm] if config.search.enabled else [])
     for arm in arms:
-        load_config(schema("training/train_classifier.py"), REPO_ROOT / arm, classifier_overrides)
+        load_config(schema("training/train_classifier.py"), REPO_ROOT / arm, classifier_overrides(config))
 
 
 @pytest.mark.parametrize("path", sorted((REPO_ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
