@@ -177,7 +177,7 @@ def find_duplicates(rows: list[dict], keep_duplicates: bool = False) -> Duplicat
 def format_duplicates(duplicates: Duplicates, keep_duplicates: bool, where: str) -> list[str]:
     """The report lines on duplicates: how many groups, where, what was left out, where the list is."""
     if not duplicates.groups:
-        return ["duplicates: none (no two files hold the same pixels)"]
+        return ["duplicates: none among the images written (no two hold the same pixels)"]
     counts = duplicates.counts()
     where_parts = ", ".join(f"{n} {k}" for k, n in counts.items() if k != "label conflicts")
     largest = max(duplicates.groups, key=len)

@@ -127,7 +127,7 @@ def test_npz_default_class_names_and_missing_key(tmp_path):
         prepare(tmp_path, "--source", str(tmp_path / "broken.npz"))
 
 
-def test_leakage_is_refused_naming_files_and_nothing_is_written(tmp_path):
+def test_leakage_is_refused_naming_files_and_nothing_is_written(tmp_path, capsys):
     rng = np.random.default_rng(2)
     imgs = random_images(rng, 4, channels=1)
     arrays = {"train_images": imgs, "val_images": imgs[:1].copy(), "test_images": random_images(rng, 2, channels=1),
@@ -138,7 +138,11 @@ def test_leakage_is_refused_naming_files_and_nothing_is_written(tmp_path):
     assert not (tmp_path / "processed" / "leaky").exists()
     assert not any(p.name.startswith(".leaky") for p in (tmp_path / "processed").iterdir())
 
+    capsys.readouterr()
     prepare(tmp_path, "--source", str(tmp_path / "leaky.npz"), "--drop_leaked")
+    said = capsys.readouterr().out
+    assert "dropped 1 val/test image(s) that duplicate train images" in said
+    assert "duplicates: none among the images written" in said         # the dropped copy is not among them
     out = tmp_path / "processed" / "leaky"
     assert not (out / "val" / "class_0" / "val_000000.png").exists()
     assert "val/class_0/val_000000.png" in (out / "leakage_dropped.csv").read_text()
@@ -200,7 +204,9 @@ def test_corrupt_image_in_source_is_named(tmp_path):
     src = tmp_path / "corrupt"
     make_folder(src, ["a"], np.random.default_rng(6), n=3)
     (src / "a" / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match=r"cannot read image .*bad\.png.*; move it out of .*corrupt or replace it"):
+    (src / "a" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")                    # truncated after the signature
+    with pytest.raises(DataError, match=r"cannot read image .*bad\.png.* \(and 1 more unreadable file\(s\)\); "
+                                        r"move them out of .*corrupt or replace them"):
         prepare(tmp_path, "--source", str(src))
 
 

@@ -162,10 +162,15 @@ def imagefolder_records(root: str | Path, val_fraction: float = 0.1, test_fracti
         dicom = "; DICOM needs converting to PNG first" if ".dcm" in skipped else ""
         print(f"  skipped {sum(skipped.values())} file(s) that are not images of a known format "
               f"({', '.join(f'{k} {n}' for k, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))}){dicom}")
-    try:
-        facts = {p: file_facts(p) for p in progress(files, desc="reading images", unit="img")}
-    except DataError as err:            # a damaged or truncated file: say what to do with it
-        raise DataError(f"{err}; move it out of {root} or replace it, then run again") from None
+    facts, unreadable = {}, []
+    for path in progress(files, desc="reading images", unit="img"):
+        try:
+            facts[path] = file_facts(path)
+        except DataError as err:        # a damaged or truncated file: read the rest, then name them all
+            unreadable.append(str(err))
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more unreadable file(s))" if len(unreadable) > 1 else ""
+        raise DataError(f"{unreadable[0]}{more}; move them out of {root} or replace them, then run again")
     nested = 0 if present else sum(len(path.relative_to(root).parts) > 2 for paths in listed["train"].values()
                                    for path in paths)
     if nested and group_by == "image":
