@@ -42,10 +42,6 @@ from training.data.scan import GAN_SIZES
 from training.gan.config import GANConfig
 from training.study.config import PipelineConfig
 
-# The fewest validation minority images the usefulness check has needed for a verdict: 58 for a real-vs-real draw
-# of the demo data (docs/user_guide.md, Quality assurance); a generator's images need more (101-117 measured).
-USEFULNESS_LEAST_NEED = 58
-
 # Fewer validation images of the positive class than this, and the thresholds chosen on validation (Youden's J,
 # the 90 %-specificity cut) move by whole images' worth of sensitivity: 1 of 9 is 11 points. A rule of thumb.
 VAL_POSITIVES_FLOOR = 20
@@ -347,7 +343,7 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
                      f"{VAL_POSITIVES_FLOOR}: every threshold chosen on validation (and the primary metric's "
                      "90 %-specificity cut) moves by whole images, so it is mostly noise; raise data.val_fraction or "
                      "add data")
-    lines += qa_evidence_lines(config, train.get(minority, 0), minority, val.get(minority, 0))
+    lines += qa_evidence_lines(config, train.get(minority, 0), minority)
     lines += detectable_effect_lines(config, facts, classifiers, positive, pooled_test)
     added = fixed_arm_count(config, train, minority)
     note = few_synthetic_note(minority, added, train.get(minority, 0))
@@ -377,22 +373,18 @@ def gan_step_lines(config: PipelineConfig, gan: GANConfig, train: dict[str, int]
     return lines
 
 
-def qa_evidence_lines(config: PipelineConfig, real: int, minority: str, val: int | None = None) -> list[str]:
-    """A warning, before hours of training, when the minority class has fewer real images than QA's checks need
-    for a verdict: the fixed needs on training images, and on validation images the least the usefulness check
-    has needed in calibration (its need depends on the images and shows in the QA report)."""
+def qa_evidence_lines(config: PipelineConfig, real: int, minority: str) -> list[str]:
+    """A warning, before hours of training, when the minority class has fewer real training images than QA's
+    checks need for a verdict (the fixed needs; the others depend on the images and show in the QA report)."""
     needs = {"statistics": STATISTICS_NEED, "detectability": DETECTABILITY_NEED}
     per_set = [f"{name} {need}" for name, need in needs.items() if real < need]
-    short = [f"{real} training image(s), where {' and '.join(per_set)} per set"] if per_set else []
-    if val is not None and val < USEFULNESS_LEAST_NEED:
-        short.append(f"{val} validation image(s), where usefulness has needed at least {USEFULNESS_LEAST_NEED}")
-    if not short:
+    if not per_set:
         return []
     gate = config.synthesis.qa_gate
     then = ("synthesis.qa_gate: off lets the study go on anyway" if gate == "off" else
             f"synthesis.qa_gate: {gate} stops the study there; add real images, or set qa_gate: off to study them anyway")
-    return [f"warning: '{minority}' has too few real images for QA to tell good synthetic images from bad "
-            f"({'; '.join(short)}): QA will say insufficient at best, and {then}"]
+    return [f"warning: '{minority}' has {real} real training image(s), fewer than QA needs to tell good synthetic "
+            f"images from bad ({', '.join(per_set)} per set): QA will say insufficient at best, and {then}"]
 
 
 def detectable_effect_lines(config: PipelineConfig, facts: DataFacts, classifiers: dict[str, ClassifierConfig],
