@@ -17,6 +17,7 @@ from training.core.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 HIGH_BIT_MODES = ("I;16", "I;16B", "I;16L", "I")        # grey stored with more than 8 bits per pixel
+ORIENTATION_TAG = 0x0112                                 # EXIF: how a camera held the sensor (1: upright)
 
 
 def is_image_file(path: Path) -> bool:
@@ -51,7 +52,8 @@ def read_stored(path: str | Path) -> tuple[np.ndarray, str]:
         with Image.open(path) as img:
             img.load()
             mode = img.mode
-            img = ImageOps.exif_transpose(img)
+            if img.getexif().get(ORIENTATION_TAG, 1) != 1:      # only a camera's file: no copy of every other image
+                img = ImageOps.exif_transpose(img)
             if mode in HIGH_BIT_MODES:
                 return np.asarray(img, dtype=np.int64), mode
             if "A" in img.mode or "transparency" in img.info:

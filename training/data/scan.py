@@ -19,6 +19,8 @@ from training.data.images import high_bit_top
 
 CHANNEL_CHOICES = ("auto", "1", "3")
 FAINT_COLOUR = 8            # channel differences of at most this many levels: a tint, not a colour image (rule of thumb)
+BAND_SHARE_GAP = 0.2        # classes whose shares of padded images differ this much get a warning (rule of thumb)
+GAN_SIZES = (32, 64, 128)   # the resolutions the DCGAN family is built for (gan/config.py checks)
 _CHUNK = 1024               # images per vectorised colour check, so a large array needs no N x H x W temporary
 
 
@@ -191,10 +193,6 @@ def band_warnings(scan: SourceScan, policy: str) -> list[str]:
     said = ", ".join(f"{c} {share[c]:.0%}" for c in sorted(share, key=share.get, reverse=True))
     return [f"warning: --resize pad gives black bands to {said} of each class's images: a classifier can tell the "
             "classes by the bands; --resize center_crop or squash gives every class the same frame"]
-
-
-BAND_SHARE_GAP = 0.2        # classes whose shares of padded images differ this much get a warning (rule of thumb)
-GAN_SIZES = (32, 64, 128)            # the resolutions the DCGAN family is built for (gan/config.py checks)
 
 
 def upsampling_warnings(scan: SourceScan, image_size: int | None) -> list[str]:
