@@ -100,7 +100,7 @@ def resolve_channels(requested: int | None, scan: SourceScan) -> tuple[int, str]
     """The channel count the processed dataset gets, and the line that says why.
 
     auto (None): grey when every image is grey in content (R = G = B), whatever its file mode, so one
-    colour-free RGB file among grey ones no longer makes a grey modality RGB; RGB when any image holds
+    colour-free RGB file among grey ones does not make a grey modality RGB; RGB when any image holds
     colour, since colour is never thrown away unasked. An explicit 1 or 3 is followed and says what it cost.
     """
     n = scan.total

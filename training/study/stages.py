@@ -102,14 +102,14 @@ DEMO_LAYOUT = 2            # the demo's split counts: 2 = a balanced test split 
 
 def prepare_key(study: Study) -> str:
     """The prepare stage's key: every `data:` option that shapes the prepared dataset, with the version of
-    the demo's layout (a balanced test split since 0.1.0), so a dataset prepared otherwise is rebuilt.
+    the demo's layout (a balanced test split), so a dataset prepared otherwise is rebuilt.
     Later stages key on the prepared content, so a rebuild that writes the same images re-runs nothing else."""
     d = study.config.data
     return stage_key({"source": d.source, "processed_dir": d.processed_dir, "name": study.dataset,
                       "class_names": d.class_names, "drop_leaked": d.drop_leaked, "val_fraction": d.val_fraction,
                       "test_fraction": d.test_fraction, "seed": d.seed, "image_size": d.image_size,
                       "channels": d.channels, "resize": d.resize, "keep_duplicates": d.keep_duplicates,
-                      # named only when set, so that the datasets prepared before the option keep their key
+                      # named only when set, so that a dataset grouped by image keeps the key it has without the option
                       **({"group_by": d.group_by} if d.group_by != "image" else {}),
                       "demo_layout": DEMO_LAYOUT if d.source == "demo" else None})
 
