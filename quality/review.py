@@ -21,7 +21,7 @@ from quality.assessment.human_review import (
     matplotlib_viewer,
     review_images,
 )
-from training.core.cli import Parser
+from training.core.cli import Parser, seed_arg
 from training.core.errors import DataError, run_cli
 
 
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(__doc__)
     p.add_argument("folder", help="folder of images, e.g. a generated data/synthetic/<run> folder")
     p.add_argument("--shuffle", action="store_true", help="review in a random order (seeded)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--no_show", action="store_true", help="print paths only, never open a window")
     return p.parse_args(argv)
 

@@ -22,7 +22,7 @@ from quality.assessment.qa import QAOptions, run_qa
 from quality.assessment.report import summary_lines
 from quality.checks.verdicts import FAIL, INSUFFICIENT
 from quality.features.image_sets import DEFAULT_MAX_IMAGES
-from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
 from training.core.errors import UserError, run_cli
 
 MAX_EPOCHS = 1000
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="at most this many images per set, a seeded random subset (default: 2000)")
     p.add_argument("--cache_dir", default="results/cache", help="domain encoders and real features, shared with training")
     p.add_argument("--detector_epochs", type=int, help="training passes of the CNN detector per fold (default: 30)")
-    p.add_argument("--seed", type=int, default=0, help="subsets, the real split of the FID baseline, the contact sheet")
+    p.add_argument("--seed", type=seed_arg, default=0, help="subsets, the real split of the FID baseline, the contact sheet")
     p.add_argument("--strict", action="store_true", help="exit 1 when a check fails, 3 when one lacks images")
     return p.parse_args(argv)
 

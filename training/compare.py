@@ -25,7 +25,7 @@ from training.analysis.comparison import (
     runs_table,
 )
 from training.classify.metrics import PRIMARY_METRIC
-from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
 from training.core.errors import run_cli
 
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="one name per run, baseline first, then the other runs in the order given "
                         "(default: each summary.json's name)")
     p.add_argument("--bootstrap", type=int, default=2000, metavar="B", help="bootstrap resamples (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the bootstrap resampling (default 0)")
     p.add_argument("--primary_metric", default=PRIMARY_METRIC, choices=COMPARISON_METRICS,
                    help=f"the metric whose Holm-corrected bootstrap test decides the verdicts (default {PRIMARY_METRIC})")
     args = p.parse_args(argv)

@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
 from training.core.distributed import init_world, shutdown
 from training.core.errors import UserError, run_cli
 from training.core.outputs import refuse_output_inside_dataset
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--preview", action="store_true", help="write the preview grid, then ask before the bulk run")
     p.add_argument("--yes", action="store_true", help="answer yes to the question --preview asks")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace images already in the folder")
     p.add_argument("--workers", type=int, help="PNG-writing processes (default: CPU count, shared among "
                    "torchrun's processes on the machine)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
 from training.core.errors import run_cli
 from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.prepare import SourceOptions, prepare_dataset
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image_size", type=int, help="resize to this square size (demo: render size, default 64; digits: 32)")
     p.add_argument("--val_fraction", type=float, default=0.1, help="folder without splits, digits, MNIST: val share per class")
     p.add_argument("--test_fraction", type=float, default=0.2, help="folder without splits, digits: test share per class")
-    p.add_argument("--seed", type=int, default=0, help="demo images and stratified splits")
+    p.add_argument("--seed", type=seed_arg, default=0, help="demo images and stratified splits")
     p.add_argument("--demo_num_train", type=int, default=2200, help="demo: training images (all classes)")
     p.add_argument("--demo_imbalance", type=int, default=10, help="demo: benign images per malignant one (train, val)")
     p.add_argument("--demo_test_malignant", type=int,

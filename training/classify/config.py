@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import OutputConfig, field
+from training.core.config import OutputConfig, check_seeds, field
 from training.core.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ class ClassifierTrainConfig:
     batch_size: int = field(64, min=1, help="the global batch: under torchrun, N processes take 1/N each")
     lr: float = field(1e-3, min=0.0, max=1.0)
     weight_decay: float = field(1e-4, min=0.0, max=1.0)
-    seeds: tuple[int, ...] = field((0, 1, 2), help="one run per seed; results are mean +- std over seeds")
+    seeds: tuple[int, ...] = field((0, 1, 2), min=0, help="one run per seed; results are mean +- std over seeds")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     early_stopping_patience: Optional[int] = field(8, min=1, help="epochs without a better val AUC, or off")
     class_weights: Literal["none", "balanced"] = field("none", help="balanced: loss weight n / (k * n_class)")
@@ -66,12 +66,7 @@ class ClassifierTrainConfig:
     tf32: bool = field(False, help="CUDA: TensorFloat-32 matmuls/convolutions (faster, ~1e-3 precision)")
 
     def validate(self) -> None:
-        if not self.seeds:
-            raise ConfigError("'train.seeds' needs at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):    # [0, 0, 0] would be one run reported as three
-            repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
-            raise ConfigError(f"'train.seeds' has repeated seeds ({', '.join(map(str, repeated))} in "
-                              f"{list(self.seeds)}): each seed is one independent run")
+        check_seeds(self.seeds)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,24 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from training.core.errors import UserError
 from training.core.version import __version__
 
 OUTPUT_DIR_FLAGS = ("--output_dir", "--out", "--out_dir")
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of a `--seed`: a whole number >= 0, as numpy's and torch's generators take.
+
+    It raises UserError, which argparse does not catch, so the refusal is `run_cli`'s one line.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise UserError(f"--seed must be >= 0 (a whole number), got {text!r}")
+    return value
 
 
 class Parser(argparse.ArgumentParser):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -111,10 +112,19 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+class _WrongKind(ConfigError):
+    """A value of the wrong kind, with what was expected, so that a union can name each of its options."""
+
+    def __init__(self, message: str, expected: str):
+        super().__init__(message)
+        self.expected = expected
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check `value` against type `tp` and return it in canonical form, or raise ConfigError."""
     def fail(expected: str | None = None) -> typing.NoReturn:
-        raise ConfigError(f"{source}: '{key}' must be {expected or _type_name(tp)}, got {short_repr(value)}")
+        expected = expected or _type_name(tp)
+        raise _WrongKind(f"{source}: '{key}' must be {expected}, got {short_repr(value)}", expected)
 
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -123,12 +133,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             if value is None or value == _OFF:
                 return None
             options = tuple(o for o in options if o is not type(None))
+        expected = []
         for option in options:
             try:
                 return _coerce(value, option, key, source)
-            except ConfigError:
-                continue
-        fail(_type_name(tp) + " (or off)" if type(None) in get_args(tp) else None)
+            except _WrongKind as err:
+                expected.append(err.expected)
+        fail(" or ".join(expected) + (" (or off)" if type(None) in get_args(tp) else ""))
     if origin is Literal:
         if value not in get_args(tp):
             fail("one of " + ", ".join(repr(a) for a in get_args(tp)))
@@ -155,6 +166,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
+        if not math.isfinite(value):                # .nan passes every range check; .inf means nothing here
+            fail("a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -212,6 +225,16 @@ def build(cls: type, raw: dict, source: str, prefix: str = "") -> Any:
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return obj
+
+
+def check_seeds(seeds: tuple[int, ...]) -> None:
+    """A `train.seeds` list: at least one seed, none repeated ([0, 0, 0] would be one run reported as three)."""
+    if not seeds:
+        raise ConfigError("'train.seeds' needs at least one seed")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"'train.seeds' has repeated seeds ({', '.join(map(str, repeated))} in {list(seeds)}): "
+                          "each seed is one independent run")
 
 
 def _numbers(value: Any) -> list[float]:

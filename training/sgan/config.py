@@ -10,8 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import field
-from training.core.errors import ConfigError
+from training.core.config import check_seeds, field
 from training.gan.diffaugment import check_policy
 
 
@@ -49,15 +48,12 @@ class SGANTrainConfig:
     unsupervised_weight: float = field(1.0, min=0.0, help="weight of the real/fake loss against the supervised one")
     diffaugment: Optional[str] = field("translation", help="DiffAugment policy on every image D sees, or off")
     early_stopping_patience: Optional[int] = field(15, min=1, help="epochs without a better val accuracy, or off")
-    seeds: tuple[int, ...] = field((0, 1, 2), help="one run per seed; results are mean +- std over seeds")
+    seeds: tuple[int, ...] = field((0, 1, 2), min=0, help="one run per seed; results are mean +- std over seeds")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     sample_grid_size: int = field(8, min=1, max=32, help="G's sample grid is N x N images")
 
     def validate(self) -> None:
-        if not self.seeds:
-            raise ConfigError("'train.seeds' needs at least one seed")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError("'train.seeds' has repeated seeds")
+        check_seeds(self.seeds)
         check_policy(self.diffaugment)
 
 

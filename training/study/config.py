@@ -135,6 +135,8 @@ class PipelineClassifiersConfig:
                                                 "thread (1: one after another, in this process, on its threads)")
 
     def validate(self) -> None:
+        if not self.arms:
+            raise ConfigError("'classifiers.arms' is empty: list the baseline arm first, then the arms to compare with it")
         for arm in self.arms:
             if arm.rpartition(":")[2] not in ("baseline", "augmented"):
                 raise ConfigError(f"'classifiers.arms' entry '{arm}' must end in :baseline or :augmented")
@@ -169,3 +171,8 @@ class PipelineConfig:
     search: PipelineSearchConfig = field(default_factory=PipelineSearchConfig)
     evaluation: PipelineEvaluationConfig = field(default_factory=PipelineEvaluationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+    def validate(self) -> None:
+        if len(self.classifiers.arms) < 2 and not self.search.enabled:
+            raise ConfigError("'classifiers.arms' lists one arm and 'search.enabled' is false: the comparison needs "
+                              "the baseline and at least one other arm")

@@ -1,6 +1,7 @@
 import pytest
 
-from training.core.cli import OUTPUT_DIR_FLAGS, Parser
+from tests.helpers import run_script
+from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
 from training.core.errors import ConfigError, UserError
 from training.core.names import check_plain_name
 from training.core.registry import Registry
@@ -23,6 +24,21 @@ def parser() -> Parser:
 def test_underscore_flags_accept_the_dashed_and_old_output_spellings(argv):
     args = parser().parse_args(argv)
     assert (args.num_samples, args.output_dir, args.dry_run) == (3, "o", True)
+
+
+@pytest.mark.parametrize("script", ["training/prepare_data.py", "training/compare.py", "training/generate_samples.py",
+                                    "quality/run_qa.py", "quality/review.py"])
+def test_every_seed_flag_refuses_a_negative_seed_before_any_work(script, capsys):
+    # numpy's generators refuse a negative seed, which would otherwise surface as a traceback mid-run.
+    result = run_script(capsys, script, "--seed", "-1")
+    assert result.returncode == 2 and result.stderr.strip() == "error: --seed must be >= 0 (a whole number), got '-1'"
+
+
+def test_seed_arg():
+    assert seed_arg("0") == 0 and seed_arg("12") == 12
+    for bad in ("-1", "1.5", "x"):
+        with pytest.raises(UserError, match="--seed must be >= 0"):
+            seed_arg(bad)
 
 
 def test_dashed_words_that_are_not_our_flags_are_left_alone():

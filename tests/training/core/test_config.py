@@ -30,6 +30,8 @@ def test_unknown_section(tmp_path):
     ({"train": {"epochs": "ten"}}, "'train.epochs' must be an integer"),
     ({"train": {"epochs": 2.5}}, "'train.epochs' must be an integer"),
     ({"train": {"lr_g": "fast"}}, "'train.lr_g' must be a number"),
+    ({"train": {"lr_g": float("nan")}}, "'train.lr_g' must be a finite number, got nan"),
+    ({"train": {"lr_d": float("inf")}}, "'train.lr_d' must be a finite number"),
     ({"model": {"spectral_norm": "yes"}}, "'model.spectral_norm' must be true or false"),
     ({"loss": {"name": "lsgan"}}, "'loss.name' must be one of 'hinge', 'wasserstein', 'bce'"),
     ({"data": {"image_size": 48}}, "'data.image_size' must be one of 32, 64, 128"),
@@ -154,3 +156,18 @@ def test_error_messages_never_quote_an_unbounded_value(tmp_path):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, {"train": {"epochs": "x" * 100_000}})
     assert len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], "'train.seeds' needs at least one seed"),
+    ([0, 1, 1], r"'train.seeds' has repeated seeds \(1 in \[0, 1, 1\]\)"),
+    ([0, -1], r"'train.seeds' = \(0, -1\) is out of range \[0, inf\]"),   # numpy's generators refuse it mid-study
+])
+def test_classifier_and_sgan_seeds_are_checked_at_load(seeds, message):
+    from training.classify.config import ClassifierConfig
+    from training.core.config import build
+    from training.sgan.config import SGANConfig
+
+    for schema in (ClassifierConfig, SGANConfig):
+        with pytest.raises(ConfigError, match=message):
+            build(schema, {"train": {"seeds": seeds}}, "exp.yaml")

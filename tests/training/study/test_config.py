@@ -39,3 +39,20 @@ def test_arms_that_would_share_a_run_folder_are_refused_at_load(arms, words):
     # An arm's runs are named after its config file: two arms of one name would train into one folder.
     with pytest.raises(ConfigError, match=words):
         load_config(PipelineConfig, DEMO, [f"classifiers.arms={arms}"])
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["classifiers.arms=[]"], "'classifiers.arms' is empty"),
+    (["classifiers.arms=[experiments/classifier_baseline.yaml:baseline]", "search.enabled=false"],
+     "the comparison needs the baseline and at least one other arm"),
+    (["synthesis.target_ratio=.nan"], "'synthesis.target_ratio' must be a finite number"),
+])
+def test_a_study_that_cannot_reach_its_comparison_is_refused_at_load(overrides, words):
+    # Otherwise the pre-flight check, or the comparison after the whole study, would stop with a traceback.
+    with pytest.raises(ConfigError, match=words):
+        load_config(PipelineConfig, DEMO, overrides)
+
+
+def test_one_arm_with_the_grid_loads():
+    config = load_config(PipelineConfig, DEMO, ["classifiers.arms=[experiments/classifier_baseline.yaml:baseline]"])
+    assert config.search.enabled and len(config.classifiers.arms) == 1
