@@ -20,6 +20,7 @@ from pathlib import Path
 
 from quality.assessment.qa import QAOptions, run_qa
 from quality.assessment.report import summary_lines
+from quality.checks.cnn_detector import EPOCHS as DETECTOR_EPOCHS
 from quality.checks.verdicts import FAIL, INSUFFICIENT
 from quality.features.image_sets import DEFAULT_MAX_IMAGES
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser, seed_arg
@@ -43,9 +44,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, choices=[1, 3], help="default: the first real image's")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--max_images", type=int, default=None,
-                   help="at most this many images per set, a seeded random subset (default: 2000)")
+                   help=f"at most this many images per set, a seeded random subset (default: {DEFAULT_MAX_IMAGES})")
     p.add_argument("--cache_dir", default="results/cache", help="domain encoders and real features, shared with training")
-    p.add_argument("--detector_epochs", type=int, help="training passes of the CNN detector per fold (default: 30)")
+    p.add_argument("--detector_epochs", type=int,
+                   help=f"training passes of the CNN detector per fold (default: {DETECTOR_EPOCHS})")
     p.add_argument("--seed", type=seed_arg, default=0, help="subsets, the real split of the FID baseline, the contact sheet")
     p.add_argument("--strict", action="store_true", help="exit 1 when a check fails, 3 when one lacks images")
     return p.parse_args(argv)

@@ -223,6 +223,6 @@ def test_worker_and_image_counts_are_capped(tmp_path, capsys):
                                    "--output_dir", str(out)])
     refused(capsys, code, "--workers must be between 1 and 256")
     generators = sampling.load_generators([ckpt], torch.device("cpu"))
-    with pytest.raises(UserError, match="between 1 and 1,000,000"):      # e.g. the pipeline's synthesis.num_synthetic
+    with pytest.raises(UserError, match="from 0 to 1,000,000"):      # e.g. the pipeline's synthesis.num_synthetic
         sampling.generate(generators, [1.0], 10 ** 8, 0, out, workers=1)
     assert not out.exists()

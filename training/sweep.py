@@ -9,7 +9,7 @@ mode counts  adds N synthetic minority images to all the real ones, for each N (
              folders hold, or above 10x the real minority images, are scaled down together,
              and the sweep says so.
 mode mixing  keeps the minority class at its real size and replaces a share f of it by synthetic
-             images (the older projects' 30k+30k / 48k+12k / 54k+6k experiments, per class).
+             images (such as 30k real + 30k synthetic, 48k + 12k, 54k + 6k of a 60k class).
 
 Each point is assembled with build_augmented and trained over the classifier config's seeds; the
 points are compared with compare.py's paired bootstrap against the first point. Writes

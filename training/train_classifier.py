@@ -14,7 +14,6 @@ every train.batch_size batch; process 0 alone writes the run folder and prints.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -22,7 +21,7 @@ import sys
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core.cli import Parser
-from training.core.config import load_config, to_yaml
+from training.core.config import load_config, to_yaml, with_device
 from training.core.errors import run_cli
 from training.core.outputs import refuse_output_inside_dataset
 
@@ -44,8 +43,7 @@ def is_first_process() -> bool:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = load_config(ClassifierConfig, args.config, args.overrides)
-    if args.device:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
+    config = with_device(config, args.device)
     refuse_output_inside_dataset(config.output.results_dir, "output.results_dir",
                                  "a folder of its own (e.g. output.results_dir=results)")
     if args.dry_run:

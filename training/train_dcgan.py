@@ -15,10 +15,10 @@ import argparse
 import sys
 
 from training.core.cli import Parser
-from training.core.config import load_config, to_yaml
+from training.core.config import load_config, to_yaml, with_device
 from training.core.errors import run_cli
 from training.gan.config import GANConfig
-from training.gan.loop import check_output_paths, train_gan, with_device
+from training.gan.loop import check_output_paths, train_gan
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

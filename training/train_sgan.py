@@ -13,12 +13,11 @@ training/compare.py compares like any other.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
 from training.core.cli import Parser
-from training.core.config import load_config, to_yaml
+from training.core.config import load_config, to_yaml, with_device
 from training.core.errors import run_cli
 from training.core.outputs import refuse_output_inside_dataset
 from training.sgan.config import SGANConfig
@@ -39,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = [*args.overrides, *(["train.method=baseline"] if args.baseline else [])]
     config = load_config(SGANConfig, args.config, overrides)
-    if args.device:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=args.device))
+    config = with_device(config, args.device)
     refuse_output_inside_dataset(config.output.results_dir, "output.results_dir",
                                  "a folder of its own (e.g. output.results_dir=results)")
     if args.dry_run:

@@ -37,13 +37,10 @@ from training.core.registry import Registry
 from training.core.run_info import run_info
 from training.core.runtime import resolve_device
 from training.data.folders import load_split
-from training.data.processed import SPLITS_MANIFEST
+from training.data.processed import infer_data_root
 
-REPORT_VERSION = 5       # 2: the domain encoder trains without half of the real images (fidelity, detectability);
-                         # 3: memorisation flags an image only when it is close to a real one in pixels and features;
-                         # 4: a CNN detector and every detectability view count; too few images give `insufficient`;
-                         #    the GAN's checkpoint screen runs these same checks (`screen`);
-                         # 5: every check states the images it needs (`evidence`), insufficient below it
+REPORT_VERSION = 5       # raised when a verdict's meaning changes: reports of two versions are not comparable
+                         # (docs/reference.md#quality-assurance says what each version changed)
 MIN_UNSEEN_FOR_DETECTOR = 10   # the feature detector's real side: the unseen images when there are this many
 
 
@@ -147,12 +144,6 @@ def _usefulness(ctx: QAContext) -> dict | None:
         is_minority[split] = (labels == names.index(ctx.minority_class)).numpy()
     return check_usefulness(features["train"], is_minority["train"], features["val"], is_minority["val"],
                             ctx.synthetic_features, seed=ctx.seed)
-
-
-def infer_data_root(real_dir: str | Path) -> Path | None:
-    """data/processed/<dataset> for a real folder data/processed/<dataset>/<split>/<class>, else None."""
-    candidate = Path(real_dir).resolve().parent.parent
-    return candidate if (candidate / SPLITS_MANIFEST).is_file() and (candidate / "train").is_dir() else None
 
 
 def needs_domain_encoder(options: QAOptions) -> bool:

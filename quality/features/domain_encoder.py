@@ -55,9 +55,13 @@ class DomainEncoder(nn.Module):
                               align_corners=False)
         return self.embed(self.features(x))
 
+    def standardised(self, raw: torch.Tensor) -> torch.Tensor:
+        """A raw embedding standardised by the real training set's statistics: the feature FID/KID use."""
+        return (raw - self.feature_mean) / self.feature_std
+
     def embedding(self, images_uint8: torch.Tensor) -> torch.Tensor:
-        """The feature used for FID/KID: standardised by the real training set's statistics."""
-        return (self.raw_embedding(images_uint8) - self.feature_mean) / self.feature_std
+        """uint8 (B, C, H, W) -> the feature used for FID/KID."""
+        return self.standardised(self.raw_embedding(images_uint8))
 
     def forward(self, images_uint8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = self.raw_embedding(images_uint8)

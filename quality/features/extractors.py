@@ -94,7 +94,7 @@ class DomainFeatureExtractor(FeatureExtractorBase):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raw = self.encoder.raw_embedding(x)
-        features = {"embedding": (raw - self.encoder.feature_mean) / self.encoder.feature_std,
+        features = {"embedding": self.encoder.standardised(raw),
                     "logits": self.encoder.classify(raw)}
         return tuple(features[name] for name in self.features_list)
 

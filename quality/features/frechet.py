@@ -119,9 +119,10 @@ def _write_cached_features(path: Path, features: torch.Tensor) -> None:
 
 
 def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, space: FeatureSpace, *, cache_dir: str | Path,
-                     device: torch.device | str = "cpu", isc: bool = True, prc: bool = False,
+                     device: torch.device | str = "cpu", prc: bool = False,
                      batch_size: int = 100) -> dict:
-    """FID and KID (plus IS for Inception, precision/recall when `prc`) of `fake` against `real`.
+    """FID and KID (plus IS where the space has a classifier head: Inception; precision/recall when `prc`) of
+    `fake` against `real`.
 
     KID's subset size is min(1000, len(fake), len(real)): torch-fidelity's default of 1000 fails on
     the few hundred images of a minority class. Returns plain floats (None where not computed).
@@ -131,7 +132,7 @@ def fidelity_metrics(fake: torch.Tensor, real: torch.Tensor, space: FeatureSpace
     kid_subset = min(KID_MAX_SUBSET, len(fake), len(real))
     want_kid = kid_subset >= 2
     want_prc = prc and min(len(fake), len(real)) > PRC_NEIGHBORHOOD
-    want_isc = isc and space.supports_isc
+    want_isc = space.supports_isc
     cuda = torch.device(device).type == "cuda"
     metrics = ["fid"] + ["kid"] * want_kid + ["prc"] * want_prc
     real_layers = sorted({feature_layer(space, m) for m in metrics})

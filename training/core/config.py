@@ -22,12 +22,14 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Optional, Union, get_args, get_origin
+from typing import Any, Literal, Optional, TypeVar, Union, get_args, get_origin
 
 import yaml
 
 from training.core.errors import ConfigError, UserError, short_repr
 from training.core.names import check_plain_name
+
+T = TypeVar("T")
 
 # An optional setting is unset by the YAML null (`null`, `~`, empty) or by the word `off`, which every
 # optional key documents ("ema_decay: off"). Nothing else: a class really named `no` or `none` stays a name.
@@ -225,6 +227,13 @@ def build(cls: type, raw: dict, source: str, prefix: str = "") -> Any:
         except ConfigError as err:
             raise ConfigError(f"{source}: {err}") from None
     return obj
+
+
+def with_device(config: T, device: str | None) -> T:
+    """A run config with `train.device` replaced by a script's `--device` flag, when given."""
+    if device is None:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
 
 
 def check_seeds(seeds: tuple[int, ...]) -> None:

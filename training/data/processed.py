@@ -60,6 +60,13 @@ def find_leakage(rows: list[dict]) -> list[tuple[str, str]]:
             if row["split"] != "train" and row["sha256"] in train_by_hash]
 
 
+def infer_data_root(real_dir: str | Path) -> Path | None:
+    """data/processed/<dataset> for a real folder data/processed/<dataset>/<split>/<class>, else None: where QA
+    and selection find the training split their domain encoder learns, so both learn the same one."""
+    candidate = Path(real_dir).resolve().parent.parent
+    return candidate if (candidate / SPLITS_MANIFEST).is_file() and (candidate / "train").is_dir() else None
+
+
 def read_splits_manifest(root: str | Path) -> list[dict]:
     """The rows of a processed (or augmented) dataset's manifest.csv, each checked against the folder (DataError).
 

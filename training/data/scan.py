@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from training.core.errors import DataError
 from training.data.images import high_bit_top
 
-CHANNEL_CHOICES = ("auto", "1", "3")
 FAINT_COLOUR = 8            # channel differences of at most this many levels: a tint, not a colour image (rule of thumb)
 BAND_SHARE_GAP = 0.2        # classes whose shares of padded images differ this much get a warning (rule of thumb)
 GAN_SIZES = (32, 64, 128)   # the resolutions the DCGAN family is built for (gan/config.py checks)
@@ -85,15 +83,6 @@ def array_scan(parts: Iterable[tuple[str, np.ndarray, list[str]]], where: str) -
             first = f"{where}:{split}[{int(np.argmax(flags))}]"
         colour += int(flags.sum())
     return SourceScan({s: dict(sorted(c.items())) for s, c in counts.items()}, dict(modes), colour, dict(sizes), first)
-
-
-def parse_channels(text: str | int | None) -> int | None:
-    """--channels 1|3|auto -> 1, 3 or None (auto)."""
-    if text in (None, "auto"):
-        return None
-    if str(text) not in CHANNEL_CHOICES:
-        raise DataError(f"--channels must be 1, 3 or auto, got {text!r}")
-    return int(text)
 
 
 def resolve_channels(requested: int | None, scan: SourceScan) -> tuple[int, str]:

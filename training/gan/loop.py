@@ -18,7 +18,7 @@ import hashlib
 import math
 import shutil
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,7 @@ class GANState:
         if self.ema is not None:
             self.ema.model.load_state_dict(saved["G_ema"])
         for scaler, key in ((self.scaler_g, "scaler_g"), (self.scaler_d, "scaler_d")):
-            if saved.get(key):          # checkpoints written before scalers were saved have none
+            if saved.get(key):          # optional: a checkpoint may hold no scaler state
                 scaler.load_state_dict(saved[key])
         if saved.get("lecam"):
             self.anchors.load_state_dict(saved["lecam"])
@@ -202,7 +202,7 @@ class CannotResume(UserError):
 
 def _check_resumable(saved: dict, config: GANConfig, training_data: str) -> None:
     """Only `train.epochs` and the device may change on resume; anything else, the training images included,
-    would make a different run. (Checkpoints written before the images were hashed are not checked for them.)"""
+    would make a different run. (A checkpoint that holds no hash of its training images is not checked for them.)"""
     if saved.get("training_data") not in (None, training_data):
         raise CannotResume(f"cannot resume: the training images in {config.data.root} differ from those the "
                            "checkpoint was trained on")
@@ -591,8 +591,3 @@ def chosen_line(choice: dict | None) -> str:
     fid = "-" if choice.get("fid") is None else f"{choice['fid']:.2f}"
     return (f"best_generator.pth: {where}FID {fid}; checkpoint screen: "
             f"{', '.join(flagged) if flagged else 'every check passed'} (QA on the bulk images decides)")
-
-
-def with_device(config: GANConfig, device: str | None) -> GANConfig:
-    """The config with `train.device` replaced by a `--device` flag, when given."""
-    return config if device is None else replace(config, train=replace(config.train, device=device))

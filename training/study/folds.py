@@ -235,8 +235,8 @@ def check_folds(config: PipelineConfig, folds: list[DataFacts], pooled_test: dic
     k = config.evaluation.folds
     lines = [f"cross-validation: {k} folds (evaluation.folds), stratified by class, identical images in one fold "
              f"(data.seed {config.data.seed}); each fold's study trains on the other folds and tests it once",
-             f"  pooled test: {_counts(pooled_test)}: every real image tested once",
-             *(f"  fold {i}: " + "; ".join(f"{split} {_counts(facts.counts[split])}" for split in SPLITS)
+             f"  pooled test: {preflight.format_counts(pooled_test)}: every real image tested once",
+             *(f"  fold {i}: " + "; ".join(f"{split} {preflight.format_counts(facts.counts[split])}" for split in SPLITS)
                for i, facts in enumerate(folds, start=1) if len(folds) > 1)]
     lines += plans[0].lines
     kind = lambda line: re.split(r"\d", line, maxsplit=1)[0]           # a warning without its numbers
@@ -246,10 +246,6 @@ def check_folds(config: PipelineConfig, folds: list[DataFacts], pooled_test: dic
         lines += [f"fold {i}: {line}" for line in added]
         said |= {kind(line) for line in added}
     return plans, lines
-
-
-def _counts(per_class: dict[str, int]) -> str:
-    return ", ".join(f"{c} {n}" for c, n in per_class.items()) or "no images"
 
 
 def dry_run_plan(config: PipelineConfig, prepared: Path | None, facts: DataFacts, pipeline: str) -> Plan:

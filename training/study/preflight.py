@@ -1,8 +1,8 @@
 """The pipeline's pre-flight check: every stage's config resolved and checked against the data before anything
 expensive runs (and by `--dry_run`, which runs nothing).
 
-A study used to learn that `data.positive_class` named no class of the data after prepare -> GAN ->
-synthesis -> QA -> assembly, six minutes in. Here, before the GAN:
+Without it, a study would learn that `data.positive_class` names no class of the data after prepare -> GAN ->
+synthesis -> QA -> assembly, minutes in. Here, before the GAN:
 
 * every stage config loads (typos, types, ranges), with the pipeline's own overrides;
 * the class the GAN learns (`minority_class`) and the class the classifiers report sensitivity for
@@ -139,11 +139,6 @@ def check_prepared_settings(config: PipelineConfig, root: Path, pipeline: str) -
                           "prepare_data.py --overwrite")
 
 
-def data_facts(config: PipelineConfig, root: Path) -> DataFacts:
-    """The prepared dataset's facts when it exists, else the source's."""
-    return prepared_facts(root) or source_facts(config)
-
-
 @dataclass(frozen=True)
 class Plan:
     """The study as it will run: the data's facts, the class roles, and every stage config resolved."""
@@ -264,7 +259,7 @@ def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipelin
         if not held.get(positive) or sum(held.values()) == held.get(positive, 0):
             raise DataError(f"{pipeline}: the {split} split of {facts.where} needs images of '{positive}' (the positive "
                             f"class) and of another class, or AUC and the decision threshold are undefined; it holds "
-                            f"{_counts(held)}")
+                            f"{format_counts(held)}")
     missing = {split: sorted(set(classes) - {c for c, n in counts.get(split, {}).items() if n})
                for split in ("val", "test")}
     if any(missing.values()):
@@ -297,7 +292,8 @@ def _channels_word(channels: int) -> str:
     return "grey (1 channel)" if channels == 1 else "RGB (3 channels)"
 
 
-def _counts(per_class: dict[str, int]) -> str:
+def format_counts(per_class: dict[str, int]) -> str:
+    """'benign 399, malignant 147': a split's images per class, as the check's lines show them."""
     return ", ".join(f"{c} {n}" for c, n in per_class.items()) or "no images"
 
 
@@ -313,7 +309,7 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     train, val = facts.counts.get("train", {}), facts.counts.get("val", {})
     metric = config.classifiers.primary_metric
     lines = [f"data: {facts.where}",
-             *(f"  {split}: {_counts(facts.counts.get(split, {}))}" for split in SPLITS),
+             *(f"  {split}: {format_counts(facts.counts.get(split, {}))}" for split in SPLITS),
              f"channels: {facts.channels} ({_channels_word(facts.channels).split(' (')[0]}), from the data, for the GAN "
              "and every classifier",
              f"minority class (the GAN learns it and adds its images): '{minority}'",

@@ -212,9 +212,14 @@ def pool_size(study: Study, class_name: str, minority: str) -> int:
     # QA compares equal numbers of real and synthetic images: every real one needs a synthetic partner.
     wanted = max(real, fixed_arm_count(study, minority) if class_name == minority else 0)
     if g.enabled:
-        largest = max(1, round(max(g.synthetic_per_real) * real))
-        wanted = max(wanted, math.ceil(largest * (g.pool_factor if "realism" in g.selection else 1)))
+        wanted = max(wanted, math.ceil(largest_grid_count(study, class_name) *
+                                       (g.pool_factor if "realism" in g.selection else 1)))
     return wanted
+
+
+def largest_grid_count(study: Study, class_name: str) -> int:
+    """Synthetic images of `class_name` the grid's largest synthetic-per-real value uses (at least one)."""
+    return max(1, round(max(study.config.search.synthetic_per_real) * study.real_train[class_name]))
 
 
 def synthesis_stage(study: Study, gan: GANConfig, generator: str, key: str, num_images: int) -> tuple[Path, str]:
@@ -328,8 +333,7 @@ def assemble_stage(study: Study, folders: list[Path], key: str, name: str, **amo
 
 def selection_stage(study: Study, class_name: str, pool: Path, key: str) -> tuple[Path, str]:
     """The most realistic images of a pool (near-copies of training images dropped), best first."""
-    g, real = study.config.search, study.real_train[class_name]
-    keep = max(1, round(max(g.synthetic_per_real) * real))
+    keep = largest_grid_count(study, class_name)
     out = pool.parent / f"{pool.name}_selected"
     key = stage_key(key, keep, "realism")
 

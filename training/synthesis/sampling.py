@@ -69,7 +69,7 @@ def check_job_size(num_samples: int, workers: int | None) -> None:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
     if not whole(num_samples) or not 0 <= num_samples <= MAX_NUM_SAMPLES:
-        raise UserError(f"the number of images must be a whole number between 1 and {MAX_NUM_SAMPLES:,} per folder, "
+        raise UserError(f"the number of images must be a whole number from 0 to {MAX_NUM_SAMPLES:,} per folder, "
                         f"got {num_samples!r} (split larger jobs over folders)")
     if workers is not None and (not whole(workers) or not 1 <= workers <= MAX_WORKERS):
         raise UserError(f"--workers must be between 1 and {MAX_WORKERS}, got {workers!r}")

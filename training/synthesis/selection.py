@@ -58,7 +58,7 @@ from training.core.registry import Registry
 from training.core.run_info import run_info
 from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image
-from training.data.processed import SPLITS_MANIFEST
+from training.data.processed import infer_data_root
 from training.data.synthetic_folder import (
     SELECTION_HISTOGRAM,
     check_output_dir,
@@ -128,9 +128,8 @@ def _realism(inputs: ScoreInputs) -> np.ndarray:
 
 @SCORES.register("classifier")
 def _classifier(inputs: ScoreInputs) -> np.ndarray:
-    if inputs.classifier is None:
-        raise UserError(NEEDS_CLASSIFIER)
-    # The same function generate_samples.py --filter_classifier scores with: one place scores with a classifier.
+    # select_synthetic refuses this score without a classifier before any work. The same function
+    # generate_samples.py --filter_classifier scores with: one place scores with a classifier.
     confidence = classifier_confidence(inputs.classifier, inputs.pool.class_name, inputs.device)
     pixels = inputs.pool.images.permute(0, 2, 3, 1).numpy()                  # (N, H, W, C), as the filter sees them
     return np.concatenate([confidence(pixels[i:i + CLASSIFIER_BATCH]) for i in
@@ -217,13 +216,6 @@ def read_pool(pool_dir: Path) -> tuple[DecodedFolder, list[dict], int]:
             raise DataError(f"{image.path} does not hold the pixels its manifest records (edited or damaged)")
     decoded = DecodedFolder("synthetic", pool_dir, [image.path for image in images], pixels, len(images), [])
     return decoded, [records[image.index] for image in images], len(records) - len(images)
-
-
-def infer_data_root(real_dir: Path) -> Path | None:
-    """data/processed/<dataset> for a real folder data/processed/<dataset>/<split>/<class>, else None
-    (the convention of quality.assessment.qa.infer_data_root, so QA and selection train the same encoder)."""
-    candidate = real_dir.resolve().parent.parent
-    return candidate if (candidate / SPLITS_MANIFEST).is_file() and (candidate / "train").is_dir() else None
 
 
 def domain_space(data_root: Path | None, real_dir: Path, image_size: int, channels: int, epochs: int,

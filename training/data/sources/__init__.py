@@ -18,6 +18,8 @@ from training.core.registry import Registry
 from training.data.images import DEFAULT_RESIZE, make_square, to_mode
 from training.data.processed import Record
 from training.data.scan import SourceScan, array_scan, resolve_channels
+from training.data.sources.demo import TEST_FRACTION as DEMO_TEST_FRACTION
+from training.data.sources.demo import VAL_FRACTION as DEMO_VAL_FRACTION
 from training.data.sources.demo import balanced_test_counts, demo_records
 from training.data.sources.digits import digits_records, digits_splits
 from training.data.sources.idx import is_idx_folder, is_keras_npz, mnist_records, read_idx_folder, read_keras_npz
@@ -79,7 +81,7 @@ def _npz(r: SourceRequest) -> bool:
 
 
 def _demo(r: SourceRequest) -> tuple[Iterator[Record], int, SourceScan]:
-    counts = balanced_test_counts(r.demo_num_train, r.demo_imbalance, 0.25, 0.25,   # demo_records' own fractions
+    counts = balanced_test_counts(r.demo_num_train, r.demo_imbalance, DEMO_VAL_FRACTION, DEMO_TEST_FRACTION,
                                   r.demo_test_malignant)
     records, total = demo_records(seed=r.seed, image_size=r.image_size or 64, num_train=r.demo_num_train,
                                   imbalance=r.demo_imbalance, test_malignant=counts["test"]["malignant"])

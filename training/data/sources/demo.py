@@ -71,8 +71,11 @@ def balanced_test_counts(num_train: int, imbalance: int, val_fraction: float, te
                         test_malignant or counts["test"][BENIGN])
 
 
+VAL_FRACTION = TEST_FRACTION = 0.25     # of the training count: the demo's own split sizes
+
+
 def demo_records(seed: int = 0, image_size: int = 64, num_train: int = 2200, imbalance: int = 10,
-                 val_fraction: float = 0.25, test_fraction: float = 0.25,
+                 val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION,
                  test_malignant: int | None = None) -> tuple[Iterator[Record], int]:
     """Records of the demo dataset and their total count (2,000 benign : 200 malignant in train by default).
 
