@@ -31,6 +31,14 @@ def checkpoint_path(ckpt_dir: str | Path, epoch: int) -> Path:
     return Path(ckpt_dir) / f"checkpoint_epoch_{epoch:04d}.pth"
 
 
+def checkpoint_epoch(path: str | Path) -> int:
+    """The epoch in a training checkpoint's file name (checkpoint_epoch_NNNN.pth)."""
+    match = _EPOCH_FILE.search(Path(path).name)
+    if match is None:
+        raise ValueError(f"not a training checkpoint's name: {Path(path).name}")
+    return int(match.group(1))
+
+
 def list_checkpoints(ckpt_dir: str | Path) -> list[Path]:
     """Training-state checkpoints in `ckpt_dir`, oldest first."""
     ckpt_dir = Path(ckpt_dir)

@@ -55,7 +55,7 @@ from training.data.images import pixel_sha256, read_image
 from training.data.prepare import prepare_dataset
 from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import SYNTHETIC_MANIFEST, check_output_dir, read_synthetic_manifest
-from training.gan.checkpoint import list_checkpoints
+from training.gan.checkpoint import checkpoint_epoch, checkpoint_path, list_checkpoints
 from training.gan.config import GANConfig
 from training.gan.loop import CannotResume, train_gan
 from training.gan.run_folder import FINAL_GENERATOR, GANRun
@@ -130,30 +130,82 @@ def prepare_stage(study: Study) -> str:
     return stage_key(key, (root / SPLITS_MANIFEST).read_bytes().decode())   # the content, not the path
 
 
-def train_resumably(config: GANConfig) -> dict:
-    """train_gan, continuing an interrupted run of the same config and training images, else starting afresh."""
+def train_resumably(config: GANConfig, extend: bool = False) -> dict:
+    """train_gan, continuing an interrupted run of the same config and training images, else starting afresh.
+    With `extend`, a finished run of fewer epochs (and otherwise the same config) is continued too."""
     run = GANRun.of(config)
-    resumable = bool(list_checkpoints(run.checkpoints)) and not run.file(FINAL_GENERATOR).exists()
+    checkpoints = list_checkpoints(run.checkpoints)
+    finished = run.file(FINAL_GENERATOR).exists()
+    resumable = bool(checkpoints) and (not finished or (extend and checkpoint_epoch(checkpoints[-1]) <= config.train.epochs))
     try:
         return train_gan(config, resume=resumable, overwrite=not resumable)
     except CannotResume:
         return train_gan(config, overwrite=True)      # an interrupted run of another config or data: start again
 
 
-def pretrain_stage(study: Study, key: str, overrides: list[str]) -> tuple[str, str]:
+def gan_base_overrides(study: Study) -> list[str]:
+    """The minority GAN's overrides, with the study's data and results folders."""
+    return [*gan_overrides(study.config, study.channels), f"data.root={study.root}",
+            f"output.results_dir={study.results}"]
+
+
+def other_class_overrides(study: Study, class_name: str) -> list[str]:
+    """Another class's GAN: as many images seen in all (epochs x class size) as the minority's, with its checkpoint
+    and FID schedule scaled alike, from scratch, then gan.other_class_overrides."""
+    base = load_config(GANConfig, study.config.gan.config, gan_overrides(study.config, study.channels))
+    counts = study.real_train
+    scale = counts[base.data.minority_class] / max(1, counts[class_name])
+    scaled = lambda n: max(1, round(n * scale))
+    return [*gan_base_overrides(study), f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
+            f"train.checkpoint_every={scaled(base.train.checkpoint_every)}",
+            f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}",
+            *preflight.FROM_SCRATCH, *study.config.gan.other_class_overrides]
+
+
+def pretrain_source(study: Study) -> str:
+    g = study.config.gan
+    return max(study.real_train, key=study.real_train.get) if g.pretrain_class == "largest" else g.pretrain_class
+
+
+def pretrain_config(study: Study, run_name: str) -> GANConfig:
+    return load_config(GANConfig, study.config.gan.config,
+                       [*gan_base_overrides(study), *preflight.FROM_SCRATCH, f"data.minority_class={pretrain_source(study)}",
+                        f"train.epochs={study.config.gan.pretrain_epochs}", f"output.name={run_name}"])
+
+
+def continued_pretraining(study: Study) -> str | None:
+    """The class whose own GAN (for the grid's `all` arms) is the pretraining run made longer, or None.
+
+    With the same config on the same images and only more epochs, that GAN's first `gan.pretrain_epochs` epochs
+    are the pretraining's, step for step; so it continues the pretraining run (one folder,
+    `<study>_gan_<class>`) instead of training those epochs again. Its checkpoint screen also sees the epoch
+    where the pretraining ended.
+    """
+    g, search = study.config.gan, study.config.search
+    if not g.pretrain_class or not (search.enabled and "all" in search.classes):
+        return None
+    source = pretrain_source(study)
+    if source not in study.real_train:
+        return None
+    run_name = f"{study.name}_gan_{source}"
+    own = load_config(GANConfig, g.config, [*other_class_overrides(study, source), f"output.name={run_name}"])
+    pretraining = to_dict(pretrain_config(study, run_name))
+    same = {**to_dict(own), "train": {**to_dict(own)["train"], "epochs": pretraining["train"]["epochs"]}} == pretraining
+    return source if same and g.pretrain_epochs <= own.train.epochs else None
+
+
+def pretrain_stage(study: Study, key: str) -> tuple[str, str]:
     """2a. Transfer (gan.pretrain_class): the same GAN trained first on a plentiful class; returns its last
     training checkpoint, which the minority's GAN starts from, and the key that follows."""
-    g = study.config.gan
-    source = max(study.real_train, key=study.real_train.get) if g.pretrain_class == "largest" else g.pretrain_class
-    run_name = f"{study.name}_gan_pretrain"
-    config = load_config(GANConfig, g.config, [*overrides, *preflight.FROM_SCRATCH, f"data.minority_class={source}",
-                                               f"train.epochs={g.pretrain_epochs}", f"output.name={run_name}"])
+    continued = continued_pretraining(study)
+    config = pretrain_config(study, f"{study.name}_gan_{continued}" if continued else f"{study.name}_gan_pretrain")
     key = stage_key(key, to_dict(config))
     run = GANRun.of(config)
+    pretrained = checkpoint_path(run.checkpoints, config.train.epochs)
 
     def train() -> dict:
         train_resumably(config)
-        return {"checkpoint": str(list_checkpoints(run.checkpoints)[-1])}
+        return {"checkpoint": str(pretrained)}
 
     out = study.stages.run("gan pretrain", key, lambda o: Path(o["checkpoint"]).is_file(), train,
                            fingerprint=lambda o: content_hash(o["checkpoint"]))
@@ -166,31 +218,29 @@ def gan_stage(study: Study, key: str, class_name: str | None = None) -> tuple[GA
 
     Another class's GAN trains on as many images in all (epochs x class size) as the minority's, with
     its checkpoint and FID schedule scaled alike, unless gan.other_class_overrides says otherwise (a
-    larger class may need more steps to pass QA; its QA gate decides).
+    larger class may need more steps to pass QA; its QA gate decides). The class the minority's GAN is
+    pretrained on continues the pretraining run when it is the same training made longer
+    (`continued_pretraining`).
     """
     base = load_config(GANConfig, study.config.gan.config, gan_overrides(study.config, study.channels))
-    overrides = [*gan_overrides(study.config, study.channels), f"data.root={study.root}",
-                 f"output.results_dir={study.results}"]
-    run_name = f"{study.name}_gan"
+    overrides, run_name, extend = gan_base_overrides(study), f"{study.name}_gan", False
     if class_name is not None and class_name != base.data.minority_class:
-        counts = study.real_train
-        scale = counts[base.data.minority_class] / max(1, counts[class_name])
-        scaled = lambda n: max(1, round(n * scale))
-        overrides += [f"data.minority_class={class_name}", f"train.epochs={scaled(base.train.epochs)}",
-                      f"train.checkpoint_every={scaled(base.train.checkpoint_every)}",
-                      f"metrics.every={scaled(base.metrics.every) if base.metrics.every else 0}",
-                      *preflight.FROM_SCRATCH,
-                      *study.config.gan.other_class_overrides]
-        run_name = f"{study.name}_gan_{class_name}"
+        overrides, run_name = other_class_overrides(study, class_name), f"{study.name}_gan_{class_name}"
+        if continued_pretraining(study) == class_name:
+            _, key = pretrain_stage(study, key)         # done by the minority's GAN: its key, so a new one re-runs this
+            extend = True
     if study.config.gan.pretrain_class and run_name == f"{study.name}_gan":     # the minority's GAN only
-        pretrained, key = pretrain_stage(study, key, overrides)
+        pretrained, key = pretrain_stage(study, key)
         overrides.append(f"train.init_from={pretrained}")
     gan = load_config(GANConfig, study.config.gan.config, [*overrides, f"output.name={run_name}"])
     key = stage_key(key, to_dict(gan))
     run = GANRun.of(gan)
 
     def train() -> dict:
-        summary = train_resumably(gan)
+        if extend:
+            print(f"  '{class_name}' GAN: the pretraining run is its first {study.config.gan.pretrain_epochs} epochs, "
+                  f"continued to {gan.train.epochs}")
+        summary = train_resumably(gan, extend=extend)
         return {"generator": str(run.generator()), "best_fid": summary["best_fid"],
                 "feature_extractor": summary["feature_extractor"]}
 

@@ -88,6 +88,7 @@ def test_a_generator_that_fails_qa_stops_the_pipeline_before_anything_trains_on_
     assert "freeze_d_blocks: 1" in fine_tuned and "freeze_d_blocks: 0" in pretrained and "init_from: null" in pretrained
 
 
+EVERY_EPOCH = ["train.checkpoint_every=1", "metrics.every=1"]
 TINY_GRID = {"enabled": True, "classes": ["minority", "all"], "selection": ["off", "realism"], "synthetic_per_real": [0.5],
              "synthetic_weight": [1.0], "finetune_real_epochs": [0]}
 
@@ -107,8 +108,11 @@ def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_pa
 
     classify_loop.load_classifier_splits = watched
     try:
+        # Transfer from benign, whose own GAN (for the `all` arms) is then the pretraining run made longer.
         config = tiny_study(tmp_path / "grid.yaml", tiny_demo, tmp_path, search=TINY_GRID, qa_gate="off",
-                            arms=("baseline:baseline", "oversampled:baseline", "gan_augmented:augmented"))
+                            arms=("baseline:baseline", "oversampled:baseline", "gan_augmented:augmented"),
+                            gan={"pretrain_class": "benign", "pretrain_epochs": 1, "other_class_overrides": ["train.epochs=2"]},
+                            gan_overrides=EVERY_EPOCH)
         assert pipeline_main(["--config", str(config)]) == 0
     finally:
         classify_loop.load_classifier_splits = real_load
@@ -138,3 +142,37 @@ def test_the_grid_is_chosen_on_validation_and_never_reads_test(tiny_demo, tmp_pa
     assert qa_calls == [tmp_path / "processed" / "tiny" / "train" / c for c in ("malignant", "benign")]   # QA stubbed
     selected = tmp_path / "synthetic" / "grid_gan_selected" / "manifest.jsonl"
     assert all("score" in json.loads(line) for line in selected.read_text().splitlines())
+    check_benign_gan_continued_the_pretraining(tmp_path, config)
+
+
+
+def check_benign_gan_continued_the_pretraining(tmp_path, config):
+    """Benign's own GAN (the same config as the pretraining, more epochs) is the pretraining run continued, not
+    trained again from epoch 0, and its training ends where a run from scratch ends: continuing changes no
+    training step. A pretraining that is not benign's GAN made longer keeps a run of its own."""
+    import torch
+
+    from training.core.config import load_config
+    from training.gan.checkpoint import load_training_state
+    from training.gan.config import GANConfig
+    from training.gan.loop import train_gan
+    from training.study.config import PipelineConfig
+    from training.study.stages import Study, continued_pretraining
+
+    runs = tmp_path / "results" / "gan"
+    assert not (runs / "grid_gan_pretrain").exists()
+    assert json.loads((runs / "grid_gan_benign" / "run_info.json").read_text())["resumed_from_epoch"] == 1
+    fine_tuned = (runs / "grid_gan" / "config.yaml").read_text()
+    assert f"init_from: {runs / 'grid_gan_benign' / 'checkpoints' / 'checkpoint_epoch_0001.pth'}" in fine_tuned
+    train_gan(load_config(GANConfig, runs / "grid_gan_benign" / "config.yaml", ["output.name=scratch"]))
+    # The training state at the last epoch (the networks, EMA included, bit for bit), as test_resume_equals_uninterrupted.
+    last = lambda run: load_training_state(runs / run / "checkpoints" / "checkpoint_epoch_0002.pth")
+    continued, fresh = last("grid_gan_benign"), last("scratch")
+    for net in ("G", "G_ema", "D"):
+        assert all(torch.equal(continued[net][k], fresh[net][k]) for k in fresh[net]), net
+
+    study = lambda *overrides: Study.of(load_config(PipelineConfig, config, list(overrides)))
+    assert continued_pretraining(study()) == "benign"
+    assert continued_pretraining(study("gan.other_class_overrides=[train.epochs=2, train.checkpoint_every=2]")) is None
+    assert continued_pretraining(study("gan.pretrain_epochs=3")) is None        # longer than benign's own GAN
+    assert continued_pretraining(study("search.classes=[minority]")) is None    # no benign GAN to continue into
