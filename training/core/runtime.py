@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 import random
+import signal
+import sys
 
 import numpy as np
 import torch
@@ -25,3 +29,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
+
+
+PR_SET_PDEATHSIG = 1        # linux/prctl.h
+
+
+def die_with_parent(parent: int) -> None:
+    """Worker-process initializer: when the process that started the worker dies (a `kill`, a scheduler's
+    SIGTERM), the worker gets SIGTERM too (Linux), instead of training on as an orphan into the folders a
+    restarted run writes. `parent` is the starter's pid, for the case it died before this ran."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(1)

@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import time
 from collections import Counter
@@ -49,7 +50,7 @@ from training.core import atomic
 from training.core.config import load_config, to_dict
 from training.core.errors import UserError
 from training.core.progress import progress
-from training.core.runtime import resolve_device
+from training.core.runtime import die_with_parent, resolve_device
 from training.data.augmented_set import COMPOSITION, build_augmented
 from training.data.images import pixel_sha256, read_image
 from training.data.prepare import prepare_dataset
@@ -467,7 +468,8 @@ def run_arms(study: Study, jobs: list[ArmJob]) -> list[str]:
     elif pending:
         logs = study.results / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(workers, len(pending)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(train_arm, job, logs / f"{job.config.output.name}.log"): job for job in pending}
             try:
                 for future in progress(as_completed(futures), total=len(futures), desc="classifier arms", unit="arm"):

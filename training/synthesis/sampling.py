@@ -41,6 +41,7 @@ from training.classify.scoring import load_pixel_scorer
 from training.core import atomic
 from training.core.errors import DataError, UserError
 from training.core.progress import progress
+from training.core.runtime import die_with_parent
 from training.data.folders import to_float, to_uint8
 from training.data.images import file_sha256, pixel_sha256, read_image
 from training.data.png_writer import stale_temporaries, write_pngs
@@ -310,7 +311,7 @@ def _pool(workers: int):
         return None
     # fork: workers inherit the imported modules and start at once; they only run numpy and Pillow.
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return multiprocessing.get_context(method).Pool(workers)
+    return multiprocessing.get_context(method).Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 def generate(generators: list[SourceGenerator], weights: list[float], num_samples: int, seed: int, out_dir: Path,
