@@ -14,8 +14,6 @@ content is shared between train and val/test, and that the counts are what was a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections import Counter, defaultdict
@@ -30,7 +28,7 @@ from training.core.outputs import refuse_output_inside_dataset
 from training.core.progress import progress
 from training.data.folders import link_or_copy
 from training.data.images import pixel_sha256, read_image
-from training.data.processed import SPLITS, SPLITS_MANIFEST, read_splits_manifest
+from training.data.processed import MANIFEST_FIELDS, SPLITS, SPLITS_MANIFEST, read_splits_manifest, write_manifest
 from training.data.synthetic_folder import SyntheticImage, read_synthetic
 
 # Beyond 10x the real minority the generator's biases dominate: the reference guide's rule of thumb, unmeasured
@@ -219,7 +217,7 @@ def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_
         all_synthetic = {img.sha256 for folder in folders for img in folder}
         verify(staging, out_rows, all_synthetic, expected_rows=len(rows) + len(chosen))
         composition = {**describe(out_rows, baseline, synthetic_dirs), "notes": notes}
-        _write_manifest(out_rows, staging / SPLITS_MANIFEST)
+        write_manifest(out_rows, staging / SPLITS_MANIFEST, (*MANIFEST_FIELDS, "source", "origin"))
         (staging / COMPOSITION).write_text(json.dumps(composition, indent=2) + "\n")
         (staging / "composition.md").write_text(composition_markdown(composition))
     return composition
@@ -292,9 +290,3 @@ def composition_markdown(composition: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_manifest(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "split", "class", "sha256", "source", "origin"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    path.write_text(buf.getvalue())

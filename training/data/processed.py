@@ -251,7 +251,7 @@ def write_dataset(records: Iterable[Record], out_dir: str | Path, *, overwrite: 
             "duplicates": {"groups": len(duplicates.groups), "files": duplicates.files,
                            "left_out_of_val_test": len(duplicates.dropped), **duplicates.counts()},
         }, indent=2) + "\n")
-        _write_manifest(rows, staging / SPLITS_MANIFEST)
+        write_manifest(rows, staging / SPLITS_MANIFEST)
     return written
 
 
@@ -318,10 +318,13 @@ def _drop(rows: list[dict], leaks: list[tuple[str, str]], staging: Path) -> list
     return [r for r in rows if r["path"] not in dropped]
 
 
-def _write_manifest(rows: list[dict], path: Path) -> None:
+MANIFEST_FIELDS = ("path", "split", "class", "sha256")
+
+
+def write_manifest(rows: list[dict], path: Path, fields: tuple[str, ...] = MANIFEST_FIELDS) -> None:
+    """A dataset's manifest.csv: one row per image with `fields` (other keys of a row are left out)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "split", "class", "sha256"], lineterminator="\n",
-                            extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     path.write_text(buf.getvalue())
