@@ -12,6 +12,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,7 @@ from training.gan.checkpoint import save_generator
 from training.gan.config import GANConfig
 from training.gan.loop import train_gan
 from training.gan.networks import build_generator
+from training.study.preflight import dataset_info
 from training.synthesis import sampling
 
 
@@ -262,6 +264,34 @@ def test_bad_npz_files_and_decompression_bombs_are_one_line(tmp_path, capsys):
     Image.new("1", (side, side)).save(bomb.parent / "b" / "bomb.png", compress_level=1)
     one_line_refusal(run_script(capsys, "training/prepare_data.py", "--source", str(tmp_path / "bomb"),
                                 "--output_dir", str(tmp_path / "p")), "decompression-bomb")
+    assert not (tmp_path / "p").exists()
+
+
+def test_damaged_files_of_ours_and_paths_of_the_wrong_kind_are_one_line(tmp_path, tiny_demo, generator_file, capsys):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    one_line_refusal(run_script(capsys, "training/prepare_data.py", "--source", str(tmp_path / "empty.npz"),
+                                "--output_dir", str(tmp_path / "p")), "empty.npz")
+    (tmp_path / "afile").write_text("a file where a folder belongs")
+    one_line_refusal(run_script(capsys, "training/generate_samples.py", "--checkpoint", str(generator_file),
+                                "--num_samples", "2", "--output_dir", str(tmp_path / "afile" / "x"), "--yes",
+                                "--device", "cpu"), "cannot write", "a file stands where a folder is needed")
+    for bad in (b"a,b\n", b"path,split,class,sha256\n"):          # the manifest proves train and test apart
+        shutil.copytree(tiny_demo, tmp_path / "edited", dirs_exist_ok=True)
+        (tmp_path / "edited" / "manifest.csv").write_bytes(bad)
+        with pytest.raises(DataError, match="rebuild the dataset"):
+            read_splits_manifest(tmp_path / "edited")
+    (tmp_path / "edited" / "dataset.json").write_text("{bad")
+    with pytest.raises(DataError, match="dataset.json is damaged"):
+        dataset_info(tmp_path / "edited")
+    synthetic = tmp_path / "syn"
+    synthetic.mkdir()
+    (synthetic / "manifest.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    one_line_refusal(run_script(capsys, "training/generate_samples.py", "--checkpoint", str(generator_file),
+                                "--num_samples", "2", "--output_dir", str(synthetic), "--yes", "--device", "cpu"),
+                     "is not a text manifest")
+    for flags in (["--demo_num_train", "0"], ["--demo_imbalance", "0"]):
+        one_line_refusal(run_script(capsys, "training/prepare_data.py", "--source", "demo", *flags,
+                                    "--output_dir", str(tmp_path / "p")), flags[0])
     assert not (tmp_path / "p").exists()
 
 

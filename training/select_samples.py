@@ -23,8 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from quality.features.domain_encoder import MAX_EPOCHS as MAX_ENCODER_EPOCHS
 from training.core.cli import OUTPUT_DIR_FLAGS, Parser
-from training.core.errors import run_cli
+from training.core.errors import UserError, run_cli
 from training.core.runtime import resolve_device
 from training.synthesis.selection import SCORES, SELECTION, select_synthetic
 
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.encoder_epochs is not None and not 1 <= args.encoder_epochs <= MAX_ENCODER_EPOCHS:
+        raise UserError(f"--encoder_epochs must be between 1 and {MAX_ENCODER_EPOCHS}")
     options = {"encoder_epochs": args.encoder_epochs} if args.encoder_epochs is not None else {}
     summary = select_synthetic(args.pool_dir, args.real_dir, args.output_dir, args.keep, score=args.score,
                                classifier=args.filter_classifier, drop_near_copies=not args.keep_near_copies,

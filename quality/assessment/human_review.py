@@ -15,6 +15,7 @@ from pathlib import Path
 
 from training.core import atomic
 from training.core.errors import DataError
+from training.core.outputs import dataset_holding
 from training.data.images import file_sha256, is_image_file, read_image
 from training.data.synthetic_folder import OWN_FILES
 from training.data.synthetic_folder import REJECTED as REJECTED_FOLDER
@@ -110,6 +111,11 @@ def review_images(folder: str | Path, read: Callable[[str], str] = input, show: 
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"folder not found: {folder}")
+    held = dataset_holding(folder)
+    if held is not None:      # a rejection moves the file: a prepared dataset would no longer match its manifest
+        where = f"the '{held[1]}' split of {held[0]}" if held[1] else f"the prepared dataset {held[0]}"
+        raise DataError(f"{folder} is in {where}: review a synthetic folder (generate_samples.py's output); "
+                        "a dataset's images are never moved")
     decisions = load_decisions(folder)
     pending = pending_images(folder, decisions, shuffle, seed)
     if decisions:

@@ -26,6 +26,7 @@ from training.data.folders import tensor_digest, to_float
 ENCODER_VERSION = 2      # bump when the architecture or training recipe changes: invalidates caches
 EMBED_DIM = 128
 DEFAULT_EPOCHS = 15       # training epochs; GAN monitoring and QA share the default, so they share the cached encoder
+MAX_EPOCHS = 1000          # the most --encoder_epochs takes
 THUMBNAIL = 16
 
 

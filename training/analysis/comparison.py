@@ -1261,6 +1261,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, *, baselin
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UserError(f"--output_dir is a file, not a folder: {out_dir}")
     dirs = ordered_run_dirs([str(d) for d in run_dirs], None if baseline is None else str(baseline))
+    out = Path(out_dir).resolve()
+    for d in dirs:             # a run folder is an input: its files are never added to or replaced
+        if out == Path(d).resolve() or Path(d).resolve() in out.parents:
+            raise UserError(f"--output_dir {out_dir} is inside the run folder {d}: give a folder of its own, "
+                            "e.g. results/comparison/<name>")
     runs = [load_run(d) for d in dirs]
     names = run_labels([r.label for r in runs], dirs, labels)
     runs = [dataclasses.replace(r, label=label) for r, label in zip(runs, names)]

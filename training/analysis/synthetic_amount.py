@@ -20,8 +20,8 @@ from training.analysis.comparison import MAX_BOOTSTRAP, load_run, write_comparis
 from training.classify.config import ClassifierConfig
 from training.classify.loop import train_classifier
 from training.core import atomic
-from training.core.config import OutputConfig, field, load_config, to_dict
-from training.core.errors import ConfigError
+from training.core.config import MAX_SEED, OutputConfig, field, load_config, to_dict
+from training.core.errors import ConfigError, UserError
 from training.core.plotting import subplots
 from training.data.augmented_set import MAX_SYNTHETIC_PER_REAL, build_augmented
 from training.data.processed import read_splits_manifest
@@ -42,7 +42,7 @@ class SweepPointsConfig:
     counts: tuple[int, ...] = field((0, 2000, 4000, 6000), min=0, help="mode counts: synthetic images added")
     synthetic_fractions: tuple[float, ...] = field((0.0, 0.25, 0.5, 0.75), min=0.0, max=0.95,
                                                    help="mode mixing: share of the minority class made synthetic")
-    seed: int = field(0, min=0, help="which real images a mixing point keeps; the bootstrap")
+    seed: int = field(0, min=0, max=MAX_SEED, help="which real images a mixing point keeps; the bootstrap")
     bootstrap: int = field(2000, min=1, max=MAX_BOOTSTRAP)
 
     def validate(self) -> None:
@@ -101,12 +101,25 @@ def run_sweep(config: SweepConfig) -> dict:
     d, name = config.data, config.output.name
     out_dir = Path(config.output.results_dir) / "sweeps" / name
     real = Counter(r["class"] for r in read_splits_manifest(d.baseline) if r["split"] == "train")[d.minority_class]
+    if real == 0:
+        raise UserError(f"'data.minority_class' = {d.minority_class} has no training images in {d.baseline}")
     available = sum(img.class_name == d.minority_class for folder in read_synthetic(list(d.synthetic)) for img in folder)
     points, note = plan_points(config, available, real)
     if note:
         print(f"note: {note}")
+    if len(points) < 2:
+        raise UserError(f"a sweep needs two points or more, and {len(points)} remain{f' ({note})' if note else ''}: "
+                        f"give 'data.synthetic' folders with '{d.minority_class}' images ({available} found)")
     state_path = out_dir / "points.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = {}
+    if state_path.is_file():
+        try:
+            state = json.loads(state_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            state = None
+        if not isinstance(state, dict):           # our own record, damaged: every point runs again
+            print(f"note: {state_path} is damaged; every point runs again")
+            state = {}
     for k, point in enumerate(points):
         key = json.dumps([point, to_dict(config.data), to_dict(config.classifier), config.points.seed,
                           [synthetic_digest(folder) for folder in d.synthetic]], sort_keys=True)

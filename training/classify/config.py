@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import OutputConfig, check_seeds, field
+from training.core.config import MAX_SEED, OutputConfig, check_seeds, field
 from training.core.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ class ClassifierTrainConfig:
     batch_size: int = field(64, min=1, help="the global batch: under torchrun, N processes take 1/N each")
     lr: float = field(1e-3, min=0.0, max=1.0)
     weight_decay: float = field(1e-4, min=0.0, max=1.0)
-    seeds: tuple[int, ...] = field((0, 1, 2), min=0, help="one run per seed; results are mean +- std over seeds")
+    seeds: tuple[int, ...] = field((0, 1, 2), min=0, max=MAX_SEED, help="one run per seed; results are mean +- std over seeds")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     early_stopping_patience: Optional[int] = field(8, min=1, help="epochs without a better val AUC, or off")
     class_weights: Literal["none", "balanced"] = field("none", help="balanced: loss weight n / (k * n_class)")

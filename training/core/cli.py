@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from training.core.config import MAX_SEED
 from training.core.errors import UserError
 from training.core.version import __version__
 
@@ -27,8 +28,8 @@ def seed_arg(text: str) -> int:
         value = int(text)
     except ValueError:
         value = -1
-    if value < 0:
-        raise UserError(f"--seed must be >= 0 (a whole number), got {text!r}")
+    if not 0 <= value <= MAX_SEED:
+        raise UserError(f"--seed must be >= 0 (a whole number up to {MAX_SEED}), got {text!r}")
     return value
 
 

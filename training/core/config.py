@@ -30,6 +30,7 @@ from training.core.errors import ConfigError, UserError, short_repr
 from training.core.names import check_plain_name
 
 T = TypeVar("T")
+MAX_SEED = 2**32 - 1        # numpy's and torch's generators all take seeds up to here
 
 # An optional setting is unset by the YAML null (`null`, `~`, empty) or by the word `off`, which every
 # optional key documents ("ema_decay: off"). Nothing else: a class really named `no` or `none` stays a name.

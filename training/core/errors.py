@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 # OSErrors that the user fixes (space, permissions, a read-only mount), reported in one line.
 ENVIRONMENT_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+# A path that names a file where a folder must be, or a folder where a file must be.
+PATH_KIND_ERRORS = {errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
 
 
 def short_repr(value: object, limit: int = 80) -> str:
@@ -45,12 +47,14 @@ def run_cli(main: Callable[[list[str] | None], int | None], argv: list[str] | No
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        if err.errno not in ENVIRONMENT_ERRORS:
+        if err.errno not in ENVIRONMENT_ERRORS | PATH_KIND_ERRORS:
             raise
-        # A full disk or a read-only folder is the environment's, not a bug: one line. Every write of
-        # ours goes through a temporary file, so what was written before stays valid for a re-run.
+        # A full disk, a read-only folder or a file in the way is the environment's, not a bug: one line. Every
+        # write of ours goes through a temporary file, so what was written before stays valid for a re-run.
         # filename2 is the destination of a copy, link or rename (filename its source, which is not at fault).
-        print(f"error: cannot write {err.filename2 or err.filename or 'a file'}: {err.strerror}", file=sys.stderr)
+        why = (" (a file stands where a folder is needed, or a folder where a file is)"
+               if err.errno in PATH_KIND_ERRORS else "")
+        print(f"error: cannot write {err.filename2 or err.filename or 'a file'}: {err.strerror}{why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

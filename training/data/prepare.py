@@ -12,7 +12,7 @@ from training.data.images import DEFAULT_RESIZE, RESIZE_POLICIES
 from training.data.processed import DUPLICATES, SPLITS_MANIFEST, Written, format_duplicates, write_dataset
 from training.data.scan import band_warnings, format_modes, format_resize, format_sizes, size_summary, upsampling_warnings
 from training.data.sources import Source, default_name, read_source
-from training.data.sources.demo import MAX_TEST_MALIGNANT
+from training.data.sources.demo import MAX_DEMO_IMAGES, MAX_TEST_MALIGNANT
 from training.data.sources.imagefolder import GROUPINGS
 
 
@@ -37,6 +37,11 @@ class SourceOptions:
             raise DataError("--val_fraction and --test_fraction must be in [0, 1) and sum to less than 1")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             raise DataError("--image_size must be between 8 and 1024")
+        if not 1 <= self.demo_num_train <= MAX_DEMO_IMAGES:
+            raise DataError(f"--demo_num_train must be between 1 and {MAX_DEMO_IMAGES:,}, got {self.demo_num_train}")
+        if not 1 <= self.demo_imbalance <= self.demo_num_train:
+            raise DataError(f"--demo_imbalance (benign per malignant image) must be between 1 and --demo_num_train, "
+                            f"got {self.demo_imbalance}")
         if self.demo_test_malignant is not None and not 1 <= self.demo_test_malignant <= MAX_TEST_MALIGNANT:
             raise DataError(f"--demo_test_malignant must be between 1 and {MAX_TEST_MALIGNANT}, "
                             f"got {self.demo_test_malignant}")

@@ -82,9 +82,14 @@ def read_splits_manifest(root: str | Path) -> list[dict]:
         raise DataError(f"{root} has no {SPLITS_MANIFEST}: make it with training/prepare_data.py")
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path} is not a readable CSV ({err}); rebuild the dataset with prepare_data.py") from None
+    missing = [name for name in MANIFEST_FIELDS if name not in (reader.fieldnames or [])]
+    if missing or not rows:       # the manifest is what proves train and val/test apart: never taken on trust
+        what = f"has no column {', '.join(missing)}" if missing else "lists no image"
+        raise DataError(f"{path} {what}; rebuild the dataset with prepare_data.py")
     seen: set[str] = set()
     for number, row in enumerate(rows, start=2):       # line numbers as an editor shows them (1 = the header)
         _check_manifest_row(root, path, number, row, seen)

@@ -118,7 +118,11 @@ def read_synthetic_manifest(out_dir: Path) -> dict[int, dict]:
     for path in (out_dir / SYNTHETIC_MANIFEST, *sorted(out_dir.glob(SHARD_MANIFESTS))):
         if not path.is_file():
             continue
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            lines = path.read_text().splitlines()
+        except UnicodeDecodeError:
+            raise DataError(f"{path} is not a text manifest; move the folder aside or use --overwrite") from None
+        for number, line in enumerate(lines, 1):
             try:
                 record = json.loads(line)
                 records[int(record["index"])] = record

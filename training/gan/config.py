@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Optional
 
 from quality.features.domain_encoder import DEFAULT_EPOCHS
-from training.core.config import field
+from training.core.config import MAX_SEED, field
 from training.core.errors import ConfigError
 from training.gan.diffaugment import check_policy
 from training.gan.latents import LatentSpec
@@ -95,7 +95,7 @@ class TrainConfig:
     lr_d: float = field(2e-4, min=0.0, max=1.0)
     betas: tuple[float, float] = field((0.0, 0.9), min=0.0, max=0.9999)
     n_critic: int = field(1, min=1, max=100, help="D updates per G update")
-    seed: int = field(0, min=0)
+    seed: int = field(0, min=0, max=MAX_SEED)
     init_from: Optional[str] = field(None, help="a training checkpoint (checkpoint_epoch_NNNN.pth) of a GAN with "
                                                 "the same model and image size, e.g. one trained on the plentiful "
                                                 "class: G, D and EMA start from its weights (transfer; optimisers, "

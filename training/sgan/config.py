@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from training.core.config import check_seeds, field
+from training.core.config import MAX_SEED, check_seeds, field
 from training.gan.diffaugment import check_policy
 
 
@@ -21,7 +21,7 @@ class SGANDataConfig:
     channels: Literal[1, 3] = 1
     labeled_per_class: int = field(10, min=1, help="labelled training images per class; the rest of train is "
                                                    "used without labels")
-    split_seed: int = field(0, min=0, help="seed of the labelled-subset draw, the same for every training seed")
+    split_seed: int = field(0, min=0, max=MAX_SEED, help="seed of the labelled-subset draw, the same for every training seed")
     positive_class: Optional[str] = field(None, plain_name=True,
                                           help="the class whose binary metrics (sensitivity, AUC) go to the "
                                                "comparison files; default: the smallest training class")
@@ -48,7 +48,7 @@ class SGANTrainConfig:
     unsupervised_weight: float = field(1.0, min=0.0, help="weight of the real/fake loss against the supervised one")
     diffaugment: Optional[str] = field("translation", help="DiffAugment policy on every image D sees, or off")
     early_stopping_patience: Optional[int] = field(15, min=1, help="epochs without a better val accuracy, or off")
-    seeds: tuple[int, ...] = field((0, 1, 2), min=0, help="one run per seed; results are mean +- std over seeds")
+    seeds: tuple[int, ...] = field((0, 1, 2), min=0, max=MAX_SEED, help="one run per seed; results are mean +- std over seeds")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     sample_grid_size: int = field(8, min=1, max=32, help="G's sample grid is N x N images")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
-from training.core.config import OutputConfig, field
+from training.core.config import MAX_SEED, OutputConfig, field
 from training.core.errors import ConfigError
 from training.synthesis.sampling import MAX_NUM_SAMPLES
 
@@ -26,7 +26,7 @@ class PipelineDataConfig:
     val_fraction: float = field(0.1, min=0.0, max=0.95, help="as prepare_data.py --val_fraction: a folder without "
                                                              "split folders, digits, MNIST: val share per class")
     test_fraction: float = field(0.2, min=0.0, max=0.95, help="as --test_fraction: test share per class")
-    seed: int = field(0, min=0, help="as --seed: the stratified split (and the demo images)")
+    seed: int = field(0, min=0, max=MAX_SEED, help="as --seed: the stratified split (and the demo images)")
     image_size: Optional[int] = field(None, min=8, max=1024, help="as --image_size: resize every image to this square "
                                                                   "(off: each keeps its size)")
     channels: Literal["auto", 1, 3] = field("auto", help="as --channels: auto = grey when every image is grey in "
@@ -68,7 +68,7 @@ class PipelineGANConfig:
 class PipelineSynthesisConfig:
     target_ratio: Optional[float] = field(1.4, min=1.0, help="largest class : minority after augmentation")
     num_synthetic: Optional[int] = field(None, min=1, max=MAX_NUM_SAMPLES, help="instead of target_ratio")
-    seed: int = field(0, min=0)
+    seed: int = field(0, min=0, max=MAX_SEED)
     qa_max_images: int = field(2000, min=2)
     qa_gate: Literal["fail", "warn", "off"] = field(
         "fail", help="stop before assembling when the QA verdict is at least this bad (off: use the images anyway)")

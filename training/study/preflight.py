@@ -88,8 +88,7 @@ def prepared_facts(root: Path) -> DataFacts | None:
     counts = {s: {} for s in SPLITS}
     for r in rows:
         counts[r["split"]][r["class"]] = counts[r["split"]].get(r["class"], 0) + 1
-    info_path = root / DATASET_INFO
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = dataset_info(root)
     if "channels" in info and "train_sides" in info:
         channels, sides = int(info["channels"]), tuple(info["train_sides"])
     else:
@@ -118,13 +117,26 @@ def source_facts(config: PipelineConfig) -> DataFacts:
                      scan.counts, opened.channels, sides)
 
 
+def dataset_info(root: Path) -> dict:
+    """A prepared dataset's dataset.json (how it was made), {} when it has none; DataError when it is damaged."""
+    path = root / DATASET_INFO
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict):
+        raise DataError(f"{path} is damaged (not a JSON object); rebuild the dataset with prepare_data.py --overwrite")
+    return info
+
+
 def check_prepared_settings(config: PipelineConfig, root: Path, pipeline: str) -> None:
     """A dataset prepared by hand (prepare_data.py) is used as it is, so refuse one whose recorded options
     contradict the pipeline's `data:` section, rather than train on images the YAML does not describe."""
-    info_path = root / DATASET_INFO
-    if not info_path.is_file():
+    if not (root / DATASET_INFO).is_file():
         return
-    info, d = json.loads(info_path.read_text()), config.data
+    info, d = dataset_info(root), config.data
     asked = {"image_size": d.image_size, "channels": d.channels, "resize": d.resize, "group_by": d.group_by}
     recorded_as = {"image_size": "image_size", "channels": "channels_requested", "resize": "resize",
                    "group_by": "group_by"}

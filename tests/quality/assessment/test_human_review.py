@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from quality.assessment.human_review import REVIEW_FILE, review_images
 from quality.review import main
-from training.core.errors import run_cli
+from training.core.errors import DataError, run_cli
 
 
 def make_folder(folder: Path, count: int = 5) -> list[Path]:
@@ -140,3 +141,16 @@ def test_the_preview_grid_beside_the_samples_is_not_reviewed(tmp_path):
     for name in ("synthetic_malignant_000000.png", "preview_grid.png", "selection_scores.png"):
         Image.new("L", (4, 4)).save(tmp_path / name)
     assert [p.name for p in pending_images(tmp_path, {}, False, 0)] == ["synthetic_malignant_000000.png"]
+
+
+
+def test_a_prepared_datasets_images_are_never_reviewed(tmp_path):
+    # A rejection moves the file: in a prepared dataset (any split) the images would no longer match manifest.csv.
+    dataset = tmp_path / "processed" / "tiny"
+    for split in ("test", "train"):
+        (dataset / split).mkdir(parents=True)
+        (dataset / "manifest.csv").write_text("path,split,class,sha256\n")
+        images = make_folder(dataset / split / "malignant", count=2)
+        with pytest.raises(DataError, match="a dataset's images are never moved"):
+            review_images(images[0].parent, scripted("n", "n"), None, lambda line: None)
+        assert all(path.is_file() for path in images) and not (images[0].parent / "rejected").exists()

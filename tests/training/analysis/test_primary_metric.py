@@ -129,6 +129,9 @@ def test_another_primary_metric_and_refusals(tmp_path, capsys):
     assert pair_table(report, report["comparisons"][0]).startswith("Primary metric (AUC-ROC): +0.")
     with pytest.raises(UserError, match="primary metric 'auc' is not one of accuracy"):
         compare_runs(runs, tmp_path / "out", primary_metric="auc")
+    for inside in (runs[0], runs[1] / "seed_0"):                       # an input's folder gains no file
+        with pytest.raises(UserError, match="is inside the run folder"):
+            compare_runs(runs, inside, resamples=50)
     with pytest.raises(SystemExit) as exit_info:                       # argparse's choices
         compare_main([*map(str, runs), "--output_dir", str(tmp_path / "x"), "--primary_metric", "auc"])
     assert exit_info.value.code == 2

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import write_yaml
 from tests.training.data.test_augmented_set import synthetic_folder
 from training.analysis.synthetic_amount import scaled_counts
-from training.core.errors import ConfigError
+from training.core.errors import ConfigError, UserError
 from training.sweep import main as sweep_main
 
 
@@ -37,6 +37,10 @@ def test_sweep_trains_each_point_and_plots(tiny_demo, tmp_path, capsys, mode, va
     assert "| point | sensitivity |" in printed and ("scaled by 0.400" in printed) == (mode == "counts")
     assert sweep_main(["--config", str(config)]) == 0                       # resumes: nothing retrained
     assert capsys.readouterr().out.count("done, kept") == 2
+    if mode == "counts":                                                    # its own record, damaged: run again
+        (out / "points.json").write_text("{oops")
+        assert sweep_main(["--config", str(config)]) == 0
+        assert "points.json is damaged; every point runs again" in capsys.readouterr().out
 
 
 def test_mixing_needs_enough_synthetic_images(tiny_demo, tmp_path):
@@ -46,3 +50,15 @@ def test_mixing_needs_enough_synthetic_images(tiny_demo, tmp_path):
         "points": {"mode": "mixing", "synthetic_fractions": [0.0, 0.5]}})
     with pytest.raises(ConfigError, match="needs 8 synthetic images; the folders hold 3"):
         sweep_main(["--config", str(config)])
+
+
+@pytest.mark.parametrize("data, words", [({"synthetic": []}, "a sweep needs two points or more, and 1 remain"),
+                                         ({"minority_class": "benign_typo"}, "has no training images")])
+def test_a_sweep_that_cannot_compare_anything_stops_before_training(tiny_demo, tmp_path, data, words):
+    synthetic = synthetic_folder(tmp_path / "gan", 4)
+    config = write_yaml(tmp_path / "sweep.yaml", {
+        "data": {"baseline": str(tiny_demo), "synthetic": [str(synthetic)], **data},
+        "points": {"mode": "counts", "counts": [0, 4]}, "output": {"results_dir": str(tmp_path / "results")}})
+    with pytest.raises(UserError, match=words):
+        sweep_main(["--config", str(config)])
+    assert not (tmp_path / "results").exists()

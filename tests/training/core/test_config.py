@@ -161,7 +161,8 @@ def test_error_messages_never_quote_an_unbounded_value(tmp_path):
 @pytest.mark.parametrize("seeds, message", [
     ([], "'train.seeds' needs at least one seed"),
     ([0, 1, 1], r"'train.seeds' has repeated seeds \(1 in \[0, 1, 1\]\)"),
-    ([0, -1], r"'train.seeds' = \(0, -1\) is out of range \[0, inf\]"),   # numpy's generators refuse it mid-study
+    ([0, -1], r"'train.seeds' = \(0, -1\) is out of range \[0, 4294967295\]"),   # numpy's generators refuse it mid-study
+    ([2**64], r"'train.seeds' = \(18446744073709551616,\) is out of range \[0, 4294967295\]"),   # torch's too
 ])
 def test_classifier_and_sgan_seeds_are_checked_at_load(seeds, message):
     from training.classify.config import ClassifierConfig

@@ -45,6 +45,7 @@ _PIGMENTS = np.array([
 
 
 MAX_TEST_MALIGNANT = 100_000    # the most --demo_test_malignant takes
+MAX_DEMO_IMAGES = 1_000_000     # the most --demo_num_train takes
 
 
 def split_counts(num_train: int, imbalance: int, val_fraction: float, test_fraction: float,

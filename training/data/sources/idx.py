@@ -80,7 +80,7 @@ def is_keras_npz(path: Path) -> bool:
     try:
         with np.load(path) as data:
             return "x_train" in data.files
-    except (OSError, ValueError, zipfile.BadZipFile):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         return False            # the MedMNIST reader reports the problem
 
 
@@ -91,7 +91,7 @@ def read_keras_npz(path: Path) -> dict[str, np.ndarray]:
             if missing:
                 raise DataError(f"{path} has no '{missing[0]}' array (found: {', '.join(data.files)})")
             return {k: data[k] for k in KERAS_KEYS}
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read {path} as .npz: {err}") from None
 
 

@@ -42,7 +42,7 @@ def npz_records(path: str | Path, class_names: dict[int, str]) -> tuple[Iterator
     path = Path(path)
     try:
         data = np.load(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"cannot read {path} as .npz: {err}") from None
     arrays = {}
     for split in SPLITS:
