@@ -289,6 +289,8 @@ def test_damaged_files_of_ours_and_paths_of_the_wrong_kind_are_one_line(tmp_path
     one_line_refusal(run_script(capsys, "training/generate_samples.py", "--checkpoint", str(generator_file),
                                 "--num_samples", "2", "--output_dir", str(synthetic), "--yes", "--device", "cpu"),
                      "is not a text manifest")
+    one_line_refusal(run_script(capsys, "training/prepare_data.py", "--source", "", "--output_dir", str(tmp_path / "p")),
+                     "--source is empty")
     for flags in (["--demo_num_train", "0"], ["--demo_imbalance", "0"]):
         one_line_refusal(run_script(capsys, "training/prepare_data.py", "--source", "demo", *flags,
                                     "--output_dir", str(tmp_path / "p")), flags[0])

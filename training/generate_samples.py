@@ -40,6 +40,7 @@ from training.synthesis.job import (
     BulkJob,
     check_counts,
     check_launch,
+    filter_threshold,
     parse_codes,
     parse_shard,
     resolve_sources,
@@ -53,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint", nargs="+", metavar="PATH", help="generator file(s); several are blended")
     p.add_argument("--weights", nargs="+", type=float, metavar="W", help="blend weights, one per checkpoint (default: equal)")
     p.add_argument("--config", help="a training YAML: use its run's best (else final) generator and output folder")
-    p.add_argument("--num_samples", type=int, help="images to have in the folder when done")
+    p.add_argument("--num_samples", type=int, help="images to have in the folder when done (with "
+                   "--filter_classifier: the candidates; those under --conf_thresh are not written)")
     p.add_argument("--batch_size", type=int, default=256, help="images per generator call (does not change the files)")
     p.add_argument(*OUTPUT_DIR_FLAGS, dest="output_dir", help="default: <output.synthetic_dir>/<run name> of the generator")
     p.add_argument("--preview_only", action="store_true", help="write preview_grid.png (8x8) and nothing else")
@@ -74,10 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "jobs; then run without --shard to merge (under torchrun each process takes its part itself)")
     p.add_argument("--filter_classifier", metavar="PATH", help="a classifier's best_model.pth: keep only images it "
                    "assigns to the generator's class with at least --conf_thresh")
-    p.add_argument("--conf_thresh", type=float, default=0.95, help="with --filter_classifier (default 0.95)")
+    p.add_argument("--conf_thresh", type=float, help="with --filter_classifier (default 0.95)")
     args = p.parse_args(argv)
+    args.conf_thresh = filter_threshold(args.filter_classifier, args.conf_thresh)
     check_counts(args.num_samples, args.batch_size, args.conf_thresh, args.weights, args.seed, args.workers)
-    args.shard = parse_shard(args.shard) if args.shard is not None else None
+    args.shard = parse_shard(args.shard, args.num_samples) if args.shard is not None else None
     args.codes = parse_codes(args.fix_code)
     check_launch(args.shard, args.overwrite, args.preview and not args.yes)
     return args

@@ -91,6 +91,8 @@ def prepare_dataset(source: str, out_root: str | Path, name: str | None = None,
     IDX folder or an image folder), printing what it found (colour modes, channels, sizes, resize policy,
     duplicates). An existing prepared dataset is kept unless `overwrite`, without reading the source."""
     options.check()
+    if not source.strip():
+        raise DataError("--source is empty: give 'demo', 'digits', an .npz file, or a folder of images")
     if name is not None:
         check_plain_name(name, "--name")
     # The dataset folder itself may be one of ours being rebuilt; the folder it goes into may not be a dataset's.

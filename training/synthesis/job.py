@@ -28,6 +28,7 @@ from training.synthesis.sampling import MAX_NUM_SAMPLES, MAX_WORKERS
 # The process group's timeout. Under torchrun every process waits at the end for the slowest, and a
 # resumed or extended job can leave one process (the one whose index range is missing) most of the work.
 WAIT_FOR_OTHERS_MINUTES = 24 * 60
+DEFAULT_CONF_THRESH = 0.95
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,13 @@ class BulkJob:
     workers: int | None = None
     shard: tuple[int, int] | None = None           # (k, n): one of n separately launched jobs
     filter_classifier: str | None = None
-    conf_thresh: float = 0.95
+    conf_thresh: float = DEFAULT_CONF_THRESH
     weights: list[float] | None = None
     codes: dict[str, float] = field(default_factory=dict)
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' -> (K, N) with 0 <= K < N."""
+def parse_shard(text: str, num_samples: int | None = None) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N (and N at most the images asked for: every shard makes some)."""
     k, _, n = text.partition("/")
     try:
         shard = int(k), int(n)
@@ -56,7 +57,17 @@ def parse_shard(text: str) -> tuple[int, int]:
         shard = (-1, 0)
     if not 0 <= shard[0] < shard[1]:
         raise UserError(f"--shard must be K/N with 0 <= K < N (e.g. 0/4 ... 3/4 for four jobs), not '{text}'")
+    if num_samples is not None and shard[1] > num_samples:
+        raise UserError(f"--shard {text}: {shard[1]} jobs for {num_samples} images would leave some jobs nothing "
+                        "to make; use at most as many jobs as images")
     return shard
+
+
+def filter_threshold(filter_classifier: str | None, conf_thresh: float | None) -> float:
+    """--conf_thresh means something only with --filter_classifier; 0.95 when the filter is on and none is given."""
+    if conf_thresh is not None and filter_classifier is None:
+        raise UserError("--conf_thresh needs --filter_classifier PATH (the classifier whose confidence it thresholds)")
+    return DEFAULT_CONF_THRESH if conf_thresh is None else conf_thresh
 
 
 def parse_codes(pairs: list[str]) -> dict[str, float]:

@@ -186,6 +186,8 @@ def test_preview_without_terminal_needs_yes(generators, tmp_path, capsys):
     (["--num_samples", "3"], "give --checkpoint"),
     (["--checkpoint", "g.pth", "--num_samples", "0"], "--num_samples must be between 1 and"),
     (["--checkpoint", "g.pth", "--num_samples", "3", "--shard", "2/2"], "--shard must be K/N with 0 <= K < N"),
+    (["--checkpoint", "g.pth", "--num_samples", "3", "--shard", "0/4"], "4 jobs for 3 images"),
+    (["--checkpoint", "g.pth", "--num_samples", "3", "--conf_thresh", "0.5"], "--conf_thresh needs --filter_classifier"),
 ])
 def test_bad_input_is_one_line(args, message, tmp_path, capsys):
     one_line_error(run(capsys, *args, "--output_dir", str(tmp_path / "out")), message)
