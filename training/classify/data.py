@@ -13,7 +13,7 @@ import torch
 from training.core.errors import DataError
 from training.core.progress import progress
 from training.data.folders import list_classes, list_images
-from training.data.images import pixel_sha256, read_image, resize, to_channels
+from training.data.images import classifier_size_problem, pixel_sha256, read_image, resize, to_channels
 from training.data.processed import SPLITS_MANIFEST, read_splits_manifest
 from training.data.synthetic_folder import read_synthetic
 
@@ -29,14 +29,15 @@ class LabelledSet:
     labels: torch.Tensor
     paths: list[str]
     sha256: list[str]
-    sizes: set[int]          # the original image sizes found (before resizing)
+    real_sides: set[int]         # the shorter sides of the real images (before resizing)
+    synthetic_sides: set[int]    # and of the synthetic ones
     synthetic: torch.Tensor
 
     def subset(self, keep: torch.Tensor) -> LabelledSet:
         """The images where the bool mask `keep` is true, in the same order."""
         rows = keep.nonzero().flatten().tolist()
         return LabelledSet(self.images[keep], self.labels[keep], [self.paths[i] for i in rows],
-                           [self.sha256[i] for i in rows], self.sizes, self.synthetic[keep])
+                           [self.sha256[i] for i in rows], self.real_sides, self.synthetic_sides, self.synthetic[keep])
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def synthetic_files(split_dir: str | Path) -> set[Path]:
 def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, channels: int) -> LabelledSet:
     """Every image of `classes` under `split_dir`, resized to `image_size` with `channels` channels; the
     images an augmented dataset's manifest lists as synthetic are marked so."""
-    images, labels, paths, hashes, sizes = [], [], [], [], set()
+    images, labels, paths, hashes, real_sides, synthetic_sides = [], [], [], [], set(), set()
     synthetic = synthetic_files(split_dir)
     for label, name in enumerate(classes):
         folder = Path(split_dir) / name
@@ -73,12 +74,12 @@ def load_labelled(split_dir: str | Path, classes: list[str], image_size: int, ch
         for path in list_images(folder):
             pixels = read_image(path)
             hashes.append(pixel_sha256(pixels))     # of the file's pixels, as in manifest.csv
-            sizes.add(min(pixels.shape[:2]))
+            (synthetic_sides if path.resolve() in synthetic else real_sides).add(min(pixels.shape[:2]))
             images.append(resize(to_channels(pixels, channels, path), image_size))
             labels.append(label)
             paths.append(str(path))
     tensor = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
-    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, sizes,
+    return LabelledSet(tensor, torch.tensor(labels), paths, hashes, real_sides, synthetic_sides,
                        torch.tensor([Path(p).resolve() in synthetic for p in paths], dtype=torch.bool))
 
 
@@ -101,7 +102,7 @@ def with_synthetic(train: LabelledSet, synthetic_dir: str, names: list[str], ima
     return LabelledSet(torch.cat([train.images, stacked]),
                        torch.cat([train.labels, torch.tensor([names.index(img.class_name) for img in images])]),
                        train.paths + [str(img.path) for img in images], train.sha256 + [img.sha256 for img in images],
-                       train.sizes | {min(x.shape[:2]) for x in pixels},
+                       train.real_sides, train.synthetic_sides | {min(x.shape[:2]) for x in pixels},
                        torch.cat([train.synthetic, torch.ones(len(images), dtype=torch.bool)]))
 
 
@@ -197,8 +198,7 @@ def load_splits(split_dirs: dict[str, str | Path], image_size: int, channels: in
         if not is_positive.any() or is_positive.all():
             raise DataError(f"the {split} set {split_dirs[split]} needs images of '{positive_class}' and of other "
                             "classes: AUC and the decision threshold are undefined otherwise")
-    if len(sets["train"].sizes) > 1 and min(sets["train"].sizes) < image_size:
-        raise DataError(f"train images come in sizes {sorted(sets['train'].sizes)} px and data.image_size is "
-                        f"{image_size}: upsampling only some of them (e.g. synthetic ones) would let the classifier "
-                        f"learn 'blurry means {positive_class}'; set data.image_size <= {min(sets['train'].sizes)}")
+    problem = classifier_size_problem(sets["train"].real_sides, sets["train"].synthetic_sides, image_size)
+    if problem:
+        raise DataError(f"{problem[0]}; set {problem[1]}")
     return Splits(sets, names, positive)

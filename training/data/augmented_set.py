@@ -137,9 +137,9 @@ def check_out_dir(out_dir: Path, baseline: Path, synthetic_dirs: list[Path], ove
 def _check_format(chosen: list[SyntheticImage], baseline: Path, train_rows: list[dict]) -> list[str]:
     """Synthetic images must match the real ones in channel mode; a size difference is noted.
 
-    A GAN often runs below the data's resolution (64 px data, 32 px GAN). Mixing sizes is fine as
-    long as the classifier trains at the smaller size, which `train_classifier` enforces: upsampling
-    only the synthetic images would teach it that blurry means minority. The real sizes are those of
+    A GAN often runs below the data's resolution (64 px data, 32 px GAN), and sometimes above it (28 px
+    scans, 32 px GAN). Mixing sizes is fine as long as both kinds of image reach the classifier by one
+    path, which `train_classifier` enforces (`classifier_size_problem`). The real sizes are those of
     every training image (headers only), so a folder of many sizes is reported as a range.
     """
     real_sizes, mode = set(), None
@@ -164,7 +164,9 @@ def _check_format(chosen: list[SyntheticImage], baseline: Path, train_rows: list
         real = (f"{len(real_sizes)} sizes, width {min(widths)}-{max(widths)} px, height {min(heights)}-{max(heights)} "
                 f"px, smallest side {smallest} px")
     return [f"synthetic images are {w}x{h} px, real ones {real}: train classifiers at "
-            f"data.image_size <= {min(w, h, smallest)}" for w, h in sorted(sizes) if {(w, h)} != real_sizes]
+            + (f"data.image_size = {min(w, h)}, the GAN's size (it learned upsampled real images)" if min(w, h) > smallest
+               else f"data.image_size <= {min(w, h)}")
+            for w, h in sorted(sizes) if {(w, h)} != real_sizes]
 
 
 def build_augmented(baseline: str | Path, synthetic_dirs: list[str | Path], out_dir: str | Path, *,

@@ -129,6 +129,38 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     return resize_to(pixels, size, size)
 
 
+def classifier_size_problem(real_sides: set[int], synthetic_sides: set[int], size: int) -> tuple[str, str] | None:
+    """(why, the setting that works, e.g. 'data.image_size = 32') when a classifier trained at `size` px
+    would see real and synthetic training images arrive by different resizing paths; None when both arrive
+    alike.
+
+    A classifier can learn the path instead of the class: every synthetic image is of the class the GAN
+    learned. Upsampling only some images leaves those blurry. And where the GAN upsampled the real images
+    to learn them (28 px scans, a 32 px GAN), only its resolution is safe: at 28 px the synthetic images
+    would be resampled down and the real ones not, and a small CNN tells BreastMNIST's real malignant scans
+    from its GAN's at AUC 0.82 that way, against 0.63 at 32 px, where the real images are upsampled as the
+    GAN's training images were (bench/bench_resize_path.py, docs/results.md). `real_sides` and
+    `synthetic_sides` are the images' shorter sides before resizing.
+    """
+    if len(real_sides) > 1 and min(real_sides) < size:
+        return (f"the real training images come in sizes {sorted(real_sides)} px and data.image_size is {size}: "
+                "upsampling some of them more than others would let the classifier learn blur instead of the class",
+                f"data.image_size <= {min(real_sides)}")
+    if len(synthetic_sides) == 1 and min(real_sides, default=size) < min(synthetic_sides):
+        made_at = min(synthetic_sides)
+        if size == made_at:
+            return None
+        return (f"the synthetic images are {made_at} px, from a GAN that learned real images upsampled from "
+                f"{min(real_sides)} px: at {size} px they would be resampled and the real ones resized from their "
+                "own size, a difference of origin a classifier can learn instead of the class (at the GAN's size "
+                "every real image takes the path the GAN's training images took)", f"data.image_size = {made_at}")
+    sides = real_sides | synthetic_sides
+    if len(sides) > 1 and min(sides) < size:
+        return (f"train images come in sizes {sorted(sides)} px and data.image_size is {size}: upsampling only the "
+                "synthetic ones would let the classifier learn 'blurry means synthetic'", f"data.image_size <= {min(sides)}")
+    return None
+
+
 # How prepare_data.py makes a non-square image square (`--resize`). The default is `pad`: it is the one policy
 # that keeps every pixel and every shape. `squash` changes aspect ratios, and with them the shapes a reader
 # of the image relies on (a round lesion becomes an oval, left-right symmetry changes); `center_crop` cuts

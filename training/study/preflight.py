@@ -8,7 +8,8 @@ synthesis -> QA -> assembly, minutes in. Here, before the GAN:
 * the class the GAN learns (`minority_class`) and the class the classifiers report sensitivity for
   (`positive_class`) are classes of the data, with images in train, val and test;
 * the channel count comes from the data, and no override contradicts it;
-* no classifier trains above the smallest training image (of its arm, synthetic images included);
+* every arm's real and synthetic images reach its classifier by the same resizing path (at the GAN's size
+  when the GAN upsampled the real images; never upsampling only some of them);
 * warnings: fewer than VAL_POSITIVES_FLOOR positives in validation, a GAN arm that adds too few images;
 * the minimum detectable effect on the primary metric, from the test positives (every fold's, in a
   cross-validated study), the seeds and a prior seed spread, with a warning when it is above 10 pp.
@@ -36,6 +37,7 @@ from training.classify.metrics import PRIMARY_METRIC
 from training.core.config import load_config, parse_overrides
 from training.core.errors import ConfigError, DataError
 from training.data.augmented_set import few_synthetic_note
+from training.data.images import classifier_size_problem
 from training.data.prepare import SourceOptions, open_prepared_source
 from training.data.processed import DATASET_INFO, SPLITS, SPLITS_MANIFEST, read_splits_manifest
 from training.data.scan import GAN_SIZES
@@ -286,18 +288,16 @@ def check(config: PipelineConfig, facts: DataFacts, pipeline: str = "the pipelin
 
 def _check_image_sizes(config: PipelineConfig, facts: DataFacts, gan: GANConfig,
                        classifiers: dict[str, ClassifierConfig], pipeline: str) -> None:
-    """No arm trains above its smallest training image, as train_classifier refuses (it would upsample some
-    images only, and a classifier could learn 'blurry means synthetic')."""
+    """Every arm's real and synthetic training images reach its classifier by the same resizing path, as
+    train_classifier requires (`classifier_size_problem`): otherwise a classifier could learn the path
+    instead of the class."""
     for path, augmented in classifier_paths(config):
         size = classifiers[path].data.image_size
-        sides = set(facts.train_sides) | ({gan.data.image_size} if augmented else set())
-        if len(sides) > 1 and min(sides) < size:
-            what = f"the GAN's images are {gan.data.image_size} px" if augmented else ""
-            real = f"real training images {min(facts.train_sides)}-{max(facts.train_sides)} px" if facts.train_sides else ""
-            raise ConfigError(f"{path}: 'data.image_size' = {size} is above the smallest training image of its arm "
-                              f"({min(sides)} px; {', '.join(x for x in (real, what) if x)}): set "
-                              f"classifiers.overrides: [data.image_size={min(sides)}] in {pipeline}, or "
-                              "data.image_size to prepare every image at one size")
+        problem = classifier_size_problem(set(facts.train_sides), {gan.data.image_size} if augmented else set(), size)
+        if problem:
+            one_size = " (or data.image_size, to prepare every image at one size)" if len(facts.train_sides) > 1 else ""
+            raise ConfigError(f"{path} at data.image_size = {size}: {problem[0]}; set {problem[1]} in "
+                              f"{pipeline}'s classifiers.overrides{one_size}")
 
 
 def _channels_word(channels: int) -> str:
@@ -339,9 +339,11 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
         fix = (f"; gan.overrides: [data.image_size={fits[-1]}] keeps their own scale" if fits else
                f" (the smallest size a GAN here works at is {GAN_SIZES[0]} px)")
         lines.append(f"  note: the GAN works above the largest training image ({max(sides)} px), so it learns upsampled "
-                     f"images{fix}")
+                     f"images{fix}; classifiers of its images work at its size, where the real images are upsampled "
+                     "as its training images were")
     lines += gan_step_lines(config, gan, facts.counts.get("train", {}), minority)
-    above = sorted({c.data.image_size for c in classifiers.values() if sides and c.data.image_size > max(sides)})
+    above = sorted({c.data.image_size for c in classifiers.values()
+                    if sides and c.data.image_size > max(sides) and c.data.image_size != gan.data.image_size})
     if above:
         lines.append(f"  note: the classifiers at {', '.join(f'{n} px' for n in above)} work above the largest training "
                      f"image ({max(sides)} px): every image is upsampled alike, which adds compute and no detail; "

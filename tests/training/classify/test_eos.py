@@ -32,7 +32,7 @@ def labelled_set(counts: list[int], seed: int, synthetic: int = 0) -> LabelledSe
         images.append(x.clamp(0, 255).to(torch.uint8))
         labels += [label] * n
     n = len(labels)
-    return LabelledSet(torch.cat(images), torch.tensor(labels), [f"{i}.png" for i in range(n)], ["0" * 64] * n, {SIZE},
+    return LabelledSet(torch.cat(images), torch.tensor(labels), [f"{i}.png" for i in range(n)], ["0" * 64] * n, {SIZE}, {SIZE},
                        torch.arange(n) >= n - synthetic)
 
 

@@ -15,7 +15,8 @@ from training.build_augmented import main as build_main
 from training.core.errors import DataError, UserError, run_cli
 from training.data.augmented_set import build_augmented, verify
 from training.data.images import pixel_sha256
-from training.data.processed import read_splits_manifest
+from training.data.processed import read_splits_manifest, write_dataset
+from training.data.sources.demo import demo_records
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,11 @@ def test_a_size_difference_is_noted_not_refused(tiny_demo, tmp_path):
     big = synthetic_folder(tmp_path / "big", 3, image_size=64)
     composition = build_augmented(tiny_demo, [big], tmp_path / "a")
     assert composition["notes"][0] == ("synthetic images are 64x64 px, real ones 32x32: train classifiers at "
-                                       "data.image_size <= 32")
+                                       "data.image_size = 64, the GAN's size (it learned upsampled real images)")
+    records, total = demo_records(seed=0, image_size=64, num_train=45, imbalance=2)   # real images above the GAN's
+    write_dataset(records, tmp_path / "real_64", total=total)                           # size: both downsampled
+    small = synthetic_folder(tmp_path / "small", 3, image_size=32)
+    assert build_augmented(tmp_path / "real_64", [small], tmp_path / "b")["notes"][0].endswith("data.image_size <= 32")
     assert composition["notes"][1].startswith("only 3 synthetic 'malignant' image(s) beside 15 real ones (20 %)")
     assert "Note: synthetic images are 64x64" in (tmp_path / "a" / "composition.md").read_text()
 

@@ -32,6 +32,7 @@ def own_study(tmp_path, source, **data):
         "data": {"source": str(source), "processed_dir": str(tmp_path / "processed"), "minority_class": "healthy",
                  "image_size": 32, **data},
         "gan": {"config": "experiments/gan_own_data.yaml"},
+        "classifiers": {"overrides": ["data.image_size=64"]},     # the GAN's size, as the guide's example
         "output": {"results_dir": str(tmp_path / "results")},
     })
 
@@ -67,6 +68,12 @@ def test_dry_run_names_the_gan_config_when_the_minority_class_is_not_set(brain, 
 
 def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp_path, capsys):
     config = own_study(tmp_path, brain, positive_class="tumour")
+    # The 64 px GAN learns the 32 px images upsampled: classifiers at 32 px would see its images resampled down
+    # and the real ones not.
+    code, _, err = dry_run(capsys, config, "classifiers.overrides=[data.image_size=32]")
+    assert code == 2 and len(err) == 1 and "experiments/classifier_gan_augmented.yaml at data.image_size = 32" in err[0]
+    assert "the synthetic images are 64 px, from a GAN that learned real images upsampled from 32 px" in err[0]
+    assert f"set data.image_size = 64 in {config}'s classifiers.overrides" in err[0]
     code, out, err = dry_run(capsys, config)
     assert code == 0, err
     assert "pre-flight check passed (nothing was run or written)" in out
@@ -76,7 +83,7 @@ def test_own_folder_end_to_end_checks_pass_and_grey_stays_one_channel(brain, tmp
     assert "positive class (sensitivity, and the primary metric sensitivity_at_spec90, are for it): 'tumour'" in out
     assert "note: the GAN adds 'healthy' images, not 'tumour' ones" in out
     assert "note: the GAN works above the largest training image (32 px)" in out        # gan_own_data.yaml: 64 px
-    assert "note: the classifiers at" not in out
+    assert "note: the classifiers at" not in out                                       # at the GAN's size
     assert "warning: validation holds 2 'tumour' image(s), fewer than 20" in out
     # 19 tumour : 12 healthy in train; a ratio of 1.4 means ceil(19 / 1.4) - 12 = 2 synthetic images
     assert "warning: synthesis.target_ratio = 1.4 adds 2 synthetic 'healthy' image(s) beside 12 real ones" in out
@@ -145,8 +152,8 @@ def test_sizes_channels_and_overrides_are_checked(brain, tmp_path, capsys):
     config = own_study(tmp_path, brain, positive_class="tumour", image_size=None)
     code, _, err = dry_run(capsys, config)
     assert code == 2 and len(err) == 1
-    assert "experiments/classifier_baseline.yaml: 'data.image_size' = 32 is above the smallest training image" in err[0]
-    assert "classifiers.overrides: [data.image_size=" in err[0]
+    assert "experiments/classifier_baseline.yaml at data.image_size = 64: the real training images come in sizes" in err[0]
+    assert "set data.image_size <= 20 in" in err[0] and "or data.image_size, to prepare every image at one size" in err[0]
     # An override that contradicts the data's channel count.
     config = own_study(tmp_path, brain, positive_class="tumour")
     code, _, err = dry_run(capsys, config, "gan.overrides=[data.channels=3]")
