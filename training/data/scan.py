@@ -18,7 +18,7 @@ from training.data.images import high_bit_top
 
 FAINT_COLOUR = 8            # channel differences of at most this many levels: a tint, not a colour image (rule of thumb)
 BAND_SHARE_GAP = 0.2        # classes whose shares of padded images differ this much get a warning (rule of thumb)
-GAN_SIZES = (32, 64, 128)   # the resolutions the DCGAN family is built for (gan/config.py checks)
+GAN_SIZE_RANGE = (24, 128)  # the image sizes the DCGAN family learns (gan/config.py checks), each at its own size
 _CHUNK = 1024               # images per vectorised colour check, so a large array needs no N x H x W temporary
 
 
@@ -191,10 +191,10 @@ def upsampling_warnings(scan: SourceScan, image_size: int | None) -> list[str]:
     if not image_size or not sides or image_size <= max(sides):
         return []
     largest = max(sides)
-    fits = next((size for size in GAN_SIZES if size >= largest), None)
-    if fits == image_size:           # 28 px scans at 32 px: the smallest size a GAN here works at
+    fits = max(largest, GAN_SIZE_RANGE[0]) if largest <= GAN_SIZE_RANGE[1] else None
+    if fits == image_size:           # 16 px images at 24 px: the smallest size a GAN here learns
         return []
-    hint = f"; --image_size {fits} is the smallest GAN size that keeps every pixel" if fits else ""
+    hint = f"; --image_size {fits} keeps every pixel, and a GAN learns that size as it is" if fits else ""
     return [f"warning: every image is at most {largest} px, and --image_size {image_size} upsamples them "
             f"(no detail is added; the GAN and classifiers cost about {(image_size / largest) ** 2:.0f}x the "
             f"compute per image){hint}"]

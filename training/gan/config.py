@@ -6,13 +6,13 @@ builds and validates it. Units are in the names: epochs, pixels, images.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar, Literal, Optional
 
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from training.core.config import MAX_SEED, field
 from training.core.errors import ConfigError
+from training.gan.dcgan import levels_for
 from training.gan.diffaugment import check_policy
 from training.gan.latents import LatentSpec
 
@@ -24,7 +24,8 @@ class DataConfig:
                                 help="the class folder the GAN learns (and the headline FID's class)")
     train_on: Literal["minority", "all_classes"] = field(
         "minority", help="all_classes: every class of train/ (conditional GANs; pseudo-labelling route)")
-    image_size: Literal[32, 64, 128] = 64
+    image_size: int = field(64, min=24, max=128, help="pixels; 32, 64 or 128, or the images' own size in between "
+                            "(e.g. 28: learned without resampling, the networks working at the next power of two)")
     channels: Literal[1, 3] = 3
 
 
@@ -158,7 +159,7 @@ class GANConfig:
                               "(a conditional GAN learns every class)")
         if self.model.freeze_d_blocks and self.train.init_from is None:
             raise ConfigError("'model.freeze_d_blocks' keeps pretrained D blocks fixed: it needs 'train.init_from'")
-        levels = int(math.log2(self.data.image_size)) - 2      # D's conv blocks: 32 px -> 3
+        levels = levels_for(self.data.image_size)               # D's conv blocks: 32 px -> 3
         if self.model.freeze_d_blocks >= levels:
             raise ConfigError(f"'model.freeze_d_blocks' = {self.model.freeze_d_blocks}: D has {levels} conv blocks at "
                               f"{self.data.image_size} px and at least the last must train")

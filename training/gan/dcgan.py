@@ -4,6 +4,10 @@ G: z (B, z_dim) -> 4x4 map -> one 2x upsampling block per level -> (B, C, S, S) 
 D: (B, C, S, S) -> one stride-2 block per level -> 4x4 map -> one logit per image.
 Widths double per level away from the image, as in Radford et al. (2016).
 
+Images of another size (28 px MedMNIST scans) are learned at their own size, without resampling: the
+networks work at the next power of two, G's output is cropped to the image size, and D frames every
+input, real or generated, in the same black border. Nothing outside the two networks sees the frame.
+
 Two variants share these networks:
 * conditional (`model.conditional`): G takes a learned class embedding beside z; D adds a projection
   term <embed(y), pooled features> to its logit (Miyato & Koyama, 2018), so one pair of networks
@@ -25,11 +29,20 @@ from torch.nn.utils import spectral_norm as _spectral_norm
 from training.gan.latents import LatentSpec
 
 
+def network_size(image_size: int) -> int:
+    """The power of two, at least 32, that the networks work at for `image_size` px images (28 -> 32)."""
+    return max(32, 2 ** math.ceil(math.log2(image_size)))
+
+
 def levels_for(image_size: int) -> int:
-    levels = int(math.log2(image_size)) - 2      # 32 -> 3, 64 -> 4, 128 -> 5
-    if 2 ** (levels + 2) != image_size or levels < 1:
-        raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
-    return levels
+    """Upsampling levels of G (stride-2 blocks of D) for `image_size` px images: 32 -> 3, 64 -> 4, 128 -> 5."""
+    return int(math.log2(network_size(image_size))) - 2
+
+
+def frame_margins(image_size: int) -> tuple[int, int]:
+    """(before, after) pixels of black frame around an `image_size` px image in the networks' square."""
+    extra = network_size(image_size) - image_size
+    return extra // 2, extra - extra // 2
 
 
 def init_weights(module: nn.Module) -> None:
@@ -135,6 +148,7 @@ class Generator(nn.Module):
         if output_block:   # the last upsampling in a block too: a ReLU at full resolution, then a plain RGB conv
             blocks += _upsample_block(widths[-1], widths[-1], upsample, padding, noise)
         self.blocks = nn.Sequential(*blocks)                          # -> (B, width, S/2, S/2), or S with output_block
+        self.margins = frame_margins(image_size)                      # cropped off the output
         # The side of each noise layer's map: the block's output resolution (8, 16, ... px).
         self.noise_sizes = [8 * 2 ** i for i, layer in enumerate(m for m in blocks if isinstance(m, NoiseInjection))]
         if output_block:
@@ -163,7 +177,9 @@ class Generator(nn.Module):
                 h = layer(h, next(noise)) if isinstance(layer, NoiseInjection) else layer(h)
         else:
             h = self.blocks(h)
-        return torch.tanh(self.to_image(h))  # (B, C, S, S) in [-1, 1]
+        image = torch.tanh(self.to_image(h))   # (B, C, S, S) in [-1, 1] at the network's size
+        before, after = self.margins
+        return image[:, :, before:image.shape[2] - after, before:image.shape[3] - after] if after else image
 
 
 class Discriminator(nn.Module):
@@ -174,6 +190,7 @@ class Discriminator(nn.Module):
                  latent: LatentSpec | None = None):
         super().__init__()
         levels = levels_for(image_size)
+        self.margins = frame_margins(image_size)                      # black frame added to every input
         sn = _spectral_norm if spectral_norm else (lambda m: m)
         widths = [width * 2 ** i for i in range(levels)]             # e.g. 64, 128, 256, 512 at 64 px
         layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, stride=2, padding=1)),
@@ -198,6 +215,9 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None, codes: bool = False):
         """Logits (B,); with `codes`, also Q's code predictions (B, categories + continuous)."""
+        before, after = self.margins
+        if after:       # -1 is black: the real images' frame and G's are the same constant, nothing to learn
+            x = F.pad(x, (before, after, before, after), value=-1.0)
         h = self.features(x)
         logit = self.to_logit(h).flatten()                            # (B,) logits / critic scores
         if self.projection is not None:

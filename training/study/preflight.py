@@ -40,7 +40,7 @@ from training.data.augmented_set import few_synthetic_note
 from training.data.images import classifier_size_problem
 from training.data.prepare import SourceOptions, open_prepared_source
 from training.data.processed import DATASET_INFO, SPLITS, SPLITS_MANIFEST, read_splits_manifest
-from training.data.scan import GAN_SIZES
+from training.data.scan import GAN_SIZE_RANGE
 from training.gan.config import GANConfig
 from training.study.config import PipelineConfig
 
@@ -335,9 +335,8 @@ def _report(config: PipelineConfig, facts: DataFacts, gan: GANConfig, classifier
     lines.append(f"  the GAN works at {gan.data.image_size} px, the classifiers at "
                  + ", ".join(f"{n} px" for n in sorted({c.data.image_size for c in classifiers.values()})))
     if sides and gan.data.image_size > max(sides):
-        fits = [size for size in GAN_SIZES if size <= max(sides)]
-        fix = (f"; gan.overrides: [data.image_size={fits[-1]}] keeps their own scale" if fits else
-               f" (the smallest size a GAN here works at is {GAN_SIZES[0]} px)")
+        fix = (f"; gan.overrides: [data.image_size={max(sides)}] learns them at their own size, without resampling"
+               if max(sides) >= GAN_SIZE_RANGE[0] else f" (the smallest size a GAN here learns is {GAN_SIZE_RANGE[0]} px)")
         lines.append(f"  note: the GAN works above the largest training image ({max(sides)} px), so it learns upsampled "
                      f"images{fix}; classifiers of its images work at its size, where the real images are upsampled "
                      "as its training images were")

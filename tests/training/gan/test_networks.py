@@ -135,3 +135,26 @@ def test_reflect_padding_is_refused_with_transposed_convs():
 
     with pytest.raises(ConfigError, match="model.g_padding"):
         ModelConfig(upsample="transposed", g_padding="reflect").validate()
+
+
+@pytest.mark.parametrize("size", [28, 100])
+def test_images_between_powers_of_two_are_learned_at_their_own_size_inside_one_black_frame(size):
+    """28 px scans are not resampled: G's output is the centre of its network-size map, and D puts every
+    input, real or generated, in the same black (-1) frame, so the frame tells D nothing."""
+    model, data = ModelConfig(z_dim=8, g_channels=4, d_channels=4), DataConfig(image_size=size, channels=1)
+    G, D = build_generator(model, data).eval(), build_discriminator(model, data, "hinge")
+    z = torch.randn(2, 8)
+    image, full = G(z), torch.tanh(G.to_image(G.blocks(G.stem(z))))
+    side = full.shape[-1]
+    before = (side - size) // 2
+    assert side == (32 if size == 28 else 128) and image.shape == (2, 1, size, size)
+    assert torch.equal(image, full[:, :, before:before + size, before:before + size])
+    seen = []
+    D.features[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    real = torch.rand(2, 1, size, size) * 2 - 1
+    for x in (real, image.detach()):
+        D(x)
+        frame = torch.ones(side, side, dtype=torch.bool)
+        frame[before:before + size, before:before + size] = False
+        assert torch.equal(seen[-1][:, :, before:before + size, before:before + size], x)
+        assert (seen[-1][:, :, frame] == -1).all()
