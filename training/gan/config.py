@@ -12,6 +12,7 @@ from typing import ClassVar, Literal, Optional
 from quality.features.domain_encoder import DEFAULT_EPOCHS
 from training.core.config import MAX_SEED, field
 from training.core.errors import ConfigError
+from training.data.scan import GAN_SIZE_RANGE
 from training.gan.dcgan import levels_for
 from training.gan.diffaugment import check_policy
 from training.gan.latents import LatentSpec
@@ -24,8 +25,9 @@ class DataConfig:
                                 help="the class folder the GAN learns (and the headline FID's class)")
     train_on: Literal["minority", "all_classes"] = field(
         "minority", help="all_classes: every class of train/ (conditional GANs; pseudo-labelling route)")
-    image_size: int = field(64, min=24, max=128, help="pixels; 32, 64 or 128, or the images' own size in between "
-                            "(e.g. 28: learned without resampling, the networks working at the next power of two)")
+    image_size: int = field(64, min=GAN_SIZE_RANGE[0], max=GAN_SIZE_RANGE[1],
+                            help="pixels; 32, 64 or 128, or the images' own size in between (e.g. 28: learned "
+                            "without resampling, the networks working at the next power of two)")
     channels: Literal[1, 3] = 3
 
 
