@@ -37,9 +37,12 @@ def round_tripped(images: np.ndarray, via: int) -> np.ndarray:
 
 
 def decode(folder: str, size: int) -> np.ndarray:
-    """uint8 (N, 1 or 3, S, S) of every image of `folder`; empty when they are not `size` px already."""
+    """uint8 (N, 1 or 3, S, S): the images of `folder` that are `size` px already (the round trip starts there)."""
     images = [x if x.ndim == 3 else x[:, :, None] for x in decode_folder(folder, "real", None, 0).pixels]
-    return np.stack([x.transpose(2, 0, 1) for x in images if x.shape[:2] == (size, size)])
+    native = [x.transpose(2, 0, 1) for x in images if x.shape[:2] == (size, size)]
+    if not native:
+        raise SystemExit(f"{folder} holds no {size} px images: --path_real takes images at the classifier size")
+    return np.stack(native)
 
 
 def main() -> None:
